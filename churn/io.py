@@ -1,0 +1,78 @@
+"""Reading data directories and writing outputs atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SUFFIXES = (".parquet", ".csv")
+
+
+def table_path(data_dir: str | Path, name: str) -> Path | None:
+    """Return the file holding table `name` in `data_dir` (Parquet preferred), or None."""
+    for suffix in SUFFIXES:
+        path = Path(data_dir) / f"{name}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file as it is; CSV columns all come in as text for validation."""
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+
+
+def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path, fmt: str = "parquet") -> dict[str, Path]:
+    """Write each frame as `<out_dir>/<name>.<fmt>` (fmt: parquet or csv); return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, frame in tables.items():
+        path = out / f"{name}.{fmt}"
+        for other in SUFFIXES:  # a stale twin in the other format would shadow or confuse
+            (out / f"{name}{other}").unlink(missing_ok=True)
+        if fmt == "parquet":
+            frame.to_parquet(path, index=False)
+        elif fmt == "csv":
+            frame.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+        else:
+            raise ValueError(f"unknown format {fmt!r}: use parquet or csv")
+        paths[name] = path
+    return paths
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    """Write JSON with sorted keys and a trailing newline (stable across reruns)."""
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+@contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a staging directory that replaces `target` whole on success, and vanishes on error.
+
+    Readers see either the old directory or the new one, never a half-written mix.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = target.parent / f".{target.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny hand-built frames, small synthetic data, one Prefect harness per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+# Prefect and matplotlib write their state to a throwaway home, never the checkout or ~.
+_HOME = Path(tempfile.mkdtemp(prefix="churn-tests-"))
+os.environ["CHURN_HOME"] = str(_HOME)
+os.environ["PREFECT_HOME"] = str(_HOME / ".prefect")
+os.environ.setdefault("MPLCONFIGDIR", str(_HOME / ".mplconfig"))
+
+import flows  # noqa: E402,F401  (sets Prefect's offline settings before anything imports Prefect)
+
+
+def make_orders(rows: list[tuple]) -> pd.DataFrame:
+    """Orders from (customer_id, date[, amount[, status]]) tuples; ids and amounts filled in."""
+    records = []
+    for i, row in enumerate(rows):
+        customer, ts = row[0], row[1]
+        amount = row[2] if len(row) > 2 else 10.0
+        status = row[3] if len(row) > 3 else "completed"
+        records.append({"customer_id": customer, "order_id": f"o{i}", "order_ts": pd.Timestamp(ts),
+                        "amount": float(amount), "discount": 0.0, "status": status})
+    frame = pd.DataFrame(records)
+    frame["customer_id"] = frame["customer_id"].astype("str")
+    frame["order_id"] = frame["order_id"].astype("str")
+    frame["status"] = frame["status"].astype("str")
+    frame["order_ts"] = frame["order_ts"].astype("datetime64[us]")
+    return frame
+
+
+def dataset_of(orders: pd.DataFrame, **tables: pd.DataFrame):
+    """A validated Dataset from in-memory frames."""
+    from churn.contract import validate_tables
+
+    return validate_tables({"orders": orders, **tables})
+
+
+@pytest.fixture(scope="session")
+def synthetic_small():
+    """A small synthetic data set (all tables) shared by the slower tests."""
+    from churn.datasets.synthetic import generate
+
+    return generate(n_customers=1500, start="2023-01-01", end="2024-06-30", random_state=7)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(synthetic_small, tmp_path_factory) -> Path:
+    """The small synthetic data set written as a data directory (Parquet)."""
+    from churn.datasets.synthetic import write
+
+    path = tmp_path_factory.mktemp("synthetic")
+    write(synthetic_small, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect database for the whole session (starting one costs ~15 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

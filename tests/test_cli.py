@@ -1,0 +1,83 @@
+"""The command line on small synthetic data: messages, exit codes, files written."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+
+from churn import cli
+
+
+def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `churn ARGS` in-process through the real entry point; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["churn", *args])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_validate_reports_row_counts(monkeypatch, capsys, synthetic_dir):
+    code, out, _ = run(monkeypatch, capsys, "validate", "--data", str(synthetic_dir))
+    assert code == 0 and "orders:" in out and "rows ok" in out
+
+
+def test_validate_names_file_column_and_rows_and_exits_1(monkeypatch, capsys, tmp_path):
+    pd.DataFrame({"customer_id": ["a", "b"], "order_id": ["1", "2"], "order_ts": ["2024-01-01", "2024-01-02"],
+                  "amount": ["5", "-2"]}).to_csv(tmp_path / "orders.csv", index=False)
+    code, _, err = run(monkeypatch, capsys, "validate", "--data", str(tmp_path))
+    assert code == 1
+    assert "orders.csv" in err and "amount" in err and "row 2" in err and "Traceback" not in err
+
+
+def test_unknown_option_is_a_usage_error(monkeypatch, capsys):
+    code, _, err = run(monkeypatch, capsys, "validate", "--nope")
+    assert code == 2 and "--nope" in err
+
+
+def test_backtest_writes_the_design_json(monkeypatch, capsys, synthetic_dir, tmp_path):
+    config = tmp_path / "churn.toml"
+    config.write_text("[model]\nn_estimators = 100\nlearning_rate = 0.1\n[evaluate]\nn_bootstrap = 30\n")
+    out = tmp_path / "bt.json"
+    code, stdout, err = run(monkeypatch, capsys, "backtest", "--data", str(synthetic_dir), "--horizon", "60",
+                            "--test-cutoff", "2024-03-01", "--out", str(out), "--config", str(config))
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert {"horizon_days", "test_cutoff", "val_cutoff", "train_cutoffs", "n_test", "base_rate", "models"} <= set(report)
+    assert report["horizon_days"] == 60 and report["test_cutoff"] == "2024-03-01"
+    assert set(report["models"]["xgboost"]) == {"roc_auc", "roc_auc_ci", "pr_auc", "top_decile_lift", "brier", "ece"}
+    assert "xgboost" in stdout and "recency" in stdout
+
+
+def test_backtest_past_the_data_explains_what_to_do(monkeypatch, capsys, synthetic_dir, tmp_path):
+    code, _, err = run(monkeypatch, capsys, "backtest", "--data", str(synthetic_dir), "--horizon", "60",
+                       "--test-cutoff", "2024-06-15", "--out", str(tmp_path / "x.json"))
+    assert code == 1 and "runs past the data" in err and not (tmp_path / "x.json").exists()
+
+
+def test_train_then_score_through_the_cli(monkeypatch, capsys, prefect_harness, synthetic_dir, tmp_path):
+    config = tmp_path / "churn.toml"
+    config.write_text("[model]\nn_estimators = 100\nlearning_rate = 0.1\n[evaluate]\nn_bootstrap = 30\n")
+    models = tmp_path / "models"
+    code, out, err = run(monkeypatch, capsys, "train", "--data", str(synthetic_dir), "--horizon", "60",
+                         "--models", str(models), "--config", str(config))
+    assert code == 0, err
+    assert "registered" in out and "xgboost" in out
+    code, out, _ = run(monkeypatch, capsys, "models", "--models", str(models))
+    assert code == 0 and out.startswith("* ") and "horizon 60d" in out
+    code, out, err = run(monkeypatch, capsys, "score", "--data", str(synthetic_dir), "--date", "2024-06-30",
+                         "--out", str(tmp_path / "out"), "--models", str(models), "--config", str(config))
+    assert code == 0, err
+    assert (tmp_path / "out" / "2024-06-30" / "winback.xlsx").exists() and "scored" in out
+
+
+def test_score_without_a_model_says_to_train_first(monkeypatch, capsys, prefect_harness, synthetic_dir, tmp_path):
+    code, _, err = run(monkeypatch, capsys, "score", "--data", str(synthetic_dir), "--date", "2024-06-30",
+                       "--models", str(tmp_path / "none"))
+    assert code == 1 and "churn train" in err

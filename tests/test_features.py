@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pandas.testing import assert_frame_equal
+
+from churn.features import FeatureBuilder, build_features, catalogue, occasions
+from tests.conftest import dataset_of, make_orders
+
+
+def test_rfm_and_gaps_by_hand():
+    orders = make_orders([
+        ("a", "2024-01-01", 10), ("a", "2024-01-11", 20), ("a", "2024-01-11 18:00", 5), ("a", "2024-01-31", 30),
+        ("b", "2024-01-05", 100),
+        ("a", "2024-02-01", 999),  # after the cutoff: must not count
+    ])
+    got = build_features(dataset_of(orders), ["2024-01-31"]).set_index("customer_id")
+    a, b = got.loc["a"], got.loc["b"]
+    assert a["recency_days"] == 0 and b["recency_days"] == 26
+    assert a["tenure_days"] == 30
+    assert a["orders_all"] == 3  # two orders on Jan 11 are one purchase occasion
+    assert a["spend_all"] == 65 and a["spend_30d"] == 55  # Jan 1 is 30 days before Jan 31: outside
+    assert a["orders_30d"] == 2
+    assert a["gap_mean_days"] == 15 and a["gap_last_days"] == 20
+    assert a["gap_std_days"] == pytest.approx(pd.Series([10, 20]).std())
+    assert a["overdue_ratio"] == 0
+    assert pd.isna(b["gap_mean_days"]) and pd.isna(b["overdue_ratio"])
+    assert b["avg_order_value_365d"] == 100
+
+
+def test_frequency_trend_compares_last_90_days_with_the_90_before():
+    orders = make_orders([("a", f"2024-0{m}-15") for m in (1, 2, 3, 4)] + [("a", "2024-06-20")])
+    got = build_features(dataset_of(orders), ["2024-06-30"]).iloc[0]
+    # Last 90 days (Apr 2 - Jun 30): Apr 15, Jun 20 -> 2; the 90 before (Jan 3 - Apr 1): Jan, Feb, Mar -> 3
+    assert (got["orders_90d"], got["orders_prev_90d"]) == (2, 3)
+    assert got["frequency_trend_90d"] == pytest.approx(3 / 4)
+
+
+def test_returned_and_cancelled_orders_are_not_purchases():
+    orders = make_orders([("a", "2024-01-01"), ("a", "2024-01-20", 50, "returned"),
+                          ("a", "2024-01-25", 50, "cancelled")])
+    got = build_features(dataset_of(orders), ["2024-01-31"]).iloc[0]
+    assert got["recency_days"] == 30 and got["orders_all"] == 1 and got["spend_all"] == 10
+    assert got["returns_share_365d"] == pytest.approx(2 / 3)
+
+
+def test_population_is_customers_with_an_occasion_in_the_lookback():
+    orders = make_orders([("old", "2022-01-01"), ("recent", "2023-12-01"), ("future", "2024-02-01")])
+    got = build_features(dataset_of(orders), ["2024-01-01"], lookback_days=365)
+    assert got["customer_id"].tolist() == ["recent"]
+
+
+def test_missing_tables_remove_their_features_instead_of_zeros():
+    orders = make_orders([("a", "2024-01-01")]).drop(columns=["status"])
+    builder = FeatureBuilder(dataset_of(orders))
+    names = {f.name for f in builder.features}
+    assert "categories_90d" not in names and "returns_share_365d" not in names and "days_since_event" not in names
+    assert set(builder.build(["2024-01-31"]).columns) == {"customer_id", "cutoff"} | names
+
+
+def test_event_features_count_each_type_and_leave_no_event_as_unknown():
+    orders = make_orders([("a", "2024-01-01"), ("b", "2024-01-01")])
+    events = pd.DataFrame({"customer_id": ["a", "a", "a"], "event_type": ["complaint", "complaint", "login"],
+                           "event_ts": pd.to_datetime(["2023-09-01", "2024-01-20", "2024-01-30"])})
+    got = build_features(dataset_of(orders, events=events), ["2024-01-31"]).set_index("customer_id")
+    assert got.loc["a", "event_complaint_90d"] == 1 and got.loc["a", "event_login_90d"] == 1
+    assert got.loc["a", "days_since_event"] == 1
+    assert got.loc["b", "event_complaint_90d"] == 0 and pd.isna(got.loc["b", "days_since_event"])
+
+
+def test_item_breadth_features():
+    orders = make_orders([("a", "2024-01-10"), ("a", "2023-09-15")])
+    items = pd.DataFrame({"order_id": ["o0", "o0", "o0", "o1"], "product_id": ["p1", "p2", "p2", "p9"],
+                          "category": ["dairy", "bakery", "bakery", "meat"]})
+    got = build_features(dataset_of(orders, order_items=items), ["2024-01-31"]).iloc[0]
+    assert (got["categories_90d"], got["products_90d"], got["categories_prev_90d"]) == (2, 2, 1)
+
+
+def test_many_cutoffs_at_once_equal_one_at_a_time(synthetic_small):
+    dataset = dataset_of(**{"orders": synthetic_small.tables["orders"]},
+                         **{k: v for k, v in synthetic_small.tables.items() if k in ("order_items", "events")})
+    cutoffs = ["2023-09-30", "2023-12-31", "2024-03-31"]
+    builder = FeatureBuilder(dataset)
+    together = builder.build(cutoffs)
+    one_by_one = pd.concat([builder.build([c]) for c in cutoffs], ignore_index=True)
+    assert_frame_equal(together, one_by_one)
+
+
+def test_catalogue_names_are_unique_and_documented():
+    feats = catalogue(["complaint", "login"])
+    names = [f.name for f in feats]
+    assert len(names) == len(set(names))
+    assert all(f.meaning and f.window and f.sql for f in feats)
+
+
+# --- the point-in-time law -------------------------------------------------------------------
+
+CUTOFF = pd.Timestamp("2024-03-31")
+days = st.integers(min_value=-400, max_value=120)  # days relative to the cutoff
+order_rows = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), days, st.floats(0, 500),
+                                st.sampled_from(["completed", "completed", "returned"]),
+                                st.integers(0, 86399)), min_size=1, max_size=40)
+event_rows = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), days, st.sampled_from(["complaint", "login"])),
+                      max_size=20)
+
+
+def _orders(rows, anchor: bool = True) -> pd.DataFrame:
+    # One order well before T keeps every variant non-empty (an empty orders table is an error).
+    fixed = [("a", CUTOFF - pd.Timedelta(days=10), 1.0, "completed")] if anchor else []
+    return make_orders(fixed + [(c, CUTOFF + pd.Timedelta(days=d, seconds=s), amt, status)
+                                for c, d, amt, status, s in rows])
+
+
+def _events(rows) -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": pd.Series([r[0] for r in rows], dtype="str"),
+                         "event_ts": pd.Series([CUTOFF + pd.Timedelta(days=r[1], hours=12) for r in rows],
+                                               dtype="datetime64[us]"),
+                         "event_type": pd.Series([r[2] for r in rows], dtype="str")})
+
+
+def _features(orders: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    items = pd.DataFrame({"order_id": orders["order_id"], "product_id": orders["customer_id"] + "-p",
+                          "category": orders["status"]})
+    # Which event types get a column is a property of the data set, not of time: fix it here.
+    return build_features(dataset_of(orders, events=events, order_items=items), [CUTOFF],
+                          event_types=["complaint", "login"])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=order_rows, later=order_rows, ev=event_rows, later_ev=event_rows, data=st.data())
+def test_features_as_of_t_ignore_everything_after_t(rows, later, ev, later_ev, data):
+    orders, events = _orders(rows), _events(ev)
+    before = orders[orders["order_ts"] < CUTOFF + pd.Timedelta(days=1)]
+    ev_before = events[events["event_ts"] < CUTOFF + pd.Timedelta(days=1)]
+    # What happens after T: new orders and events, removed ones, altered amounts and statuses.
+    after = _orders([(c, abs(d) + 1, amt, status, s) for c, d, amt, status, s in later], anchor=False)
+    after["order_id"] = "late-" + after["order_id"]
+    altered = orders.copy()
+    late = altered["order_ts"] >= CUTOFF + pd.Timedelta(days=1)
+    altered.loc[late, "amount"] = data.draw(st.floats(0, 1000))
+    altered.loc[late, "status"] = "cancelled"
+    late_events = _events([(c, abs(d) + 1, kind) for c, d, kind in later_ev])
+
+    reference = _features(before, ev_before)
+    for variant_orders, variant_events in [
+        (pd.concat([orders, after], ignore_index=True), pd.concat([events, late_events], ignore_index=True)),
+        (altered, events),
+        (before, ev_before),
+    ]:
+        assert_frame_equal(_features(variant_orders, variant_events), reference)
+
+
+def test_occasions_merge_orders_of_the_same_day():
+    orders = make_orders([("a", "2024-01-01 08:00", 5), ("a", "2024-01-01 20:00", 7), ("a", "2024-01-02", 1)])
+    occ = occasions(orders)
+    assert occ["spend"].tolist() == [12, 1] and occ["day"].diff().iloc[1] == 1
