@@ -61,7 +61,7 @@ def test_tables_have_the_contract_columns_and_types(data):
     assert list(t["orders"].columns) == [
         "customer_id", "order_id", "order_ts", "amount", "discount", "coupon_used", "n_items", "channel", "status",
     ]  # fmt: skip
-    assert list(t["order_items"].columns) == ["order_id", "product_id", "category", "quantity", "amount"]
+    assert list(t["order_items"].columns) == ["order_id", "line", "product_id", "category", "quantity", "amount"]
     assert list(t["customers"].columns) == ["customer_id", "signup_ts", "region", "channel", "segment"]
     assert list(t["events"].columns) == ["customer_id", "event_ts", "event_type"]
     assert list(t["suppressions"].columns) == ["customer_id", "reason", "since"]

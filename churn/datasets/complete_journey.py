@@ -21,8 +21,9 @@ Mapping to the contract tables:
   `kids_count`; missing for the other households). The data holds no contact details.
 - **events**: `campaign_received` at the campaign's `start_date` for each household a
   campaign targeted, and `coupon_redeemed` at the `redemption_date` of each coupon
-  redemption; `campaign_id` says which campaign. Four campaigns start in late 2016, before
-  the first transaction: their events are kept. Sorted by `event_ts`.
+  redemption; `campaign_id` says which campaign and `coupon_upc` which coupon. Four campaigns start in late 2016, before
+  the first transaction: their events are kept. Households a campaign targeted that never
+  bought anything are not customers: their events are left out. Sorted by `event_ts`.
 
 All ids are strings. The 20-million-row `promotions` table is never read.
 """
@@ -71,15 +72,19 @@ def load(households: int | None = None) -> dict[str, pd.DataFrame]:
     keep = _smallest_households(households) if households is not None else None
     tx = _read("transactions", _TRANSACTION_COLUMNS, keep)
     departments = _read("products", ["product_id", "department"])
+    customers = _customers(tx, _read("demographics", ["household_id", *_DEMOGRAPHIC_COLUMNS], keep))
+    events = _events(
+        _read("campaigns", ["household_id", "campaign_id"], keep),
+        _read("campaign_descriptions", ["campaign_id", "start_date"]),
+        _read("coupon_redemptions", ["household_id", "campaign_id", "coupon_upc", "redemption_date"], keep),
+    )
+    # Campaigns also targeted households that never bought anything: they are not customers.
+    events = events[events["customer_id"].isin(customers["customer_id"])].reset_index(drop=True)
     return {
         "orders": _orders(tx),
         "order_items": _order_items(tx, departments),
-        "customers": _customers(tx, _read("demographics", ["household_id", *_DEMOGRAPHIC_COLUMNS], keep)),
-        "events": _events(
-            _read("campaigns", ["household_id", "campaign_id"], keep),
-            _read("campaign_descriptions", ["campaign_id", "start_date"]),
-            _read("coupon_redemptions", ["household_id", "campaign_id", "redemption_date"], keep),
-        ),
+        "customers": customers,
+        "events": events,
     }
 
 
@@ -162,12 +167,15 @@ def _events(campaigns: pd.DataFrame, descriptions: pd.DataFrame, redemptions: pd
         [received.assign(event_type="campaign_received"), redeemed.assign(event_type="coupon_redeemed")],
         ignore_index=True,
     )
-    events = events.sort_values(["event_ts", "household_id", "event_type", "campaign_id"], kind="stable")
+    events = events.sort_values(["event_ts", "household_id", "event_type", "campaign_id", "coupon_upc"],
+                                kind="stable")
     return pd.DataFrame(
         {
             "customer_id": events["household_id"].astype(str),
             "event_ts": events["event_ts"],
             "event_type": events["event_type"].astype(str),
             "campaign_id": events["campaign_id"].astype(str),
+            # Several coupons redeemed the same day are distinct events, not duplicate rows.
+            "coupon_upc": events["coupon_upc"].astype("Int64").astype(str).replace("<NA>", ""),
         }
     ).reset_index(drop=True)

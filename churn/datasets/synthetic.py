@@ -480,6 +480,8 @@ def _order_items_frame(rng, p: _Customers, o: _Orders, order_ids: pa.Array, cat:
     return pd.DataFrame(
         {
             "order_id": _take(order_ids, order),
+            # The line number keeps two identical lines of one basket from being exact duplicates.
+            "line": (position + 1).astype(np.int32),
             "product_id": _take(product_ids, product),
             "category": _labels(CATEGORIES, cat.category[product]),
             "quantity": quantity,
