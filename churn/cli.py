@@ -50,11 +50,11 @@ def train(data: DataOpt, horizon: Annotated[int | None, typer.Option(help="Churn
           as_of: Annotated[str | None, typer.Option("--as-of", help="Train with labels known by this date "
                                                                     "[default: last order date].")] = None,
           models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
-    """Train and backtest a model, register it under models/ and make it the champion."""
+    """Train and backtest a model, register it under models/; the promotion gate decides if it becomes champion."""
     from flows.train import train_flow
 
     meta = train_flow(str(data), str(models), as_of, horizon, None if config is None else str(config))
-    typer.echo(f"model {meta['version']} registered in {meta['path']} (champion)")
+    typer.echo(_gate_summary(meta))
     if meta.get("backtest"):
         typer.echo(_metrics_table(meta["backtest"]))
 
@@ -65,16 +65,26 @@ def backtest(data: DataOpt, test_cutoff: Annotated[str, typer.Option("--test-cut
              out: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
              horizon: Annotated[int | None, typer.Option(help="Churn horizon in days "
                                                                "[default: data.horizon_days].")] = None,
+             test_cutoffs: Annotated[str | None, typer.Option("--test-cutoffs", help="Also evaluate on these "
+                                                              "cutoffs (comma-separated YYYY-MM-DD), each with "
+                                                              "its own out-of-time split.")] = None,
+             rolling: Annotated[int, typer.Option("--rolling", help="Evaluate on this many monthly cutoffs "
+                                                  "ending at --test-cutoff (ignored with --test-cutoffs).")] = 1,
              config: ConfigOpt = None) -> None:
-    """Out-of-time evaluation of the model and the baselines on the same split."""
+    """Out-of-time evaluation of the model and the baselines on the same split(s)."""
     from churn import contract, evaluate
     from churn.io import write_json
 
     cfg = _config(config, horizon)
-    report = evaluate.backtest(contract.validate(data, cfg.contract), test_cutoff, cfg)
+    extra = [c.strip() for c in test_cutoffs.split(",") if c.strip()] if test_cutoffs else None
+    report = evaluate.backtest(contract.validate(data, cfg.contract), test_cutoff, cfg,
+                               test_cutoffs=None if extra is None else [test_cutoff, *extra], n_rolling=rolling)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(report, out)
     typer.echo(_metrics_table(report))
+    for run in report.get("rolling", []):
+        if run["test_cutoff"] != report["test_cutoff"]:
+            typer.echo(_metrics_table(run))
     typer.echo(f"written to {out}")
 
 
@@ -90,9 +100,143 @@ def score(data: DataOpt, date: Annotated[str, typer.Option("--date", help="Run d
     typer.echo(_score_summary(manifest))
 
 
+@app.command()
+def outcomes(data: DataOpt,
+             out: Annotated[Path, typer.Option("--out", help="Output root holding warehouse.duckdb.")] = Path("out"),
+             config: ConfigOpt = None) -> None:
+    """Win-back rates, treated vs holdout, per action and risk band; learn the uplift for the next runs.
+
+    Measures every list whose horizon window lies inside the data, writes the outcomes and the
+    shrunk uplift estimates to the warehouse and the summary to OUT/outcomes.csv.
+    """
+    import pandas as pd
+
+    from churn import contract, warehouse
+    from churn import outcomes as measure
+    from churn.errors import DataError
+
+    cfg = _config(config)
+    dataset = contract.validate(data, cfg.contract)
+    path = warehouse.path_in(out)
+    taken, runs = warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs")
+    if taken.empty:
+        raise DataError(f"no win-back lists in {path}: run `churn score` first (same --out)")
+    horizons = runs.set_index("run_date")["horizon_days"]
+    follow = measure.follow_up(taken, horizons, dataset.orders, dataset.contacts)
+    if follow.empty:
+        raise DataError(f"no list has its whole horizon window inside the data yet (orders end "
+                        f"{dataset.orders['order_ts'].max().date()}); measure again when later orders are in")
+    # The estimates use orders up to the last window's end: runs from that day on may use them.
+    through = str(pd.Timestamp(follow["window_end"].max()).date())
+    estimates = measure.estimate_uplift(follow, cfg.winback, cfg.outcomes, through)
+    warehouse.write_outcomes(path, follow, estimates)
+    table = measure.summary(follow, cfg.outcomes)
+    _write_csv_atomic(table, out / "outcomes.csv")
+    dates = sorted(pd.to_datetime(follow["list_date"]).dt.date.unique())
+    typer.echo(f"outcomes of {len(follow)} listed customers, list dates {dates[0]} to {dates[-1]}, "
+               f"orders through {through}")
+    typer.echo(_outcomes_table(table))
+    learned = estimates[estimates["source"] == "measured"]
+    typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
+               f"summary written to {out / 'outcomes.csv'}")
+
+
+def _write_csv_atomic(frame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False, float_format="%.4f")
+    tmp.replace(path)
+
+
+def _outcomes_table(table) -> str:
+    lines = [f"  {'action':<19}{'band':<8}{'treated':>8}{'holdout':>8}{'rate T':>8}{'rate H':>8}"
+             f"{'diff':>8}  {'CI':<16}{'incr. revenue':>14}{'coupons':>9}"]
+    def show(x: float, fmt: str, width: int) -> str:  # "-" where there is nothing to compare
+        return f"{'-' if x != x else format(x, fmt):>{width}}"
+
+    for r in table.itertuples():
+        ci = "-" if r.ci_low != r.ci_low else f"{r.ci_low:+.3f}..{r.ci_high:+.3f}"
+        lines.append(f"  {r.action:<19}{r.risk_band:<8}{r.n_treated:>8}{r.n_holdout:>8}{show(r.rate_treated, '.3f', 8)}"
+                     f"{show(r.rate_holdout, '.3f', 8)}{show(r.difference, '+.3f', 8)}  {ci:<16}"
+                     f"{show(r.incremental_revenue, ',.2f', 14)}{show(r.coupon_redemption, '.1%', 9)}")
+    return "\n".join(lines)
+
+
+@app.command("explain")
+def explain_customer(
+        customer_id: Annotated[str, typer.Argument(help="The customer to explain.")], data: DataOpt,
+        date: Annotated[str, typer.Option("--date", help="Explain the score as of the end of this day (YYYY-MM-DD).")],
+        top: Annotated[int, typer.Option(help="How many contributions to show.")] = 8,
+        models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
+    """One customer's churn score as of D, its largest contributions, and the facts behind them."""
+    import pandas as pd
+
+    from churn import contract, explain, features, registry
+    from churn.errors import DataError
+    from churn.segments import lifecycle_stage, risk_band
+
+    model, meta = registry.load(models)
+    cfg = _config(config, meta["horizon_days"])
+    dataset = contract.validate(data, cfg.contract)
+    frame = features.build_features(dataset, [date], cfg.data.lookback_days)
+    row = frame[frame["customer_id"] == customer_id]
+    if row.empty:
+        raise DataError(f"customer {customer_id!r} is not scored as of {date}: no purchase in the "
+                        f"{cfg.data.lookback_days} days up to it, or no such id in {data}")
+    p = float(model.predict_proba(row)[0, 1])
+    contributions = model.contributions(row)
+    band = risk_band(pd.Series([p]), cfg.score.risk_bands).iloc[0]
+    stage = lifecycle_stage(row, cfg.lifecycle).iloc[0]
+    typer.echo(f"customer {customer_id} as of {date}: churn risk {p:.1%} ({band}), stage {stage}; "
+               f"model {meta['version']}, horizon {meta['horizon_days']} days")
+    found = explain.reasons(row, contributions)
+    typer.echo("reasons raising the risk:")
+    for i in (1, 2, 3):
+        if isinstance(found[f"reason_{i}"].iloc[0], str):
+            typer.echo(f"  {i}. {found[f'reason_{i}'].iloc[0]}  [{found[f'reason_code_{i}'].iloc[0]}]")
+    meaning = {f.name: f.meaning for f in features.catalogue(dataset.events["event_type"].dropna().unique()
+                                                            if dataset.events is not None else ())}
+    table = explain.top_contributions(row.iloc[0], contributions.iloc[0], top)
+    typer.echo("largest contributions (SHAP, log-odds; + raises the risk):")
+    for r in table.itertuples():
+        value = "missing" if r.value != r.value else f"{r.value:,.2f}".rstrip("0").rstrip(".")
+        typer.echo(f"  {r.contribution:+6.2f}  {r.feature:<28}{value:>12}  {meaning.get(r.feature, '')}")
+    orders = features.valid_orders(dataset.orders)
+    mine = orders[(orders["customer_id"] == customer_id)
+                  & (orders["order_ts"] < pd.Timestamp(date) + pd.Timedelta(days=1))].sort_values("order_ts")
+    typer.echo(f"last orders up to {date} ({len(mine)} in all):")
+    for o in mine.tail(5).itertuples():
+        extra = f", discount {o.discount:,.2f}" if "discount" in mine and o.discount == o.discount else ""
+        typer.echo(f"  {o.order_ts:%Y-%m-%d}  amount {o.amount:,.2f}{extra}")
+
+
+@app.command()
+def report(models: ModelsOpt = Path("models"),
+           out: Annotated[Path, typer.Option("--out", help="Output root of the daily runs; the latest is "
+                                                           "reported.")] = Path("out"),
+           data: Annotated[Path | None, typer.Option("--data", help="Data directory: adds business KPIs, "
+                                                                    "feature drift and, for models whose backtest "
+                                                                    "holds no curves, re-computed curves.")] = None,
+           html: Annotated[Path | None, typer.Option("--html", help="Where to write the report [default: "
+                                                                    "OUT/report-D.html].")] = None,
+           config: ConfigOpt = None) -> None:
+    """Write the analyst report (one HTML file, opens offline) for the champion model and the latest run."""
+    from churn import report as analyst_report
+
+    inputs = analyst_report.collect(models, out, _config(config), data)
+    target = html or out / f"report-{inputs.run_date}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(analyst_report.render(inputs), encoding="utf-8")
+    tmp.replace(target)
+    for name, value in analyst_report.headline_numbers(inputs).items():
+        typer.echo(f"{name}: {value}")
+    typer.echo(f"report written to {target}")
+
+
 @app.command("models")
 def list_models(models: ModelsOpt = Path("models")) -> None:
-    """List registered models; the champion is marked with *."""
+    """List registered models: * marks the champion; challengers say why the gate kept them out."""
     from churn import registry
 
     try:
@@ -101,10 +245,25 @@ def list_models(models: ModelsOpt = Path("models")) -> None:
         champion = None
     for meta in registry.list_versions(models):
         bt = meta.get("backtest") or {}
-        auc = bt.get("models", {}).get("xgboost", {}).get("roc_auc")
+        m = bt.get("models", {}).get(meta.get("model_kind", "xgboost"), {})
         mark = "*" if meta["version"] == champion else " "
-        auc_text = f"ROC-AUC {auc:.3f} on {bt['test_cutoff']}" if auc is not None else "not backtested"
-        typer.echo(f"{mark} {meta['version']}  horizon {meta['horizon_days']}d  {auc_text}")
+        text = (f"ROC-AUC {m['roc_auc']:.3f} ECE {m['ece']:.3f} on {bt['test_cutoff']}"
+                if m.get("roc_auc") is not None else "not backtested")
+        gate = meta.get("gate") or {}
+        note = "" if meta["version"] == champion or not gate else f"  [challenger: {gate.get('reason', '')}]"
+        typer.echo(f"{mark} {meta['version']}  {meta.get('model_kind', 'xgboost')}  horizon "
+                   f"{meta['horizon_days']}d  {text}{note}")
+
+
+@app.command()
+def rollback(version: Annotated[str | None, typer.Argument(help="Version to make champion [default: the "
+                                                                "champion before the current one].")] = None,
+             models: ModelsOpt = Path("models")) -> None:
+    """Make an earlier model the champion again (one command, no retraining)."""
+    from churn import registry
+
+    chosen = registry.rollback(models, version)
+    typer.echo(f"champion is now {chosen}")
 
 
 @datasets_app.command("complete-journey")
@@ -131,6 +290,35 @@ def synthetic(out: Annotated[Path, typer.Option("--out", help="Directory to writ
 
 
 @app.command()
+def serve(data: DataOpt, out: Annotated[Path, typer.Option("--out", help="Output root for the daily runs.")] = Path("out"),
+          models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
+    """Serve the scheduled deployments (daily scoring, monthly retraining, backfill) until stopped.
+
+    Uses the Prefect server named by PREFECT_API_URL, or starts a local one (loopback only, state
+    under ./.prefect) and stops it on exit. Schedules come from [schedule] in churn.toml.
+    """
+    from flows.deploy import serve as serve_deployments
+
+    serve_deployments(str(data.resolve()), str(out.resolve()), str(models.resolve()),
+                      None if config is None else str(config.resolve()))
+
+
+@app.command()
+def backfill(data: DataOpt,
+             start: Annotated[str, typer.Option("--start", help="First run date (YYYY-MM-DD).")],
+             end: Annotated[str, typer.Option("--end", help="Last run date (YYYY-MM-DD), included.")],
+             out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
+             models: ModelsOpt = Path("models"), config: ConfigOpt = None,
+             force: Annotated[bool, typer.Option("--force", help="Rescore dates already published.")] = False) -> None:
+    """Score every date from START to END; dates already published are skipped (resumable)."""
+    from flows.deploy import backfill_flow
+
+    result = backfill_flow(str(data), start, end, str(out), str(models), None if config is None else str(config),
+                           force)
+    typer.echo(f"scored {len(result['scored'])} dates, skipped {len(result['skipped'])} already published")
+
+
+@app.command()
 def demo(out: Annotated[Path, typer.Option("--out", help="Output root.")] = Path("out"),
          models: ModelsOpt = Path("models")) -> None:
     """The whole pipeline on the Complete Journey data: export, validate, train (H=30), backtest, score."""
@@ -151,11 +339,18 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Output root.")] = Path
     write_json(meta["backtest"], out / "backtest.json")
     _say("4/4 scoring 2017-12-31 and building the win-back lists")
     manifest = score_flow(str(data_dir), "2017-12-31", str(out), str(models))
-    typer.echo(f"\nmodel {meta['version']} (champion), saved in {meta['path']}")
+    typer.echo("\n" + _gate_summary(meta))
     typer.echo(_metrics_table(meta["backtest"]))
     typer.echo(f"backtest report: {out / 'backtest.json'}")
     typer.echo(_score_summary(manifest))
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
+
+
+def _gate_summary(meta: dict[str, Any]) -> str:
+    gate = meta.get("gate") or {"promoted": True, "reason": "no gate recorded"}
+    status = "champion" if gate["promoted"] else "challenger"
+    kind = "" if meta.get("model_kind", "xgboost") == "xgboost" else f" [{meta.get('fallback_reason')}]"
+    return f"model {meta['version']} registered in {meta['path']} as {status}: {gate['reason']}{kind}"
 
 
 def _metrics_table(report: dict[str, Any]) -> str:
@@ -172,8 +367,9 @@ def _metrics_table(report: dict[str, Any]) -> str:
 def _score_summary(manifest: dict[str, Any]) -> str:
     lists = ", ".join(f"{action} {n}" for action, n in manifest["lists"].items())
     bands = ", ".join(f"{band} {n}" for band, n in manifest["risk_bands"].items())
+    sources = sorted({v["source"] for by_segment in manifest.get("uplift", {}).values() for v in by_segment.values()})
     return (f"scored {manifest['n_scored']} customers as of {manifest['run_date']} (risk: {bands})\n"
-            f"win-back lists: {lists}; holdout {manifest['holdout']}\n"
+            f"win-back lists: {lists}; holdout {manifest['holdout']}; uplift: {', '.join(sources) or 'prior'}\n"
             f"outputs in {manifest['path']}")
 
 

@@ -12,6 +12,10 @@ from churn.errors import ConfigError
 
 Policy = Literal["fail", "quarantine"]
 ACTIONS = ("callback", "exclusive_discount", "trial")
+# What drives a customer's risk, read from their features (see churn.winback.drivers);
+# "none" is the segment of customers with no driver. Uplift priors are set per segment.
+DRIVERS = ("service", "price", "variety")
+SEGMENTS = (*DRIVERS, "none")
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,26 @@ class ModelConfig:
     colsample_bytree: float = 0.8
     early_stopping_rounds: int = 60
     random_state: int = 42
+    search_budget: int = 8
+    calibration: str = "auto"
+    calibration_share: float = 0.5
+    min_train_customers: int = 500
+    min_train_churners: int = 50
+    n_jobs: int = 1
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     n_bootstrap: int = 500
+    n_bootstrap_segments: int = 100
     confidence: float = 0.95
+    n_rolling: int = 1
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    max_auc_drop: float = 0.005
+    max_ece: float = 0.03
 
 
 @dataclass(frozen=True)
@@ -60,13 +78,76 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
+class ActionPolicy:
+    """One win-back action: who may get it, what it costs, how much it helps, how often."""
+
+    min_p_churn: float = 0.0  # on top of winback.min_p_churn
+    stages: tuple[str, ...] = ("new", "active", "dormant", "lapsed")
+    value_tiers: tuple[str, ...] = ("low", "mid", "high")
+    drivers: tuple[str, ...] = ()  # the customer must show one of these drivers; empty: anyone
+    fixed_cost: float = 0.0  # per customer listed
+    basket_share_cost: float = 0.0  # plus this share of the customer's average basket
+    cost_probability: float = 1.0  # chance that the cost is really incurred (coupon redemption)
+    uplift: dict[str, float] = field(default_factory=lambda: {s: 0.05 for s in SEGMENTS})
+    cooldown_days: int = 30  # no new list for a customer contacted or held out this recently
+    due_days: int = 7  # the list's due date: run date + due_days
+
+
+@dataclass(frozen=True)
 class WinbackConfig:
     holdout_share: float = 0.10
-    min_p_churn: float = 0.5
+    min_p_churn: float = 0.3
     campaign: str = "winback"
     capacity: dict[str, int] = field(
         default_factory=lambda: {"callback": 25, "exclusive_discount": 150, "trial": 100}
     )
+    service_returns_share: float = 0.2
+    price_quantile: float = 0.7
+    variety_quantile: float = 0.7
+    callback: ActionPolicy = field(default_factory=lambda: ActionPolicy(
+        stages=("new", "active", "dormant"), value_tiers=("mid", "high"), fixed_cost=12.0,
+        uplift={"service": 0.30, "price": 0.08, "variety": 0.08, "none": 0.10}, cooldown_days=60, due_days=2))
+    exclusive_discount: ActionPolicy = field(default_factory=lambda: ActionPolicy(
+        basket_share_cost=0.2, cost_probability=0.35,
+        uplift={"service": 0.05, "price": 0.25, "variety": 0.06, "none": 0.06}))
+    trial: ActionPolicy = field(default_factory=lambda: ActionPolicy(
+        value_tiers=("low", "mid"), fixed_cost=6.0,
+        uplift={"service": 0.03, "price": 0.05, "variety": 0.20, "none": 0.05}))
+
+    def action(self, name: str) -> ActionPolicy:
+        """The policy of one action (callback, exclusive_discount or trial)."""
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    max_lag_days: int = 3
+    volume_window_days: int = 28
+    max_volume_change: float = 0.5
+
+
+@dataclass(frozen=True)
+class OutcomesConfig:
+    prior_strength: float = 200.0
+    min_holdout: int = 20
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    daily_cron: str = "0 6 * * *"
+    retrain_cron: str = "0 3 1 * *"
+    timezone: str = "UTC"
+    server_port: int = 4200
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    max_customers: int = 20000
+    top_features: int = 15
+    dependence_plots: int = 4
+    psi_bins: int = 10
+    psi_threshold: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -76,8 +157,13 @@ class Config:
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     winback: WinbackConfig = field(default_factory=WinbackConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    outcomes: OutcomesConfig = field(default_factory=OutcomesConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def with_horizon(self, horizon_days: int | None) -> Config:
         """Return a copy with another churn horizon (None keeps this one)."""
@@ -100,17 +186,23 @@ def _type_ok(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build dataclass `cls` from a TOML table, refusing unknown keys and wrong types."""
+def _build(cls: type, values: dict[str, Any], where: str, base: Any = None) -> Any:
+    """Build dataclass `cls` from a TOML table, refusing unknown keys and wrong types.
+
+    Keys not given keep the values of `base` (the enclosing default), else the class defaults.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table, got {values!r}")
+    base = cls() if base is None else base
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
-        default = getattr(cls(), name)
+        default = getattr(base, name)
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+            kwargs[name] = _build(type(default), value, f"{where}.{name}", default)
             continue
         if not _type_ok(value, default):
             raise ConfigError(f"{where}.{name}: expected {type(default).__name__}, got {value!r}")
@@ -121,7 +213,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         elif isinstance(default, dict):
             value = {**default, **value}
         kwargs[name] = value
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs)
 
 
 def _check(config: Config) -> Config:
@@ -135,12 +227,43 @@ def _check(config: Config) -> Config:
     lo, hi = config.score.risk_bands
     if not 0 < lo < hi < 1:
         raise ConfigError("score.risk_bands must be two increasing numbers between 0 and 1")
+    if config.model.calibration not in ("auto", "platt", "isotonic", "none"):
+        raise ConfigError("model.calibration must be 'auto', 'platt', 'isotonic' or 'none'")
+    if not 0 < config.model.calibration_share < 1 or config.model.search_budget < 1:
+        raise ConfigError("model.calibration_share must be in (0, 1) and model.search_budget at least 1")
     if not 0 <= config.winback.holdout_share < 1:
         raise ConfigError("winback.holdout_share must be in [0, 1)")
     unknown = set(config.winback.capacity) - set(ACTIONS)
     if unknown:
         raise ConfigError(f"winback.capacity: unknown action(s) {sorted(unknown)}; actions: {ACTIONS}")
+    _check_actions(config.winback)
+    if config.quality.max_lag_days < 0 or config.quality.volume_window_days < 1 \
+            or config.quality.max_volume_change <= 0:
+        raise ConfigError("quality: max_lag_days >= 0, volume_window_days >= 1 and max_volume_change > 0")
+    if config.outcomes.prior_strength <= 0 or not 0 < config.outcomes.confidence < 1:
+        raise ConfigError("outcomes: prior_strength must be positive and confidence in (0, 1)")
     return config
+
+
+def _check_actions(winback: WinbackConfig) -> None:
+    """Each action's eligibility names known stages, tiers and drivers; costs and uplifts make sense."""
+    allowed = {"stages": ("new", "active", "dormant", "lapsed"), "value_tiers": ("low", "mid", "high"),
+               "drivers": DRIVERS}
+    for action in ACTIONS:
+        policy = winback.action(action)
+        for key, names in allowed.items():
+            unknown = sorted(set(getattr(policy, key)) - set(names))
+            if unknown:
+                raise ConfigError(f"winback.{action}.{key}: unknown {unknown}; choose from {list(names)}")
+        unknown = sorted(set(policy.uplift) - set(SEGMENTS))
+        if unknown:
+            raise ConfigError(f"winback.{action}.uplift: unknown segment(s) {unknown}; segments: {list(SEGMENTS)}")
+        if not all(0 <= u <= 1 for u in policy.uplift.values()):
+            raise ConfigError(f"winback.{action}.uplift: each uplift is a share of would-be churners, in [0, 1]")
+        if min(policy.fixed_cost, policy.basket_share_cost, policy.cooldown_days, policy.due_days) < 0 \
+                or not 0 <= policy.cost_probability <= 1:
+            raise ConfigError(f"winback.{action}: costs, cooldown_days and due_days must be >= 0 and "
+                              f"cost_probability in [0, 1]")
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -19,3 +19,7 @@ class DataError(ChurnError):
 
 class ModelNotFoundError(ChurnError):
     """No trained model where one was expected."""
+
+
+class QualityError(DataError):
+    """The data-quality gate failed (freshness, volume or schema): nothing was published."""

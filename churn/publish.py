@@ -14,12 +14,15 @@ from churn.io import atomic_dir, write_json
 SHEET_TITLES = {"callback": "Callback", "exclusive_discount": "Comeback discount", "trial": "Product trial"}
 # Readable widths (characters) for the spreadsheet; long text columns wrap.
 COLUMN_WIDTHS = {"rank": 6, "customer_id": 14, "lifecycle_stage": 10, "value_tier": 8, "p_churn_pct": 9,
-                 "value": 10, "value_at_stake": 10, "reason_1": 45, "reason_2": 45, "reason_3": 45,
-                 "suggested_offer": 40, "talking_points": 60, "due_date": 11}
+                 "value": 10, "expected_value": 10, "value_at_stake": 10, "reason_1": 45, "reason_2": 45,
+                 "reason_3": 45, "suggested_offer": 40, "talking_points": 60, "due_date": 11}
 HEADERS = {"rank": "Rank", "customer_id": "Customer", "lifecycle_stage": "Stage", "value_tier": "Value tier",
-           "p_churn_pct": "Churn risk %", "value": "Value", "value_at_stake": "Value at stake",
-           "reason_1": "Why (1)", "reason_2": "Why (2)", "reason_3": "Why (3)",
+           "p_churn_pct": "Churn risk %", "value": "Value", "expected_value": "Expected value",
+           "value_at_stake": "Value at stake", "reason_1": "Why (1)", "reason_2": "Why (2)", "reason_3": "Why (3)",
            "suggested_offer": "Offer", "talking_points": "Talking points", "due_date": "Due"}
+# Plain number formats: never scientific notation, money with two decimals.
+NUMBER_FORMATS = {"rank": "0", "p_churn_pct": "0.0", "value": "#,##0.00", "expected_value": "#,##0.00",
+                  "value_at_stake": "#,##0.00"}
 
 
 def write_workbook(lists: dict[str, pd.DataFrame], path: Path, run_date: str) -> None:
@@ -39,7 +42,7 @@ def write_workbook(lists: dict[str, pd.DataFrame], path: Path, run_date: str) ->
                 letter = sheet.cell(row=1, column=i).column_letter
                 sheet.column_dimensions[letter].width = COLUMN_WIDTHS.get(column, 14)
                 sheet.cell(row=1, column=i).font = Font(bold=True)
-                number_format = "0.0" if column == "p_churn_pct" else "#,##0.00" if "value" == column[:5] else None
+                number_format = NUMBER_FORMATS.get(column)
                 for cell in sheet[letter][1:]:
                     cell.alignment = Alignment(wrap_text=True, vertical="top")
                     if number_format:
@@ -69,7 +72,8 @@ def publish(out_dir: str | Path, run_date: str, scores: pd.DataFrame, lists: dic
     with atomic_dir(target) as staging:
         scores.to_parquet(staging / "scores.parquet", index=False)
         for action, frame in lists.items():
-            frame.to_csv(staging / f"winback_{action}.csv", index=False)
+            # Fixed decimals: a spreadsheet opening the CSV never sees scientific notation.
+            frame.to_csv(staging / f"winback_{action}.csv", index=False, float_format="%.2f")
         write_workbook(lists, staging / "winback.xlsx", run_date)
         write_json(manifest, staging / "manifest.json")
         for table, rows in (quarantine or {}).items():

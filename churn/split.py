@@ -86,3 +86,9 @@ def plan_split(
     split = Split(horizon_days, sorted(train), val, anchor if with_test else None)
     assert_out_of_time(split)
     return split
+
+
+def rolling_test_cutoffs(latest: object, count: int) -> list[pd.Timestamp]:
+    """`count` monthly test cutoffs ending at `latest` (same day of month), oldest first."""
+    latest = pd.Timestamp(latest).normalize()
+    return sorted(latest - pd.DateOffset(months=k) for k in range(max(count, 1)))

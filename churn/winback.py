@@ -1,90 +1,289 @@
 """Win-back lists: who to contact, with which action, within each team's daily capacity.
 
-This first policy is rule-based: a customer's situation picks the action (service trouble or
-high value: a callback; price sensitivity: a comeback discount; otherwise: a product trial),
-and lists fill in order of value at stake (p_churn x value). Suppressed customers never
-appear. A stable share of eligible customers is held out and recorded, never contacted, so
-the win-back rate can be measured against them.
+The policy ranks by expected value. For each customer i and action a,
+
+    EV(i, a) = p_churn(i) x uplift(a, segment) x value(i) - cost(i, a)
+
+where the segment is the customer's risk driver (service, price, variety, read from the
+features) with the largest uplift for that action, or "none". Uplifts are configured priors
+until `churn outcomes` has measured them. A customer is a candidate for an action when its
+eligibility rules hold (risk floor, stage, value tier, drivers), they are not suppressed and
+not in the action's cooldown. Candidate pairs with EV > 0 are taken in EV order: each customer
+gets at most one action, and each action takes customers until its daily capacity is full.
+
+A stable share of the customers taken (a hash of campaign and customer id) is held out: recorded
+with arm = holdout, never sent to the team, and not counted against capacity, so that the
+holdout mirrors the lists and the win-back rate can be measured against it.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from churn.config import ACTIONS, WinbackConfig
+from churn.config import ACTIONS, DRIVERS, SEGMENTS, WinbackConfig
+
+__all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "assign", "candidates", "drivers", "holdout", "prior_uplift",
+           "service_lists", "talking_points"]
 
 SERVICE_EVENTS = ("event_complaint_90d", "event_support_ticket_90d", "event_return_request_90d")
-# Returning or cancelling this share of orders counts as service trouble, like a complaint.
-SERVICE_RETURNS_SHARE = 0.2
-# A regular who halved their frequency: "a sudden drop after long loyalty" merits a call.
-LOYAL_ORDERS_PREV_90D = 6
-FREQUENCY_HALVED = 0.5
+Uplift = Mapping[str, Mapping[str, float]]  # action -> segment -> share of would-be churners won back
+
+ASSIGNMENT_COLUMNS = ["customer_id", "action", "arm", "rank", "segment", "uplift", "cost", "expected_value",
+                      "offer_value"]
+LIST_COLUMNS = ["rank", "customer_id", "lifecycle_stage", "value_tier", "p_churn_pct", "value",
+                "expected_value", "reason_1", "reason_2", "reason_3", "suggested_offer",
+                "talking_points", "due_date"]
+# Coupons are valid this long; the talking points say so.
+COUPON_VALID_DAYS = 14
 
 OFFERS = {
-    "callback": "A personal call from the service team; offer help with whatever went wrong",
-    "exclusive_discount": "A personal comeback coupon for the next order",
+    "callback": "A personal call from the service team: listen, fix what went wrong, offer help",
+    "exclusive_discount": "A personal comeback coupon worth {offer_value:,.2f} on the next order, "
+                          f"valid {COUPON_VALID_DAYS} days",
     "trial": "A free sample of a product from a category they have not tried yet",
 }
-TALKING_POINTS = {
-    "callback": "Thank them for being a customer; ask how their recent orders went; fix or escalate "
-                "anything that went wrong",
-    "exclusive_discount": "Tell them we miss them; the coupon is personal and time-limited; point to "
-                          "products they bought before",
-    "trial": "Suggest something new in a category they like; the sample is free, no order needed",
+# Talking points by action and topic; the topic comes from the top reason (else the segment).
+TALKING_POINTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "callback": {
+        "service": ("Apologise for the trouble with their recent orders",
+                    "Ask what went wrong and listen to the whole story",
+                    "Offer a fix: a refund, a replacement, or a named contact for next time"),
+        "price": ("Thank them for shopping with us",
+                  "Ask whether prices or offers have kept them away",
+                  "Tell them about the offers on products they buy often"),
+        "breadth": ("Ask whether they found what they were looking for lately",
+                    "Mention new products in the categories they used to buy"),
+        "lapse": ("Say we noticed they have not ordered for a while and wanted to check in",
+                  "Ask whether anything changed in how they shop with us",
+                  "Offer help with their next order"),
+        "default": ("Thank them for being a customer",
+                    "Ask how their recent orders went",
+                    "Fix or escalate anything that went wrong"),
+    },
+    "exclusive_discount": {
+        "service": ("Apologise for the recent trouble; the coupon thanks them for their patience",
+                    "Make sure the problem is solved before mentioning the coupon"),
+        "price": (f"The coupon is personal and valid {COUPON_VALID_DAYS} days",
+                  "Point to products they bought before that are on offer now"),
+        "default": ("Tell them we miss them",
+                    f"The coupon is personal and valid {COUPON_VALID_DAYS} days",
+                    "Point to products they bought before"),
+    },
+    "trial": {
+        "breadth": ("Suggest a product from a category they used to enjoy",
+                    "The sample is free, no order needed",
+                    "Ask them to tell us what they think of it"),
+        "service": ("Apologise for the recent trouble; the sample is a small thank-you",
+                    "The sample is free, no order needed"),
+        "default": ("Suggest something new in a category they like",
+                    "The sample is free, no order needed",
+                    "Ask them to tell us what they think of it"),
+    },
 }
-LIST_COLUMNS = ["rank", "customer_id", "lifecycle_stage", "value_tier", "p_churn_pct", "value",
-                "value_at_stake", "reason_1", "reason_2", "reason_3", "suggested_offer",
-                "talking_points", "due_date"]
+# Reason families (churn.explain) and segments mapped to a talking-point topic.
+_TOPIC_OF = {"event_complaint": "service", "event_support_ticket": "service", "event_return_request": "service",
+             "returns": "service", "service": "service", "discount": "price", "price": "price",
+             "breadth": "breadth", "variety": "breadth", "recency": "lapse", "frequency": "lapse",
+             "spend": "lapse", "activity": "lapse", "drift": "lapse"}
+
+
+# --- drivers and candidates ----------------------------------------------------------------
+
+
+def _column(scores: pd.DataFrame, name: str) -> np.ndarray:
+    """A numeric feature as floats (NaN when the data set lacks it)."""
+    if name not in scores:
+        return np.full(len(scores), np.nan)
+    return scores[name].to_numpy(dtype="float64", na_value=np.nan)
+
+
+def drivers(scores: pd.DataFrame, config: WinbackConfig) -> pd.DataFrame:
+    """Which risk drivers each customer's features show: service, price, variety (booleans).
+
+    service: a complaint, support ticket or return request in the last 90 days, or many returns;
+    price: a discount share above the configured quantile of the scored customers;
+    variety: many categories bought (last 90 days or the 90 before), by quantile likewise.
+    Quantiles are relative so that a grocery and a fashion shop are read on their own scale.
+    """
+    service = np.zeros(len(scores), dtype=bool)
+    for col in SERVICE_EVENTS:
+        service |= np.nan_to_num(_column(scores, col)) > 0
+    service |= np.nan_to_num(_column(scores, "returns_share_365d")) >= config.service_returns_share
+    price = _above_quantile(_column(scores, "discount_share_365d"), config.price_quantile)
+    breadth = np.fmax(_column(scores, "categories_90d"), _column(scores, "categories_prev_90d"))
+    variety = _above_quantile(breadth, config.variety_quantile)
+    return pd.DataFrame({"service": service, "price": price, "variety": variety}, index=scores.index)
+
+
+def _above_quantile(values: np.ndarray, q: float) -> np.ndarray:
+    known = values[~np.isnan(values)]
+    if not len(known):
+        return np.zeros(len(values), dtype=bool)
+    threshold = np.quantile(known, q)
+    # Strictly above, and above zero: "nobody uses discounts" must not make everyone price-driven.
+    return np.nan_to_num(values, nan=-np.inf) > max(threshold, 0.0)
+
+
+def prior_uplift(config: WinbackConfig) -> dict[str, dict[str, float]]:
+    """The configured uplift priors: action -> segment -> uplift."""
+    return {action: dict(config.action(action).uplift) for action in ACTIONS}
+
+
+def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
+               run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
+               uplift: Uplift | None = None, positive_only: bool = False) -> pd.DataFrame:
+    """Every eligible (customer, action) pair with its segment, uplift, cost and EV.
+
+    `row` is the customer's position in `scores`. `last_listed`: the last date each customer
+    was listed (either arm) or contacted, indexed by customer id; a customer listed within an
+    action's cooldown is not a candidate for it. Suppressed customers are never candidates,
+    whatever else holds. `positive_only` keeps the pairs with EV > 0 only.
+    """
+    uplift = prior_uplift(config) if uplift is None else uplift
+    p = scores["p_churn"].to_numpy(dtype="float64")
+    value = np.nan_to_num(scores["value"].to_numpy(dtype="float64"))
+    basket = np.nan_to_num(_column(scores, "avg_order_value_365d"))
+    base = (p >= config.min_p_churn) & ~scores["customer_id"].isin(suppressed).to_numpy()
+    since = _days_since(scores["customer_id"], run_date, last_listed)
+    drv = drivers(scores, config)
+    frames = []
+    for action in ACTIONS:
+        policy = config.action(action)
+        ok = (base & (p >= policy.min_p_churn) & scores["lifecycle_stage"].isin(policy.stages).to_numpy()
+              & scores["value_tier"].isin(policy.value_tiers).to_numpy() & ~(since < policy.cooldown_days))
+        if policy.drivers:
+            ok &= drv[list(policy.drivers)].to_numpy().any(axis=1)
+        rows = np.flatnonzero(ok)
+        segment, lift = _segment(drv.iloc[rows], uplift[action])
+        offer_value = policy.basket_share_cost * basket[rows]
+        cost = (policy.fixed_cost + offer_value) * policy.cost_probability
+        ev = p[rows] * lift * value[rows] - cost
+        keep = ev > 0 if positive_only else slice(None)
+        frames.append(pd.DataFrame({
+            "row": rows[keep], "action": action, "segment": np.asarray(SEGMENTS)[segment[keep]],
+            "uplift": lift[keep], "cost": cost[keep], "expected_value": ev[keep], "offer_value": offer_value[keep]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _days_since(customer_ids: pd.Series, run_date, last_listed: pd.Series | None) -> np.ndarray:
+    """Days from each customer's last listing to the run date (inf when never listed)."""
+    if last_listed is None or run_date is None or not len(last_listed):
+        return np.full(len(customer_ids), np.inf)
+    last = pd.to_datetime(customer_ids.map(last_listed))
+    days = (pd.Timestamp(run_date).normalize() - last).dt.days.to_numpy(dtype="float64", na_value=np.inf)
+    return np.where(np.isnan(days), np.inf, days)
+
+
+def _segment(drv: pd.DataFrame, table: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer: the driver with the largest uplift in `table` ("none" without drivers), and that uplift.
+
+    The segment comes back as an index into SEGMENTS.
+    """
+    none = SEGMENTS.index("none")
+    segment = np.full(len(drv), none, dtype=np.int8)
+    lift = np.full(len(drv), float(table.get("none", 0.0)))
+    for name in DRIVERS:
+        has = drv[name].to_numpy()
+        u = float(table.get(name, table.get("none", 0.0)))
+        better = has & ((segment == none) | (u > lift))
+        segment[better], lift[better] = SEGMENTS.index(name), u
+    return segment, lift
+
+
+# --- assignment --------------------------------------------------------------------------------
 
 
 def holdout(customer_ids: pd.Series, campaign: str, share: float) -> pd.Series:
     """True for the customers held out: a stable hash of campaign and customer id below `share`."""
-    def draw(cid: str) -> float:
-        digest = hashlib.sha256(f"{campaign}:{cid}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
-    return customer_ids.map(draw) < share
+    return customer_ids.map(lambda cid: _draw(campaign, cid)) < share
 
 
-def suggest_action(scores: pd.DataFrame) -> pd.Series:
-    """callback for service trouble, high value or a loyal regular's collapse; discount for discount lovers; else trial."""
-    service = np.zeros(len(scores), dtype=bool)
-    for col in SERVICE_EVENTS:
-        if col in scores:
-            service |= scores[col].fillna(0).to_numpy() > 0
-    if "returns_share_365d" in scores:
-        service |= scores["returns_share_365d"].fillna(0).to_numpy() >= SERVICE_RETURNS_SHARE
-    high_value = (scores["value_tier"] == "high").to_numpy()
-    loyal_drop = ((scores["value_tier"] != "low") & (scores["orders_prev_90d"] >= LOYAL_ORDERS_PREV_90D)
-                  & (scores["frequency_trend_90d"] <= FREQUENCY_HALVED)).to_numpy()
-    price = np.zeros(len(scores), dtype=bool)
-    if "discount_share_365d" in scores:
-        # Price-sensitive: more of their basket came discounted than for half the candidates.
-        share = scores["discount_share_365d"]
-        price = (share >= share.median()).to_numpy()
-    action = np.select([service | high_value | loyal_drop, price], ["callback", "exclusive_discount"], default="trial")
-    return pd.Series(action, index=scores.index, name="action")
+def _draw(campaign: str, customer_id: str) -> float:
+    digest = hashlib.sha256(f"{campaign}:{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig) -> pd.DataFrame:
-    """Every eligible customer with an action, an arm (treated/holdout) and a rank within the action.
+def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
+           run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
+           uplift: Uplift | None = None, rank_by: str = "ev", random_state: int = 0) -> pd.DataFrame:
+    """The customers taken for the lists: one action each, with arm (treated/holdout) and rank.
 
-    Eligible: p_churn at least the minimum and not suppressed. Treated customers beyond an
-    action's capacity are dropped; holdout customers are drawn before capacity is applied, so
-    the holdout mirrors the customers the lists are drawn from.
+    `rank_by="ev"` is the policy. "risk" (p_churn order; each customer gets the first action in
+    callback, exclusive_discount, trial order with room left) and "random" ignore EV: they are
+    the baselines of bench/winback_sim.py. Returns the score columns of the customers taken
+    followed by the assignment columns, in list order.
     """
-    eligible = scores[(scores["p_churn"] >= config.min_p_churn) & ~scores["customer_id"].isin(suppressed)].copy()
-    eligible["action"] = suggest_action(eligible)
-    eligible["value_at_stake"] = eligible["p_churn"] * eligible["value"]
-    eligible["arm"] = np.where(holdout(eligible["customer_id"], config.campaign, config.holdout_share),
-                               "holdout", "treated")
-    eligible = eligible.sort_values(["value_at_stake", "customer_id"], ascending=[False, True])
-    eligible["rank"] = eligible.groupby(["action", "arm"]).cumcount() + 1
-    capacity = eligible["action"].map(lambda a: config.capacity.get(a, 0))
-    keep = (eligible["rank"] <= capacity) | (eligible["arm"] == "holdout")
-    return eligible[keep].reset_index(drop=True)
+    if rank_by not in ("ev", "risk", "random"):
+        raise ValueError(f"rank_by must be 'ev', 'risk' or 'random', not {rank_by!r}")
+    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=rank_by == "ev")
+    if rank_by == "random":
+        priority = np.random.default_rng(random_state).random(len(pairs))
+    else:
+        priority = (pairs["expected_value"] if rank_by == "ev" else scores["p_churn"].iloc[pairs["row"]]).to_numpy()
+    short = _shortlist(pairs, priority, config)
+    chosen = _fill(pairs[short], priority[short], scores, config)
+    if _cut_short(pairs, short, chosen, config):  # rare: a list the shortlist could not fill
+        chosen = _fill(pairs, priority, scores, config)
+    chosen["rank"] = chosen.groupby(["action", "arm"]).cumcount() + 1
+    out = scores.iloc[chosen["row"].to_numpy()].reset_index(drop=True)
+    for column in ASSIGNMENT_COLUMNS[1:]:
+        out[column] = chosen[column].to_numpy()
+    return out
+
+
+def _shortlist(pairs: pd.DataFrame, priority: np.ndarray, config: WinbackConfig) -> np.ndarray:
+    """The pairs that can matter: per action, those at or above the priority of its N-th best.
+
+    Lists fill from the top, so with N well above what all lists together take, the pairs
+    below never get their turn; `_cut_short` checks that this held.
+    """
+    n_keep = int(2 * sum(config.capacity.values()) / max(1 - config.holdout_share, 0.05)) + 100
+    keep = np.ones(len(pairs), dtype=bool)
+    for action in ACTIONS:
+        idx = np.flatnonzero(pairs["action"].to_numpy() == action)
+        if len(idx) > n_keep:
+            kth = np.partition(-priority[idx], n_keep - 1)[n_keep - 1]
+            keep[idx[-priority[idx] > kth]] = False  # ties with the N-th stay in
+    return keep
+
+
+def _cut_short(pairs: pd.DataFrame, short: np.ndarray, chosen: pd.DataFrame, config: WinbackConfig) -> bool:
+    """True when an action whose pairs were shortlisted did not fill its list (then redo in full)."""
+    dropped = set(pairs.loc[~short, "action"])
+    treated = chosen[chosen["arm"] == "treated"]["action"].value_counts()
+    return any(treated.get(a, 0) < config.capacity.get(a, 0) for a in dropped)
+
+
+def _fill(pairs: pd.DataFrame, priority: np.ndarray, scores: pd.DataFrame, config: WinbackConfig) -> pd.DataFrame:
+    """Walk the pairs in priority order: one action per customer, treated up to each capacity.
+
+    Ties are broken by customer id, then by action order, so the result never depends on the
+    order of the scores.
+    """
+    ids = scores["customer_id"].astype(str).to_numpy()[pairs["row"].to_numpy()]
+    order = np.lexsort((pairs["action"].map(ACTIONS.index).to_numpy(), ids, -priority))
+    pairs, ids = pairs.iloc[order], ids[order]
+    room = {action: int(config.capacity.get(action, 0)) for action in ACTIONS}
+    seen: set[int] = set()
+    position, arm = [], []
+    for i, (row, action) in enumerate(zip(pairs["row"].to_numpy(), pairs["action"].to_numpy())):
+        if room[action] <= 0 or row in seen:
+            if not any(room.values()):
+                break
+            continue
+        seen.add(row)
+        held = _draw(config.campaign, ids[i]) < config.holdout_share
+        position.append(i)
+        arm.append("holdout" if held else "treated")
+        room[action] -= 0 if held else 1
+    return pairs.iloc[position].reset_index(drop=True).assign(arm=arm)
+
+
+# --- the lists ---------------------------------------------------------------------------------
 
 
 def _neutralise(value: object) -> object:
@@ -94,25 +293,44 @@ def _neutralise(value: object) -> object:
     return value
 
 
-def service_lists(assignments: pd.DataFrame, run_date: pd.Timestamp, due_days: int = 7) -> dict[str, pd.DataFrame]:
+def talking_points(action: str, top_reason: object, segment: object) -> str:
+    """2-3 numbered talking points for an action, chosen by the top reason (else the segment)."""
+    options = TALKING_POINTS[action]
+    topic = next((t for t in (_topic(top_reason), _topic(segment)) if t in options), "default")
+    return "\n".join(f"{i}) {point}" for i, point in enumerate(options[topic], start=1))
+
+
+def _topic(code: object) -> str | None:
+    if not isinstance(code, str):
+        return None
+    return _TOPIC_OF.get(code.removesuffix("_90d"))
+
+
+def service_lists(assignments: pd.DataFrame, run_date: pd.Timestamp | str,
+                  config: WinbackConfig | None = None) -> dict[str, pd.DataFrame]:
     """The lists the service team works from: treated customers only, one frame per action."""
+    config = config or WinbackConfig()
+    run_date = pd.Timestamp(run_date)
     lists = {}
     for action in ACTIONS:
         rows = assignments[(assignments["action"] == action) & (assignments["arm"] == "treated")]
+        empty = pd.Series(index=rows.index, dtype=object)
+        codes = rows.get("reason_code_1", empty)
+        due = (run_date + pd.Timedelta(days=config.action(action).due_days)).date().isoformat()
         frame = pd.DataFrame({
-            "rank": rows["rank"].to_numpy(),
-            "customer_id": rows["customer_id"].to_numpy(),
+            "rank": np.arange(1, len(rows) + 1),
+            "customer_id": rows["customer_id"].astype(str).to_numpy(),
             "lifecycle_stage": rows["lifecycle_stage"].astype(str).to_numpy(),
             "value_tier": rows["value_tier"].astype(str).to_numpy(),
-            "p_churn_pct": (100 * rows["p_churn"]).round(1).to_numpy(),
-            "value": rows["value"].round(2).to_numpy(),
-            "value_at_stake": rows["value_at_stake"].round(2).to_numpy(),
-            "reason_1": rows.get("reason_1", pd.Series(index=rows.index, dtype=str)).to_numpy(),
-            "reason_2": rows.get("reason_2", pd.Series(index=rows.index, dtype=str)).to_numpy(),
-            "reason_3": rows.get("reason_3", pd.Series(index=rows.index, dtype=str)).to_numpy(),
-            "suggested_offer": OFFERS[action],
-            "talking_points": TALKING_POINTS[action],
-            "due_date": (run_date + pd.Timedelta(days=due_days)).date().isoformat(),
+            "p_churn_pct": (100 * rows["p_churn"].to_numpy(dtype="float64")).round(1),
+            "value": rows["value"].to_numpy(dtype="float64").round(2),
+            "expected_value": rows["expected_value"].to_numpy(dtype="float64").round(2),
+            "reason_1": rows.get("reason_1", empty).to_numpy(),
+            "reason_2": rows.get("reason_2", empty).to_numpy(),
+            "reason_3": rows.get("reason_3", empty).to_numpy(),
+            "suggested_offer": [OFFERS[action].format(offer_value=v) for v in rows["offer_value"]],
+            "talking_points": [talking_points(action, c, s) for c, s in zip(codes, rows["segment"])],
+            "due_date": due,
         }, columns=LIST_COLUMNS)
         lists[action] = frame.map(_neutralise)
     return lists

@@ -1,21 +1,33 @@
-"""Daily scoring flow: validate, score every customer as of the run date, build and publish the lists."""
+"""Daily scoring flow: validate, gate, score every customer as of the run date, build and publish the lists."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from churn import contract, features, registry, scoring, winback
-from churn.config import Config, load_config
+from churn import contract, features, outcomes, quality, registry, scoring, warehouse, winback
+from churn.config import ACTIONS, Config, load_config
 from churn.errors import DataError
 from churn.model import ChurnModel
 from churn.publish import publish
 
+from flows.artifacts import score_artifacts
 from flows.train import load_data
+
+
+@dataclass(frozen=True)
+class History:
+    """What earlier runs tell today's: the last listing per customer, the uplift to use, the previous run."""
+
+    last_listed: pd.Series
+    uplift: dict[str, dict[str, float]]
+    uplift_report: dict[str, Any]
+    previous_run: dict[str, Any] | None
 
 
 @task(cache_policy=NONE)
@@ -24,10 +36,23 @@ def load_model(models_dir: str) -> tuple[ChurnModel, dict[str, Any]]:
     return registry.load(models_dir)
 
 
+@task(retries=2, retry_delay_seconds=5, cache_policy=NONE)
+def load_history(out_dir: str, run_date: str, dataset: contract.Dataset, config: Config) -> History:
+    """Past listings (warehouse and contacts table), measured uplift and the previous run, all before D."""
+    path = warehouse.path_in(out_dir)
+    uplift, report = outcomes.uplift_for_run(warehouse.uplift_estimates(path, run_date), config.winback)
+    return History(warehouse.last_listed(path, run_date, dataset.contacts), uplift, report,
+                   warehouse.previous_run(path, run_date))
+
+
 @task(cache_policy=NONE)
 def build_features(dataset: contract.Dataset, run_date: str, config: Config) -> pd.DataFrame:
     """Features of every customer in the population as of the run date."""
-    frame = features.build_features(dataset, [run_date], config.data.lookback_days)
+    builder = features.FeatureBuilder(dataset, config.data.lookback_days)
+    # DuckDB adds floats up in parallel, in no fixed order, so the last digits of a sum can change
+    # from one run to the next; one thread makes a rerun publish the same bytes.
+    builder.con.execute("SET threads = 1")
+    frame = builder.build([run_date])
     if frame.empty:
         raise DataError(f"no customer bought in the {config.data.lookback_days} days up to {run_date}: "
                         f"is the data directory current?")
@@ -35,32 +60,47 @@ def build_features(dataset: contract.Dataset, run_date: str, config: Config) -> 
 
 
 @task(cache_policy=NONE)
-def score_customers(feats: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataFrame:
-    """p_churn, risk band, lifecycle stage, value and reasons for every customer."""
-    return scoring.score(feats, model, config)
+def check_quality(dataset: contract.Dataset, feats: pd.DataFrame, run_date: str, history: History,
+                  config: Config) -> dict[str, Any]:
+    """The data-quality gate: freshness, volume against the previous run, schema. Raises when it fails."""
+    measured = quality.figures(dataset, run_date, len(feats), config.quality)
+    return {**measured, "passed": quality.check(measured, run_date, history.previous_run, config.quality)}
 
 
 @task(cache_policy=NONE)
-def build_lists(scores: pd.DataFrame, dataset: contract.Dataset, run_date: str,
-                config: Config) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Assign actions and arms, then the per-action lists for the service team."""
+def score_customers(feats: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataFrame:
+    """p_churn, risk band, lifecycle stage and value for every customer (reasons come later)."""
+    return scoring.score(feats, model, config, explain=False)
+
+
+@task(cache_policy=NONE)
+def build_lists(scores: pd.DataFrame, model: ChurnModel, dataset: contract.Dataset, history: History,
+                run_date: str, config: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """EV policy, reasons for the customers taken, and the per-action lists for the service team."""
     suppressed = set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"])
-    assignments = winback.assign(scores, suppressed, config.winback)
-    return assignments, winback.service_lists(assignments, pd.Timestamp(run_date))
+    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift)
+    scores = scoring.add_reasons(scores, model, taken["customer_id"])
+    reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
+    taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
+    return scores, taken, winback.service_lists(taken, run_date, config.winback)
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NONE)
-def publish_outputs(out_dir: str, run_date: str, scores: pd.DataFrame, lists: dict[str, pd.DataFrame],
-                    manifest: dict[str, Any], dataset: contract.Dataset) -> str:
-    """Replace <out>/<run_date>/ whole with the new outputs."""
-    return str(publish(out_dir, run_date, scores, lists, manifest, dataset.quarantine))
+def publish_outputs(out_dir: str, run: dict[str, Any], scores: pd.DataFrame, taken: pd.DataFrame,
+                    lists: dict[str, pd.DataFrame], manifest: dict[str, Any], dataset: contract.Dataset) -> str:
+    """Replace D's warehouse rows and <out>/<D>/ together: the rows commit only if the files are in place."""
+    path = warehouse.write_run(
+        warehouse.path_in(out_dir), run, scores, taken, dataset.contacts,
+        then=lambda: publish(out_dir, run["run_date"], scores, lists, manifest, dataset.quarantine))
+    return str(path)
 
 
 @flow(name="churn-daily-score")
 def score_flow(data_dir: str, run_date: str, out_dir: str = "out", models_dir: str = "models",
                config_path: str | None = None) -> dict[str, Any]:
-    """Score every customer as of `run_date` and publish the win-back lists."""
+    """Score every customer as of `run_date`, gate the data, and publish the win-back lists and history."""
     config = load_config(config_path)
+    run_date = pd.Timestamp(run_date).date().isoformat()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -74,13 +114,32 @@ def score_flow(data_dir: str, run_date: str, out_dir: str = "out", models_dir: s
     lap("validate")
     model, meta = load_model(models_dir)
     config = config.with_horizon(meta["horizon_days"])
+    history = load_history(out_dir, run_date, dataset, config)
     feats = build_features(dataset, run_date, config)
     lap("features")
+    gate = check_quality(dataset, feats, run_date, history, config)
+    lap("quality")
     scores = score_customers(feats, model, config)
     lap("score")
-    assignments, lists = build_lists(scores, dataset, run_date, config)
+    scores, taken, lists = build_lists(scores, model, dataset, history, run_date, config)
     lap("lists")
-    manifest = {
+    manifest = run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, config)
+    run = warehouse_run(manifest, gate, config)
+    manifest["timings_seconds"] = timings
+    path = publish_outputs(out_dir, run, scores, _with_sources(taken, history, run_date, config), lists,
+                           manifest, dataset)
+    score_artifacts(manifest, lists)
+    return {**manifest, "path": path}
+
+
+def run_manifest(run_date: str, meta: dict[str, Any], dataset: contract.Dataset, gate: dict[str, Any],
+                 scores: pd.DataFrame, taken: pd.DataFrame, lists: dict[str, pd.DataFrame], history: History,
+                 config: Config) -> dict[str, Any]:
+    """The run's manifest (without timings): what was used, what was checked, what was listed."""
+    suppressed = set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"])
+    recent = history.last_listed[history.last_listed > pd.Timestamp(run_date) - pd.Timedelta(
+        days=max(config.winback.action(a).cooldown_days for a in ACTIONS))]
+    return {
         "run_date": run_date,
         "model_version": meta["version"],
         "horizon_days": meta["horizon_days"],
@@ -88,14 +147,34 @@ def score_flow(data_dir: str, run_date: str, out_dir: str = "out", models_dir: s
         "table_fingerprints": dataset.fingerprints,
         "row_counts": dataset.row_counts,
         "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()},
-        "checks_passed": ["contract", "model_features", "population"],
+        "checks_passed": ["contract", "model_features", "population", *gate["passed"]],
+        "quality": {k: gate[k] for k in ("latest_order", "orders_window", "n_scored")},
+        "previous_run": None if history.previous_run is None else history.previous_run["run_date"],
         "n_scored": int(len(scores)),
         "risk_bands": scores["risk_band"].value_counts().sort_index().astype(int).to_dict(),
         "lists": {action: int(len(frame)) for action, frame in lists.items()},
-        "holdout": int((assignments["arm"] == "holdout").sum()),
-        "suppressed_excluded": int(scores["customer_id"].isin(
-            set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"])).sum()),
-        "timings_seconds": timings,
+        "holdout": int((taken["arm"] == "holdout").sum()),
+        "holdout_by_action": {a: int(((taken["action"] == a) & (taken["arm"] == "holdout")).sum()) for a in ACTIONS},
+        "expected_value": {a: round(float(taken.loc[(taken["action"] == a) & (taken["arm"] == "treated"),
+                                                    "expected_value"].sum()), 2) for a in ACTIONS},
+        "uplift": history.uplift_report,
+        "suppressed_excluded": int(scores["customer_id"].isin(suppressed).sum()),
+        "in_cooldown": int(scores["customer_id"].isin(recent.index).sum()),
     }
-    path = publish_outputs(out_dir, run_date, scores, lists, manifest, dataset)
-    return {**manifest, "path": path}
+
+
+def warehouse_run(manifest: dict[str, Any], gate: dict[str, Any], config: Config) -> dict[str, Any]:
+    """The run's row in the warehouse (its manifest without timings, so that a rerun writes the same row)."""
+    return {"run_date": manifest["run_date"], "model_version": manifest["model_version"],
+            "horizon_days": manifest["horizon_days"], "campaign": config.winback.campaign,
+            "data_fingerprint": manifest["data_fingerprint"], "n_scored": manifest["n_scored"],
+            "orders_window": gate["orders_window"], "latest_order": gate["latest_order"],
+            "table_schema": gate["table_schema"], "manifest": dict(manifest)}
+
+
+def _with_sources(taken: pd.DataFrame, history: History, run_date: str, config: Config) -> pd.DataFrame:
+    """Assignments as the warehouse keeps them: where each uplift came from and the due date."""
+    source = [history.uplift_report[a][s]["source"] for a, s in zip(taken["action"], taken["segment"])]
+    due = [pd.Timestamp(run_date) + pd.Timedelta(days=config.winback.action(a).due_days) for a in taken["action"]]
+    return taken.assign(uplift_source=source, due_date=due)
+

@@ -157,7 +157,8 @@ def test_a_bigger_population_generates_without_items_and_events():
 def test_write_makes_a_data_dir_with_the_truth_only_when_asked(tmp_path):
     data = synthetic.generate(200, random_state=2)
     paths = synthetic.write(data, tmp_path, truth=True)
-    assert set(paths) == set(data.tables) | {"_truth"}
+    assert set(paths) == set(data.tables) | {"_truth", "_responses"}
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "_responses.parquet"), data.responses)
     for name, frame in data.tables.items():
         pd.testing.assert_frame_equal(pd.read_parquet(paths[name]), frame)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "_truth.parquet"), data.truth)
@@ -235,3 +236,20 @@ def test_variety_seekers_buy_broadly_until_they_narrow_before_churning(data):
     late = churned["order_ts"] >= churned["churn_ts"] - 60 * DAY
     per_order = churned.groupby(["order_id", late.rename("late")])["category"].nunique().groupby(level="late").mean()
     assert per_order[True] < 0.75 * per_order[False]
+
+
+# --- ground-truth win-back responses -------------------------------------------------------------
+
+
+def test_responses_answer_the_planted_traits_and_leave_the_tables_alone():
+    a = synthetic.generate(2000, random_state=11, response_horizon_days=90)
+    b = synthetic.generate(2000, random_state=11, response_horizon_days=30)
+    for name in a.tables:  # the responses' own stream: the tables do not depend on it
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True)
+    r = a.responses.merge(a.truth, on="customer_id")
+    assert len(r) == 2000 and (b.responses["p_back_none"] <= r["p_back_none"] + 1e-12).all()
+    assert (r.loc[r["churn_ts"].notna(), "p_back_none"] == 0).all()  # churners never come back unaided
+    for action, trait in synthetic.RESPONSE_TRAITS.items():
+        gain = r[f"p_back_{action}"] - r["p_back_none"]
+        assert (gain >= 0).all() and r[f"p_back_{action}"].le(1).all()
+        assert gain[r[trait]].mean() > 4 * gain[~r[trait]].mean()

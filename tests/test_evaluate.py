@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from churn.evaluate import bootstrap_auc_ci, expected_calibration_error, metrics, top_decile_lift
+from churn.evaluate import (bootstrap_auc_ci, calibration_curve, expected_calibration_error, gain_table, metrics,
+                            top_decile_lift)
 
 
 def test_top_decile_lift_by_hand():
@@ -30,3 +31,27 @@ def test_auc_interval_brackets_the_auc_and_narrows_with_more_data():
     assert lo1 < m["roc_auc"] < hi1
     assert hi2 - lo2 < (hi1 - lo1) / 2
     assert set(m) == {"roc_auc", "roc_auc_ci", "pr_auc", "top_decile_lift", "brier", "ece"}
+
+
+def test_gain_table_by_hand():
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0])
+    p = np.linspace(1, 0.1, 10)  # already sorted: decile k is row k
+    table = gain_table(y, p)
+    assert [r["churners"] for r in table] == [1, 1, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert table[0]["lift"] == pytest.approx(1 / 0.3)
+    assert table[1]["cumulative_gain"] == pytest.approx(2 / 3)
+    assert table[-1]["cumulative_gain"] == pytest.approx(1.0) and table[-1]["cumulative_lift"] == pytest.approx(1.0)
+
+
+def test_calibration_curve_bins_by_predicted_probability():
+    y = np.array([0, 0, 1, 1, 1])
+    p = np.array([0.05, 0.08, 0.95, 0.91, 0.99])
+    curve = calibration_curve(y, p)
+    assert [c["bin"] for c in curve] == [[0.0, 0.1], [0.9, 1.0]]
+    assert curve[0]["observed"] == 0.0 and curve[1]["observed"] == 1.0
+    assert curve[1]["mean_predicted"] == pytest.approx(0.95)
+
+
+def test_metrics_of_a_single_class_segment_are_none_not_a_crash():
+    m = metrics(np.ones(5), np.full(5, 0.8), n_boot=10)
+    assert m["roc_auc"] is None and m["brier"] == pytest.approx(0.04)

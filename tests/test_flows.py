@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from churn import registry
-from churn.errors import ContractError
+from churn import cli, registry, warehouse
+from churn.errors import ContractError, QualityError
 from flows.score import score_flow
 from flows.train import train_flow
 
@@ -39,6 +40,8 @@ def config_path(tmp_path_factory) -> str:
 def trained(prefect_harness, synthetic_dir, config_path, tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     meta = train_flow(str(synthetic_dir), str(models), None, None, config_path)
+    # The scoring tests need this model as champion, whatever a promotion gate makes of it.
+    registry.set_champion(models, meta["version"])
     return models, meta
 
 
@@ -53,7 +56,7 @@ def test_train_flow_registers_a_champion_that_beats_the_recency_baseline(trained
     saved = json.loads((models / meta["version"] / "metadata.json").read_text())
     assert saved["features"] == meta["features"] and (models / meta["version"] / "model_card.md").exists()
     bt = saved["backtest"]["models"]
-    assert set(bt) == {"xgboost", "recency", "rfm_logistic"}
+    assert set(bt) == {"xgboost", "recency", "rfm_logistic", "bgnbd"}
     assert bt["xgboost"]["roc_auc"] > bt["recency"]["roc_auc"]
     assert saved["backtest"]["test_cutoff"] <= meta["as_of"]
 
@@ -74,10 +77,70 @@ def test_score_flow_publishes_lists_without_suppressed_customers_and_a_rerun_cha
     assert len(listed) > 0 and not set(listed["customer_id"]) & suppressed
     assert first["model_version"] == meta["version"]
 
+    rows = _warehouse_rows(tmp_path)
+    taken = rows["assignments"]
+    assert len(taken) > 0 and not set(taken["customer_id"]) & suppressed  # neither arm
+    assert set(listed["customer_id"]) == set(taken.loc[taken["arm"] == "treated", "customer_id"])
+    explained = set(scores.loc[scores["reason_code_1"].notna(), "customer_id"])
+    assert explained and explained <= set(taken["customer_id"])  # reasons for the customers taken only
+
     again = score_flow(str(synthetic_dir), run_date, str(tmp_path), str(models), config_path)
     assert _digest(out) == before
     assert {k: v for k, v in again.items() if k != "timings_seconds"} == \
         {k: v for k, v in first.items() if k != "timings_seconds"}
+    for table, frame in _warehouse_rows(tmp_path).items():  # no duplicates, nothing changed
+        pd.testing.assert_frame_equal(frame, rows[table], obj=table)
+
+
+def _warehouse_rows(out: Path) -> dict[str, pd.DataFrame]:
+    rows = {}
+    for table in ("runs", "scores", "assignments"):
+        frame = warehouse.read_table(warehouse.path_in(out), table)
+        rows[table] = frame.sort_values(list(frame.columns[:4])).reset_index(drop=True)
+    return rows
+
+
+def test_the_next_day_respects_cooldown_and_a_stale_feed_is_stopped_by_the_gate(
+        trained, synthetic_dir, config_path, tmp_path):
+    models, meta = trained
+    day = pd.Timestamp(meta["as_of"])
+    previous = (day - pd.Timedelta(days=1)).date().isoformat()
+    score_flow(str(synthetic_dir), previous, str(tmp_path), str(models), config_path)
+    today = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), config_path)
+    taken = warehouse.read_table(warehouse.path_in(tmp_path), "assignments")
+    first = set(taken.loc[taken["run_date"] == pd.Timestamp(previous), "customer_id"])
+    second = set(taken.loc[taken["run_date"] == day, "customer_id"])
+    assert first and second and not first & second  # listed yesterday (either arm): not again today
+    assert today["previous_run"] == previous and "volume" in today["checks_passed"]
+
+    stale = (day + pd.Timedelta(days=30)).date().isoformat()
+    with pytest.raises(QualityError, match="freshness"):
+        score_flow(str(synthetic_dir), stale, str(tmp_path), str(models), config_path)
+    assert not (tmp_path / stale).exists()
+    assert pd.Timestamp(stale) not in set(warehouse.read_table(warehouse.path_in(tmp_path), "runs")["run_date"])
+
+
+def test_outcomes_measure_a_past_list_and_the_next_run_uses_the_measured_uplift(
+        trained, synthetic_dir, config_path, tmp_path, monkeypatch, capsys):
+    models, meta = trained
+    list_date = (pd.Timestamp(meta["as_of"]) - pd.Timedelta(days=75)).date().isoformat()
+    score_flow(str(synthetic_dir), list_date, str(tmp_path), str(models), config_path)
+    strict = tmp_path / "churn.toml"  # measure with the smallest holdout so that something is learnt
+    strict.write_text(Path(config_path).read_text() + "[outcomes]\nmin_holdout = 1\n")
+    monkeypatch.setattr(sys, "argv", ["churn", "outcomes", "--data", str(synthetic_dir), "--out", str(tmp_path),
+                                      "--config", str(strict)])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "treated" in out and (tmp_path / "outcomes.csv").exists()
+    report = pd.read_csv(tmp_path / "outcomes.csv")
+    assert {"rate_treated", "rate_holdout", "ci_low", "ci_high", "incremental_revenue"} <= set(report.columns)
+    measured = warehouse.read_table(warehouse.path_in(tmp_path), "outcomes")
+    assert set(measured["list_date"]) == {pd.Timestamp(list_date)}
+    later = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), str(strict))
+    sources = {v["source"] for by_segment in later["uplift"].values() for v in by_segment.values()}
+    assert "measured (shrunk to prior)" in sources and "prior" in sources
 
 
 def test_broken_data_publishes_nothing_and_keeps_the_previous_run(trained, synthetic_dir, config_path, tmp_path):

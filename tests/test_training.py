@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,8 +24,8 @@ def result(dataset):
     config = Config().with_horizon(60)
     config = dataclasses.replace(
         config, model=dataclasses.replace(config.model, n_estimators=150, learning_rate=0.1,
-                                          early_stopping_rounds=20, n_train_cutoffs=4),
-        evaluate=dataclasses.replace(config.evaluate, n_bootstrap=50))
+                                          early_stopping_rounds=20, n_train_cutoffs=4, search_budget=2),
+        evaluate=dataclasses.replace(config.evaluate, n_bootstrap=50, n_bootstrap_segments=20, n_rolling=2))
     return training.train(dataset, "2024-06-30", config)
 
 
@@ -40,6 +41,7 @@ def test_model_beats_both_baselines_out_of_time(result):
     models = result.metadata["backtest"]["models"]
     assert models["xgboost"]["roc_auc"] > models["rfm_logistic"]["roc_auc"] > 0.5
     assert models["xgboost"]["roc_auc"] > models["recency"]["roc_auc"]
+    assert models["xgboost"]["roc_auc"] > models["bgnbd"]["roc_auc"] > 0.5
     assert models["xgboost"]["top_decile_lift"] > 1.5
 
 
@@ -60,3 +62,44 @@ def test_metadata_records_what_the_registry_needs(result, dataset):
     assert meta["features"] == result.model.feature_names_
     assert meta["split"]["val_cutoff"] == result.split.val_cutoff.date().isoformat()
     assert meta["n_train"] > 0 and 0 < meta["train_churn_rate"] < 1
+
+
+def test_backtest_reports_rolling_cutoffs_gain_calibration_and_segments(result):
+    bt = result.metadata["backtest"]
+    rolling = bt["rolling"]
+    assert [r["test_cutoff"] for r in rolling] == sorted({r["test_cutoff"] for r in rolling}) and len(rolling) == 2
+    assert rolling[-1]["test_cutoff"] == bt["test_cutoff"]
+    for run in rolling:  # each rolling cutoff has its own strict out-of-time split
+        h = pd.Timedelta(days=run["horizon_days"])
+        assert pd.Timestamp(max(run["train_cutoffs"])) + h <= pd.Timestamp(run["val_cutoff"])
+        assert pd.Timestamp(run["val_cutoff"]) + h <= pd.Timestamp(run["test_cutoff"])
+    assert set(bt["rolling_mean"]) == set(bt["models"]) == {"xgboost", "recency", "rfm_logistic", "bgnbd"}
+    gains = bt["gain_table"]["xgboost"]
+    assert len(gains) == 10 and sum(r["n"] for r in gains) == bt["n_test"]
+    assert sum(c["n"] for c in bt["calibration_curve"]["xgboost"]) == bt["n_test"]
+    stages = bt["segments"]["lifecycle_stage"]
+    assert sum(s["n"] for s in stages.values()) == bt["n_test"]
+    assert set(bt["segments"]["value_tier"]) <= {"low", "mid", "high"}
+
+
+def test_a_store_too_small_for_xgboost_is_scored_with_bgnbd(dataset, tmp_path):
+    config = Config().with_horizon(60)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, min_train_customers=10**6),
+                                 evaluate=dataclasses.replace(config.evaluate, n_bootstrap=20))
+    small = training.train(dataset, "2024-06-30", config, evaluate=False)
+    assert small.metadata["model_kind"] == "bgnbd" and "BG/NBD" in small.metadata["fallback_reason"]
+    snaps = build_snapshots(dataset, [pd.Timestamp("2024-04-01")], 60)
+    p = small.model.predict_proba(snaps)[:, 1]
+    assert ((0 < p) & (p < 1)).all()
+    # Its reasons add up to its own log-odds against the reference customer, like TreeSHAP's.
+    contribs = small.model.contributions(snaps)
+    logit = np.log(p / (1 - p))
+    ref = logit - contribs.sum(axis=1).to_numpy()
+    np.testing.assert_allclose(ref, ref[0], atol=1e-6)
+    from churn import registry
+
+    small.metadata["gate"] = {"promoted": True, "reason": "first model"}
+    registry.register(small.model, small.metadata, tmp_path)
+    loaded, meta = registry.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict_proba(snaps)[:, 1], p)
+    assert "small-store fallback" in (tmp_path / meta["version"] / "model_card.md").read_text()

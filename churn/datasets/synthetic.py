@@ -24,9 +24,17 @@ Some customers who do not churn see the same withdrawal or breadth drop for a wh
 few complain), so the signs predict churn without giving it away. `SyntheticData.truth` holds
 every planted parameter per customer; it is not part of a data directory.
 
+Ground-truth win-back responses (`SyntheticData.responses`): for a list sent on the last day of
+the period, each customer's probability of buying again within `response_horizon_days` without
+any action and with each action. An action brings back a share (its uplift) of those who would
+not have come back: large when the action meets the customer's trait (service-hurt customers
+answer a callback, price-sensitive ones a discount, variety seekers a trial), small otherwise,
+varying from customer to customer, and fading the longer a churner has been gone.
+
 Everything is vectorized NumPy (no per-customer Python loop); independent random streams for
-customers, orders, items, events and suppressions make `items=False` / `events=False` leave
-the other tables unchanged, and the same `random_state` gives bit-identical frames.
+customers, orders, items, events, suppressions and responses make `items=False` /
+`events=False` leave the other tables unchanged, and the same `random_state` gives
+bit-identical frames (the responses' stream was added last: the tables did not change).
 """
 
 from __future__ import annotations
@@ -54,6 +62,12 @@ STATUSES = ("completed", "returned", "cancelled")
 EVENT_TYPES = ("visit", "login", "email_open", "support_ticket", "complaint", "return_request")
 SUPPRESSION_REASONS = ("opt_out", "do_not_contact", "deleted", "complaint")
 CHURN_REASONS = ("drift", "service", "price", "variety")
+# Win-back actions and the trait each one answers (the actions of churn.config.ACTIONS).
+RESPONSE_TRAITS = {"callback": "service_hurt", "exclusive_discount": "price_sensitive", "trial": "variety_seeker"}
+_UPLIFT_MATCHED = 0.35  # share of would-be churners won back when the action meets the trait
+_UPLIFT_OTHER = 0.03  # ... and when it does not
+_UPLIFT_SPREAD = 0.3  # lognormal sigma of each customer's responsiveness
+_UPLIFT_FADE_DAYS = 90  # a churner gone this many days is e (2.7) times harder to win back
 
 _DAY = 86_400
 _N_PRODUCTS = 2_000
@@ -76,10 +90,14 @@ class SyntheticData:
     included), `churn_ts` and `churn_reason` (missing when the customer still buys at the end),
     `decay_start_ts` and `decay_factor` (the falling purchase rate before churn), and the
     `discount_cut_*` / `breadth_drop_*` windows (start, end) when the customer had one.
+
+    `responses` has one row per customer: `customer_id`, `p_back_none` (buys again within the
+    response horizon after the last day, with no action) and `p_back_<action>` per action.
     """
 
     tables: dict[str, pd.DataFrame]
     truth: pd.DataFrame
+    responses: pd.DataFrame | None = None
 
 
 def generate(
@@ -89,10 +107,12 @@ def generate(
     random_state: int = 0,
     items: bool = True,
     events: bool = True,
+    response_horizon_days: int = 90,
 ) -> SyntheticData:
     """Generate `n_customers` customers' data from `start` to `end` (both days included).
 
     `items=False` / `events=False` leave out order_items / events (faster at benchmark scale).
+    `response_horizon_days`: the window of the ground-truth win-back responses.
     """
     start_ts = pd.Timestamp(start).normalize()
     n_days = (pd.Timestamp(end).normalize() - start_ts).days + 1
@@ -100,8 +120,10 @@ def generate(
         raise ValueError(f"n_customers must be at least 1, got {n_customers}")
     if n_days < 30:
         raise ValueError(f"the period {start}..{end} is too short: give at least 30 days")
-    streams = np.random.SeedSequence(random_state).spawn(6)
-    rng_customers, rng_orders, rng_items, rng_events, rng_suppressions, rng_catalogue = (
+    # Children of a SeedSequence depend only on their position: a stream added at the end
+    # leaves the first six, hence every table, exactly as they were.
+    streams = np.random.SeedSequence(random_state).spawn(7)
+    rng_customers, rng_orders, rng_items, rng_events, rng_suppressions, rng_catalogue, rng_responses = (
         np.random.default_rng(s) for s in streams
     )
     people = _draw_customers(rng_customers, n_customers, n_days * _DAY)
@@ -127,18 +149,21 @@ def generate(
     if events:
         tables["events"] = _events_frame(rng_events, people, orders, customer_ids, to_ts)
     tables["suppressions"] = _suppressions_frame(rng_suppressions, people, customer_ids, to_ts)
-    return SyntheticData(tables=tables, truth=_truth_frame(people, customer_ids, to_ts))
+    responses = _responses_frame(rng_responses, people, customer_ids, response_horizon_days)
+    return SyntheticData(tables=tables, truth=_truth_frame(people, customer_ids, to_ts), responses=responses)
 
 
 def write(data: SyntheticData, out_dir: str | Path, fmt: str = "parquet", truth: bool = False) -> dict[str, Path]:
-    """Write the tables into `out_dir` (parquet or csv); with `truth=True` also `_truth.parquet`."""
+    """Write the tables into `out_dir` (parquet or csv); with `truth=True` also `_truth.parquet`
+    and `_responses.parquet`."""
     paths = write_tables(data.tables, out_dir, fmt=fmt)
-    truth_path = Path(out_dir) / "_truth.parquet"
-    if truth:
-        data.truth.to_parquet(truth_path, index=False)
-        paths["_truth"] = truth_path
-    else:  # a stale truth from an earlier write would not match these tables
-        truth_path.unlink(missing_ok=True)
+    for name, frame in (("_truth", data.truth), ("_responses", data.responses)):
+        path = Path(out_dir) / f"{name}.parquet"
+        if truth and frame is not None:
+            frame.to_parquet(path, index=False)
+            paths[name] = path
+        else:  # a stale truth from an earlier write would not match these tables
+            path.unlink(missing_ok=True)
     return paths
 
 
@@ -564,6 +589,27 @@ def _suppressions_frame(rng, p: _Customers, customer_ids, to_ts) -> pd.DataFrame
         },
         copy=False,
     )
+
+
+def _responses_frame(rng: np.random.Generator, p: _Customers, customer_ids, horizon_days: int) -> pd.DataFrame:
+    """Ground truth for a win-back list sent at the end of the period: P(buys within the horizon).
+
+    Without action: a churned customer never comes back; one still buying comes back unless
+    their churn hazard fires before their next order: r / (r + h) x (1 - exp(-(r + h) t)).
+    With action a: p_none + (1 - p_none) x uplift, the uplift depending on the trait it answers.
+    """
+    n = len(p.signup)
+    window = horizon_days * _DAY / _RATE_UNIT  # the horizon in units of 30 days
+    both = p.rate + p.hazard
+    p_none = np.where(p.churned, 0.0, p.rate / both * (1 - np.exp(-both * window)))
+    gone_days = np.where(p.churned, (p.horizon - p.churn) / _DAY, 0.0)
+    fade = np.exp(-gone_days / _UPLIFT_FADE_DAYS)
+    columns = {"customer_id": _string_array(customer_ids), "p_back_none": p_none}
+    for action, trait in RESPONSE_TRAITS.items():
+        base = np.where(getattr(p, trait), _UPLIFT_MATCHED, _UPLIFT_OTHER)
+        uplift = np.minimum(base * rng.lognormal(0.0, _UPLIFT_SPREAD, n) * fade, 0.95)
+        columns[f"p_back_{action}"] = p_none + (1 - p_none) * uplift
+    return pd.DataFrame(columns, copy=False)
 
 
 def _truth_frame(p: _Customers, customer_ids, to_ts) -> pd.DataFrame:

@@ -1,0 +1,194 @@
+"""The history warehouse: one DuckDB file (`<out>/warehouse.duckdb`) with every run's rows.
+
+Tables: `runs` (one row per run date: model, data fingerprint, counts, schema, manifest),
+`scores` (every scored customer per run date), `assignments` (the customers taken for the
+lists per run date, with action, arm, EV and the uplift used), `contacts` (what the service
+team reported doing), `outcomes` (per listed customer: did they come back in the horizon)
+and `uplift` (measured uplift per action and segment, shrunk towards the prior).
+
+Writing a run replaces that run date's rows in one transaction: a rerun never duplicates
+history, and a failure leaves the previous rows in place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pandas as pd
+
+__all__ = ["FILE_NAME", "path_in", "connect", "write_run", "previous_run", "last_listed", "uplift_estimates",
+           "read_table", "write_outcomes"]
+
+FILE_NAME = "warehouse.duckdb"
+T = TypeVar("T")
+
+SCHEMA = {
+    "runs": """run_date DATE PRIMARY KEY, model_version VARCHAR, horizon_days INTEGER, campaign VARCHAR,
+               data_fingerprint VARCHAR, n_scored BIGINT, orders_window BIGINT, latest_order DATE,
+               table_schema VARCHAR, manifest VARCHAR""",
+    "scores": """run_date DATE, customer_id VARCHAR, p_churn DOUBLE, risk_band VARCHAR, lifecycle_stage VARCHAR,
+                 value DOUBLE, value_tier VARCHAR, reason_code_1 VARCHAR, reason_code_2 VARCHAR,
+                 reason_code_3 VARCHAR""",
+    "assignments": """run_date DATE, customer_id VARCHAR, action VARCHAR, arm VARCHAR, rank INTEGER,
+                      segment VARCHAR, uplift DOUBLE, uplift_source VARCHAR, cost DOUBLE, expected_value DOUBLE,
+                      offer_value DOUBLE, p_churn DOUBLE, risk_band VARCHAR, value DOUBLE, value_tier VARCHAR,
+                      lifecycle_stage VARCHAR, due_date DATE""",
+    "contacts": """customer_id VARCHAR, list_date DATE, action VARCHAR, arm VARCHAR, contacted_ts TIMESTAMP,
+                   outcome VARCHAR""",
+    "outcomes": """list_date DATE, customer_id VARCHAR, action VARCHAR, arm VARCHAR, segment VARCHAR,
+                   risk_band VARCHAR, window_end DATE, came_back BOOLEAN, revenue DOUBLE,
+                   coupon_redeemed BOOLEAN, contacted BOOLEAN""",
+    "uplift": """measured_through DATE, action VARCHAR, segment VARCHAR, n_treated BIGINT, n_holdout BIGINT,
+                 rate_treated DOUBLE, rate_holdout DOUBLE, measured DOUBLE, prior DOUBLE, shrunk DOUBLE,
+                 source VARCHAR""",
+}
+
+
+def path_in(out_dir: str | Path) -> Path:
+    """Where the warehouse of an output root lives."""
+    return Path(out_dir) / FILE_NAME
+
+
+@contextmanager
+def connect(path: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An open connection with every table created (nothing is fetched from the network)."""
+    path = Path(path)
+    if read_only and not path.exists():
+        read_only = False  # nothing to protect yet; create an empty warehouse
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only,
+                         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        if not read_only:
+            for name, columns in SCHEMA.items():
+                con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+        yield con
+    finally:
+        con.close()
+
+
+def _columns(table: str) -> list[str]:
+    return [part.strip().split()[0] for part in SCHEMA[table].split(",") if part.strip()]
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """Append a frame's schema columns (missing ones as NULL) to a table."""
+    columns = _columns(table)
+    staged = pd.DataFrame({c: frame[c] if c in frame else None for c in columns}, index=frame.index)
+    con.register("_staged", staged)
+    try:
+        con.execute(f"INSERT INTO {table} SELECT {', '.join(columns)} FROM _staged")
+    finally:
+        con.unregister("_staged")
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def write_run(path: str | Path, run: dict[str, Any], scores: pd.DataFrame, assignments: pd.DataFrame,
+              contacts: pd.DataFrame | None = None, then: Callable[[], T] | None = None) -> T | None:
+    """Replace run date D's rows (runs, scores, assignments) and refresh contacts, in one transaction.
+
+    `then` runs inside the transaction after the rows are written (the file publication):
+    if it fails, the warehouse keeps its previous rows.
+    """
+    run_date = run["run_date"]
+    with connect(path) as con, _transaction(con):
+        for table in ("runs", "scores", "assignments"):
+            con.execute(f"DELETE FROM {table} WHERE run_date = ?", [run_date])
+        _insert(con, "runs", pd.DataFrame([{**run, "table_schema": json.dumps(run.get("table_schema"), sort_keys=True),
+                                            "manifest": json.dumps(run.get("manifest"), sort_keys=True, default=str)}]))
+        _insert(con, "scores", scores.assign(run_date=pd.Timestamp(run_date)))
+        _insert(con, "assignments", assignments.assign(run_date=pd.Timestamp(run_date)))
+        if contacts is not None and len(contacts):
+            # The contacts table is cumulative: its list dates replace the same list dates here.
+            con.register("_dates", pd.DataFrame({"d": pd.to_datetime(contacts["list_date"]).unique()}))
+            con.execute("DELETE FROM contacts WHERE list_date IN (SELECT CAST(d AS DATE) FROM _dates)")
+            con.unregister("_dates")
+            _insert(con, "contacts", contacts)
+        return then() if then is not None else None
+
+
+def previous_run(path: str | Path, before: str) -> dict[str, Any] | None:
+    """The latest run strictly before `before` (its counts and schema), or None."""
+    if not Path(path).exists():
+        return None
+    with connect(path, read_only=True) as con:
+        row = con.execute("SELECT run_date, n_scored, orders_window, table_schema FROM runs "
+                          "WHERE run_date < CAST(? AS DATE) ORDER BY run_date DESC LIMIT 1", [before]).fetchone()
+    if row is None:
+        return None
+    return {"run_date": row[0].isoformat(), "n_scored": row[1], "orders_window": row[2],
+            "table_schema": json.loads(row[3]) if row[3] else None}
+
+
+def last_listed(path: str | Path, before: str, contacts: pd.DataFrame | None = None) -> pd.Series:
+    """The last date each customer was listed (either arm) or contacted, strictly before `before`.
+
+    Only dates before the run date count, so a rerun of D sees the same history as D's first run.
+    """
+    dates = []
+    if Path(path).exists():
+        with connect(path, read_only=True) as con:
+            dates.append(con.execute("SELECT customer_id, max(run_date) AS last FROM assignments "
+                                     "WHERE run_date < CAST(? AS DATE) GROUP BY customer_id", [before]).df())
+    if contacts is not None and len(contacts):
+        when = pd.to_datetime(contacts["list_date"])
+        if "contacted_ts" in contacts:
+            when = pd.to_datetime(contacts["contacted_ts"]).dt.normalize().fillna(when)
+        frame = pd.DataFrame({"customer_id": contacts["customer_id"].astype(str), "last": when})
+        dates.append(frame[frame["last"] < pd.Timestamp(before)])
+    if not dates:
+        return pd.Series(dtype="datetime64[us]")
+    both = pd.concat(dates, ignore_index=True)
+    both["last"] = pd.to_datetime(both["last"])
+    return both.groupby("customer_id")["last"].max()
+
+
+def uplift_estimates(path: str | Path, through: str) -> pd.DataFrame | None:
+    """The latest uplift estimates measured through `through` at the latest, or None."""
+    if not Path(path).exists():
+        return None
+    with connect(path, read_only=True) as con:
+        frame = con.execute("""
+            SELECT * FROM uplift WHERE measured_through = (
+                SELECT max(measured_through) FROM uplift WHERE measured_through <= CAST(? AS DATE))
+            ORDER BY action, segment""", [through]).df()
+    return frame if len(frame) else None
+
+
+def read_table(path: str | Path, table: str) -> pd.DataFrame:
+    """A whole warehouse table as a frame (empty when the warehouse does not exist)."""
+    if table not in SCHEMA:
+        raise ValueError(f"unknown warehouse table {table!r}")
+    if not Path(path).exists():
+        return pd.DataFrame(columns=_columns(table))
+    with connect(path, read_only=True) as con:
+        return con.execute(f"SELECT * FROM {table}").df()
+
+
+def write_outcomes(path: str | Path, outcomes: pd.DataFrame, uplift: pd.DataFrame) -> None:
+    """Replace the outcomes of the list dates given and the uplift rows of their measurement date."""
+    with connect(path) as con, _transaction(con):
+        if len(outcomes):
+            con.register("_dates", pd.DataFrame({"d": pd.to_datetime(outcomes["list_date"]).unique()}))
+            con.execute("DELETE FROM outcomes WHERE list_date IN (SELECT CAST(d AS DATE) FROM _dates)")
+            con.unregister("_dates")
+            _insert(con, "outcomes", outcomes)
+        if len(uplift):
+            con.execute("DELETE FROM uplift WHERE measured_through = CAST(? AS DATE)",
+                        [str(pd.Timestamp(uplift["measured_through"].iloc[0]).date())])
+            _insert(con, "uplift", uplift)

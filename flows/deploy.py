@@ -1,0 +1,157 @@
+"""Deployments on a schedule: daily scoring, monthly retraining, backfills; served by `churn serve`.
+
+Prefect's temporary in-process server does not fire schedules, so unless `PREFECT_API_URL`
+names a server, `serve` starts a local Prefect server itself (SQLite under the project's
+Prefect home, loopback only), waits until it is healthy, serves the deployments against it,
+and stops it on exit (SIGTERM or Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.schedules import Cron
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from churn.config import Config, load_config
+from flows.score import score_flow
+from flows.train import train_flow
+
+SERVER_START_TIMEOUT_S = 120  # a fresh Prefect database takes 13-18 s to start here
+
+
+def previous_day(scheduled: Any, timezone: str) -> str:
+    """The run date of a scheduled run: the day before its scheduled time, in the schedule's zone.
+
+    A 06:00 run scores the day that just ended, whose orders are complete.
+    """
+    local = pd.Timestamp(scheduled).tz_convert(timezone) if pd.Timestamp(scheduled).tzinfo else pd.Timestamp(scheduled)
+    return (local.normalize() - pd.Timedelta(days=1)).date().isoformat()
+
+
+@flow(name="churn-daily")
+def daily_flow(data_dir: str, out_dir: str = "out", models_dir: str = "models", config_path: str | None = None,
+               run_date: str | None = None) -> dict[str, Any]:
+    """Score the day before the scheduled time (or `run_date`) and publish its win-back lists."""
+    if run_date is None:
+        from prefect.runtime import flow_run
+
+        run_date = previous_day(flow_run.scheduled_start_time, load_config(config_path).schedule.timezone)
+    return score_flow(data_dir, run_date, out_dir, models_dir, config_path)
+
+
+def _published(out_dir: str, run_date: str) -> bool:
+    """True when `out_dir/run_date/` holds a complete publication (publishing is atomic)."""
+    return os.path.exists(os.path.join(out_dir, run_date, "manifest.json"))
+
+
+@flow(name="churn-backfill")
+def backfill_flow(data_dir: str, start: str, end: str, out_dir: str = "out", models_dir: str = "models",
+                  config_path: str | None = None, force: bool = False) -> dict[str, list[str]]:
+    """Score every date from `start` to `end`, one idempotent run per date.
+
+    Resumable: dates already published are skipped unless `force`, so rerunning after a
+    failure picks up where it stopped.
+    """
+    logger = get_run_logger()
+    done, skipped = [], []
+    for day in pd.date_range(start, end, freq="D"):
+        run_date = day.date().isoformat()
+        if not force and _published(out_dir, run_date):
+            skipped.append(run_date)
+            continue
+        score_flow(data_dir, run_date, out_dir, models_dir, config_path)
+        done.append(run_date)
+        logger.info("backfill: %s published (%d of %d)", run_date, len(done) + len(skipped),
+                    len(pd.date_range(start, end)))
+    return {"scored": done, "skipped": skipped}
+
+
+def deployments(data_dir: str, out_dir: str, models_dir: str, config_path: str | None,
+                config: Config) -> list[RunnerDeployment]:
+    """The scheduled deployments: daily scoring and monthly retraining (with the promotion gate)."""
+    common = {"data_dir": data_dir, "models_dir": models_dir, "config_path": config_path}
+    tz = config.schedule.timezone
+    return [
+        daily_flow.to_deployment(
+            "daily-score", schedule=Cron(config.schedule.daily_cron, timezone=tz),
+            parameters={**common, "out_dir": out_dir}, entrypoint_type=EntrypointType.MODULE_PATH,
+            description="Score every customer as of the previous day and publish the win-back lists."),
+        train_flow.to_deployment(
+            "monthly-retrain", schedule=Cron(config.schedule.retrain_cron, timezone=tz),
+            parameters=common, entrypoint_type=EntrypointType.MODULE_PATH,
+            description="Retrain and backtest the churn model; the promotion gate decides the champion."),
+        backfill_flow.to_deployment(
+            "backfill", parameters={**common, "out_dir": out_dir}, entrypoint_type=EntrypointType.MODULE_PATH,
+            description="Score a range of past dates (run on demand with start and end)."),
+    ]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def local_server(port: int) -> Iterator[str]:
+    """Start `prefect server start` on 127.0.0.1:port; yield its API URL; stop it on exit."""
+    url = f"http://127.0.0.1:{port}/api"
+    if _healthy(url):
+        raise RuntimeError(f"something already answers on port {port}: set schedule.server_port in "
+                           f"churn.toml or PREFECT_API_URL to use that server")
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--analytics-off", "--no-ui"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not _healthy(url):
+            if server.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited at start: {server.stderr.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT_S} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@contextmanager
+def prefect_api(port: int) -> Iterator[str]:
+    """The API to serve against: PREFECT_API_URL if the user set one, else a local server we run."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    with local_server(port) as url, temporary_settings({PREFECT_API_URL: url}):
+        os.environ["PREFECT_API_URL"] = url  # the runs the runner starts inherit it
+        yield url
+
+
+def serve(data_dir: str, out_dir: str, models_dir: str, config_path: str | None) -> None:
+    """Serve the deployments until SIGTERM or Ctrl-C; schedules stay active across restarts."""
+    from prefect import serve as prefect_serve
+
+    config = load_config(config_path)
+    # Ctrl-C must reach us even when a shell started us in the background (it ignores SIGINT there).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with prefect_api(config.schedule.server_port) as url:
+        print(f"Prefect API: {url}", flush=True)
+        # pause_on_shutdown=False: a service that restarts must not silently stop scheduling.
+        prefect_serve(*deployments(data_dir, out_dir, models_dir, config_path, config), pause_on_shutdown=False)

@@ -1,0 +1,115 @@
+"""Scheduling: run dates of scheduled runs, backfills, and `churn serve` against a local server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows.deploy import backfill_flow, previous_day
+from flows.train import train_flow
+
+FAST_CONFIG = "[model]\nn_train_cutoffs = 3\nn_estimators = 80\nlearning_rate = 0.1\n[evaluate]\nn_bootstrap = 20\n"
+
+
+def test_a_scheduled_run_scores_the_day_before_in_the_schedule_timezone():
+    assert previous_day("2024-03-10T06:00:00+00:00", "UTC") == "2024-03-09"
+    # 02:00 UTC on the 10th is still the 9th in New York: the run scores the 8th.
+    assert previous_day("2024-03-10T02:00:00+00:00", "America/New_York") == "2024-03-08"
+
+
+def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness, synthetic_dir, tmp_path):
+    config = tmp_path / "churn.toml"
+    config.write_text(FAST_CONFIG)
+    models, out = tmp_path / "models", tmp_path / "out"
+    train_flow(str(synthetic_dir), str(models), "2024-06-27", 60, str(config))
+    first = backfill_flow(str(synthetic_dir), "2024-06-28", "2024-06-30", str(out), str(models), str(config))
+    assert first == {"scored": ["2024-06-28", "2024-06-29", "2024-06-30"], "skipped": []}
+    (out / "2024-06-29" / "manifest.json").unlink()  # as if that run had failed before publishing
+    again = backfill_flow(str(synthetic_dir), "2024-06-28", "2024-06-30", str(out), str(models), str(config))
+    assert again == {"scored": ["2024-06-29"], "skipped": ["2024-06-28", "2024-06-30"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _deployments(url: str) -> dict[str, list]:
+    from prefect.client.orchestration import PrefectClient
+
+    async with PrefectClient(url) as client:
+        found = {}
+        for dep in await client.read_deployments():
+            runs = await client.read_flow_runs()
+            found[dep.name] = ([(s.schedule.cron, s.schedule.timezone, s.active) for s in dep.schedules],
+                               sorted(r.expected_start_time for r in runs if r.deployment_id == dep.id
+                                      and r.state_name == "Scheduled"))
+        return found
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_books_scheduled_runs_and_stops_cleanly_with_its_server(synthetic_dir, tmp_path, stop_signal):
+    port = _free_port()
+    (tmp_path / "churn.toml").write_text(f'[schedule]\nserver_port = {port}\ntimezone = "Europe/Paris"\n')
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / ".prefect"), CHURN_HOME=str(tmp_path))
+    churn = Path(sys.executable).parent / "churn"
+    proc = subprocess.Popen([str(churn), "serve", "--data", str(synthetic_dir)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline, found = time.monotonic() + 150, {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                found = asyncio.run(_deployments(url))
+            except (httpx.HTTPError, OSError):
+                found = {}
+            if found.get("daily-score", ([], []))[1] and found.get("monthly-retrain", ([], []))[1]:
+                break
+            time.sleep(2)
+        assert found["daily-score"][0] == [("0 6 * * *", "Europe/Paris", True)]
+        assert found["monthly-retrain"][0] == [("0 3 1 * *", "Europe/Paris", True)]
+        assert "backfill" in found
+        # The scheduler booked the next daily runs at 06:00 Paris time.
+        booked = found["daily-score"][1]
+        assert len(booked) >= 2 and all(t.in_timezone("Europe/Paris").hour == 6 for t in booked)
+    finally:
+        proc.send_signal(stop_signal)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"churn serve did not stop on {stop_signal.name}: {proc.stdout.read().decode()[-2000:]}")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/health", timeout=2)  # the local server stopped with it
+
+
+def test_prefect_yaml_declares_the_served_deployments_with_the_default_schedules():
+    import importlib
+    import inspect
+
+    import yaml
+
+    from churn.config import Config
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in spec["deployments"]}
+    assert set(deployments) == {"daily-score", "monthly-retrain", "backfill"}
+    schedule = Config().schedule
+    assert deployments["daily-score"]["schedules"][0]["cron"] == schedule.daily_cron
+    assert deployments["monthly-retrain"]["schedules"][0]["cron"] == schedule.retrain_cron
+    for dep in deployments.values():
+        path, name = dep["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        accepted = inspect.signature(getattr(module, name).fn).parameters
+        assert set(dep["parameters"]) <= set(accepted), dep["name"]
