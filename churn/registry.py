@@ -114,13 +114,18 @@ def _model_card(meta: dict[str, Any]) -> str:
 
 def register(model: ChurnModel | BGNBDChurnModel, metadata: dict[str, Any], models_dir: str | Path,
              make_champion: bool = True) -> Path:
-    """Save the model as `models_dir/<version>/` (replacing a same-version copy whole)."""
+    """Save the model as `models_dir/<version>/`; a version already registered is left as it is.
+
+    A version names the data fingerprint and the recipe, so the same version is the same model:
+    keeping the registered copy makes a rerun change nothing (the shipped champion included).
+    """
     models_dir = Path(models_dir)
     version = metadata["version"]
-    with atomic_dir(models_dir / version) as staging:
-        model.save(staging)
-        write_json(metadata, staging / METADATA_FILE)
-        (staging / "model_card.md").write_text(_model_card(metadata), encoding="utf-8")
+    if not (models_dir / version / METADATA_FILE).exists():
+        with atomic_dir(models_dir / version) as staging:
+            model.save(staging)
+            write_json(metadata, staging / METADATA_FILE)
+            (staging / "model_card.md").write_text(_model_card(metadata), encoding="utf-8")
     if make_champion:
         set_champion(models_dir, version)
     return models_dir / version
@@ -140,6 +145,8 @@ def set_champion(models_dir: str | Path, version: str) -> None:
     if not (models_dir / version / METADATA_FILE).exists():
         raise ModelNotFoundError(f"no model {version!r} under {models_dir}; see `churn models`")
     pointer = _pointer(models_dir)
+    if pointer.get("version") == version:
+        return
     previous = [v for v in [pointer.get("version"), *pointer.get("previous", [])] if v and v != version]
     tmp = models_dir / f".{CHAMPION_FILE}.tmp"
     write_json({"version": version, "previous": previous}, tmp)

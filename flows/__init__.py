@@ -21,3 +21,20 @@ def configure_prefect(home: str | Path | None = None) -> None:
 
 
 configure_prefect()
+
+
+def transient(task: object, task_run: object, state: object) -> bool:
+    """Retry condition: retry failures of the outside world, never a problem the user must fix.
+
+    A contract, quality or configuration error gives the same answer on every try: retrying it
+    only delays the message.
+    """
+    from churn.errors import ChurnError
+
+    try:
+        state.result()  # type: ignore[attr-defined]
+    except ChurnError:
+        return False
+    except Exception:  # noqa: BLE001 - anything else (a flaky share, a full disk) may pass next time
+        return True
+    return True

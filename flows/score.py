@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, task
+from prefect.tasks import exponential_backoff
 from prefect.cache_policies import NONE
 
 from churn import contract, features, outcomes, quality, registry, scoring, warehouse, winback
@@ -18,6 +19,7 @@ from churn.publish import publish
 
 from flows.artifacts import score_artifacts
 from flows.train import load_data
+from flows import transient
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,8 @@ def load_model(models_dir: str) -> tuple[ChurnModel, dict[str, Any]]:
     return registry.load(models_dir)
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=NONE)
+@task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=transient,
+      cache_policy=NONE)
 def load_history(out_dir: str, run_date: str, dataset: contract.Dataset, config: Config) -> History:
     """Past listings (warehouse and contacts table), measured uplift and the previous run, all before D."""
     path = warehouse.path_in(out_dir)
@@ -85,7 +88,8 @@ def build_lists(scores: pd.DataFrame, model: ChurnModel, dataset: contract.Datas
     return scores, taken, winback.service_lists(taken, run_date, config.winback)
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=NONE)
+@task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=transient,
+      cache_policy=NONE)
 def publish_outputs(out_dir: str, run: dict[str, Any], scores: pd.DataFrame, taken: pd.DataFrame,
                     lists: dict[str, pd.DataFrame], manifest: dict[str, Any], dataset: contract.Dataset) -> str:
     """Replace D's warehouse rows and <out>/<D>/ together: the rows commit only if the files are in place."""

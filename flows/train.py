@@ -6,15 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.tasks import exponential_backoff
 from prefect.cache_policies import NONE
 
 from churn import contract, registry, training
 from churn.config import Config, load_config
 from churn.errors import ModelNotFoundError
 from flows.artifacts import train_artifacts
+from flows import transient
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=NONE)
+@task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=transient,
+      cache_policy=NONE)
 def load_data(data_dir: str, config: Config) -> contract.Dataset:
     """Read and validate the data directory (retried: files may sit on a flaky share)."""
     return contract.validate(data_dir, config.contract)
@@ -42,7 +45,8 @@ def decide(dataset: contract.Dataset, result: training.TrainingResult, champion:
     return training.gate(dataset, result.metadata, champion, champion_meta, config)
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=NONE)
+@task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=transient,
+      cache_policy=NONE)
 def register(result: training.TrainingResult, models_dir: str, promoted: bool) -> str:
     """Save the model under models/<version>/; point the champion at it if the gate promoted it."""
     registry.register(result.model, result.metadata, models_dir, make_champion=promoted)

@@ -113,3 +113,19 @@ def test_prefect_yaml_declares_the_served_deployments_with_the_default_schedules
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         accepted = inspect.signature(getattr(module, name).fn).parameters
         assert set(dep["parameters"]) <= set(accepted), dep["name"]
+
+
+def test_retries_are_for_the_outside_world_not_for_bad_data():
+    from churn.errors import ContractError, QualityError
+    from flows import transient
+
+    class State:
+        def __init__(self, error):
+            self.error = error
+
+        def result(self):
+            raise self.error
+
+    assert transient(None, None, State(OSError("share went away"))) is True
+    assert transient(None, None, State(ContractError("orders.csv: column amount"))) is False
+    assert transient(None, None, State(QualityError("stale feed"))) is False

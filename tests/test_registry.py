@@ -102,3 +102,11 @@ def test_cli_lists_champion_and_challengers_and_rolls_back(tiny_model, tmp_path)
     assert "* v1" in listing.output and "challenger: ECE 0.050" in listing.output
     rolled = runner.invoke(app, ["rollback", "v2", "--models", str(tmp_path)])
     assert rolled.exit_code == 0 and registry.champion_version(tmp_path) == "v2"
+
+
+def test_registering_the_same_version_again_changes_no_file(tiny_model, tmp_path):
+    registry.register(tiny_model, _meta("v1"), tmp_path)
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    registry.register(tiny_model, {**_meta("v1"), "gate": {"promoted": True, "reason": "again"}}, tmp_path)
+    after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert after == before
