@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ DataOpt = Annotated[Path, typer.Option("--data", help="Data directory (one CSV o
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Configuration file [default: ./churn.toml "
                                                                  "if present, else built-in defaults].")]
 ModelsOpt = Annotated[Path, typer.Option("--models", help="Model registry directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts instead of text.")]
 
 
 def _config(path: Path | None, horizon: int | None = None):
@@ -29,16 +31,24 @@ def _config(path: Path | None, horizon: int | None = None):
     return load_config(path).with_horizon(horizon)
 
 
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
 def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
 @app.command()
-def validate(data: DataOpt, config: ConfigOpt = None) -> None:
+def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Check a data directory against the data contract; exit 1 with the problems if it breaks it."""
     from churn import contract
 
     dataset = contract.validate(data, _config(config).contract)
+    if as_json:
+        _print_json({"row_counts": dataset.row_counts, "fingerprints": dataset.fingerprints,
+                     "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()}})
+        return
     for name, count in dataset.row_counts.items():
         typer.echo(f"{name}: {count} rows ok" + (f", {len(dataset.quarantine[name])} quarantined"
                                                   if len(dataset.quarantine.get(name, [])) else ""))
@@ -92,11 +102,14 @@ def backtest(data: DataOpt, test_cutoff: Annotated[str, typer.Option("--test-cut
 def score(data: DataOpt, date: Annotated[str, typer.Option("--date", help="Run date D (YYYY-MM-DD): "
                                                                            "score as of the end of D.")],
           out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
-          models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
+          models: ModelsOpt = Path("models"), config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Score every customer as of D and write the win-back lists to OUT/D/."""
     from flows.score import score_flow
 
     manifest = score_flow(str(data), date, str(out), str(models), None if config is None else str(config))
+    if as_json:
+        _print_json(manifest)
+        return
     typer.echo(_score_summary(manifest))
 
 
@@ -235,7 +248,7 @@ def report(models: ModelsOpt = Path("models"),
 
 
 @app.command("models")
-def list_models(models: ModelsOpt = Path("models")) -> None:
+def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) -> None:
     """List registered models: * marks the champion; challengers say why the gate kept them out."""
     from churn import registry
 
@@ -243,6 +256,13 @@ def list_models(models: ModelsOpt = Path("models")) -> None:
         champion = registry.champion_version(models)
     except ChurnError:
         champion = None
+    if as_json:
+        _print_json([{"version": m["version"], "champion": m["version"] == champion,
+                      "model_kind": m.get("model_kind", "xgboost"), "horizon_days": m["horizon_days"],
+                      "as_of": m["as_of"], "gate": m.get("gate"),
+                      "backtest": {k: (m.get("backtest") or {}).get(k) for k in ("test_cutoff", "models")}}
+                     for m in registry.list_versions(models)])
+        return
     for meta in registry.list_versions(models):
         bt = meta.get("backtest") or {}
         m = bt.get("models", {}).get(meta.get("model_kind", "xgboost"), {})
@@ -375,6 +395,9 @@ def _score_summary(manifest: dict[str, Any]) -> str:
 
 def main() -> None:
     """Entry point: a problem the user can fix prints a message and exits 1; usage errors exit 2."""
+    import logging
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     try:
         app()
     except ChurnError as err:

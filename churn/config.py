@@ -134,6 +134,11 @@ class OutcomesConfig:
 
 
 @dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
 class ScheduleConfig:
     daily_cron: str = "0 6 * * *"
     retrain_cron: str = "0 3 1 * *"
@@ -163,6 +168,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     outcomes: OutcomesConfig = field(default_factory=OutcomesConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def with_horizon(self, horizon_days: int | None) -> Config:
@@ -231,6 +237,8 @@ def _check(config: Config) -> Config:
         raise ConfigError("model.calibration must be 'auto', 'platt', 'isotonic' or 'none'")
     if not 0 < config.model.calibration_share < 1 or config.model.search_budget < 1:
         raise ConfigError("model.calibration_share must be in (0, 1) and model.search_budget at least 1")
+    if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("logging.level must be one of DEBUG, INFO, WARNING, ERROR")
     if not 0 <= config.winback.holdout_share < 1:
         raise ConfigError("winback.holdout_share must be in [0, 1)")
     unknown = set(config.winback.capacity) - set(ACTIONS)

@@ -4,6 +4,7 @@ Importing this package sets Prefect up to run offline, with no server and no acc
 project-local Prefect home and analytics off (settings a user has already made win).
 """
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,16 @@ def configure_prefect(home: str | Path | None = None) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MPLCONFIGDIR", str(home / ".mplconfig"))
+    # Our step lines also reach the Prefect run's log (UI, API), not only the terminal.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "churn")
+
+
+run_log = logging.getLogger("churn.run")
+
+
+def set_log_level(level: str) -> None:
+    """Apply `[logging] level` from churn.toml to our run log."""
+    logging.getLogger("churn").setLevel(level.upper())
 
 
 configure_prefect()

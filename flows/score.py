@@ -19,7 +19,7 @@ from churn.publish import publish
 
 from flows.artifacts import score_artifacts
 from flows.train import load_data
-from flows import transient
+from flows import run_log, set_log_level, transient
 
 
 @dataclass(frozen=True)
@@ -104,34 +104,37 @@ def score_flow(data_dir: str, run_date: str, out_dir: str = "out", models_dir: s
                config_path: str | None = None) -> dict[str, Any]:
     """Score every customer as of `run_date`, gate the data, and publish the win-back lists and history."""
     config = load_config(config_path)
+    set_log_level(config.logging.level)
     run_date = pd.Timestamp(run_date).date().isoformat()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    def lap(step: str) -> None:
+    def lap(step: str, counts: str) -> None:
         nonlocal clock
         now = time.perf_counter()
         timings[step] = round(now - clock, 3)
         clock = now
+        run_log.info("score %s: %s: %s (%.1f s)", run_date, step, counts, timings[step])
 
     dataset = load_data(data_dir, config)
-    lap("validate")
+    lap("validate", ", ".join(f"{name} {n} rows" for name, n in dataset.row_counts.items()))
     model, meta = load_model(models_dir)
     config = config.with_horizon(meta["horizon_days"])
     history = load_history(out_dir, run_date, dataset, config)
     feats = build_features(dataset, run_date, config)
-    lap("features")
+    lap("features", f"{len(feats)} customers in the population")
     gate = check_quality(dataset, feats, run_date, history, config)
-    lap("quality")
+    lap("quality", "checks passed")
     scores = score_customers(feats, model, config)
-    lap("score")
+    lap("score", f"{len(scores)} customers scored with model {meta['version']}")
     scores, taken, lists = build_lists(scores, model, dataset, history, run_date, config)
-    lap("lists")
+    lap("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
     manifest = run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, config)
     run = warehouse_run(manifest, gate, config)
     manifest["timings_seconds"] = timings
     path = publish_outputs(out_dir, run, scores, _with_sources(taken, history, run_date, config), lists,
                            manifest, dataset)
+    run_log.info("score %s: published to %s", run_date, path)
     score_artifacts(manifest, lists)
     return {**manifest, "path": path}
 

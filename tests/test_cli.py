@@ -81,3 +81,11 @@ def test_score_without_a_model_says_to_train_first(monkeypatch, capsys, prefect_
     code, _, err = run(monkeypatch, capsys, "score", "--data", str(synthetic_dir), "--date", "2024-06-30",
                        "--models", str(tmp_path / "none"))
     assert code == 1 and "churn train" in err
+
+
+def test_validate_and_models_speak_json_for_scripts(monkeypatch, capsys, synthetic_dir, tmp_path):
+    code, out, _ = run(monkeypatch, capsys, "validate", "--data", str(synthetic_dir), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["row_counts"]["orders"] > 0 and set(report["fingerprints"]) >= {"orders"}
+    code, out, _ = run(monkeypatch, capsys, "models", "--models", str(tmp_path), "--json")
+    assert code == 0 and json.loads(out) == []
