@@ -96,7 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=2_000_000)
     parser.add_argument("--json", help="write the figures to this file")
-    parser.add_argument("--work", default="/tmp/churn-bench-daily", help="data, model and outputs (reused)")
+    parser.add_argument("--work", default=str(Path(__file__).parent / ".cache" / "daily"),
+                        help="data, model and outputs (reused; git-ignored)")
     parser.add_argument("--run-only", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     work = Path(args.work)

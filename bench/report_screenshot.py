@@ -5,7 +5,7 @@ broken images. The page is cut into screenshots of `--height` pixels so that eac
 read at full size (charts readable, labels not cut, nothing empty).
 
     apt-get install -y chromium        # once
-    .venv/bin/python bench/report_screenshot.py out/report-2017-12-31.html --to /tmp/shots
+    .venv/bin/python bench/report_screenshot.py out/report-2017-12-31.html --to shots
 """
 
 from __future__ import annotations
