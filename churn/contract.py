@@ -215,10 +215,10 @@ def validate_tables(
     return _check(known, policy, {name: (source or {}).get(name, name) for name in known}, problems)
 
 
-def write_quarantine(dataset: Dataset, out_dir: Path) -> dict[str, int]:
-    """Write each non-empty quarantine as `<out_dir>/<table>.csv`; return rows per table."""
+def write_quarantine(quarantine: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int]:
+    """Write each non-empty quarantine (`Dataset.quarantine`) as `<out_dir>/<table>.csv`; return rows per table."""
     counts = {}
-    for name, rows in dataset.quarantine.items():
+    for name, rows in quarantine.items():
         if len(rows) == 0:
             continue
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from churn.contract import write_quarantine
 from churn.io import atomic_dir, write_json
 
 SHEET_TITLES = {"callback": "Callback", "exclusive_discount": "Comeback discount", "trial": "Product trial"}
@@ -76,8 +77,5 @@ def publish(out_dir: str | Path, run_date: str, scores: pd.DataFrame, lists: dic
             frame.to_csv(staging / f"winback_{action}.csv", index=False, float_format="%.2f")
         write_workbook(lists, staging / "winback.xlsx", run_date)
         write_json(manifest, staging / "manifest.json")
-        for table, rows in (quarantine or {}).items():
-            if len(rows):
-                (staging / "quarantine").mkdir(exist_ok=True)
-                rows.to_csv(staging / "quarantine" / f"{table}.csv", index=False)
+        write_quarantine(quarantine or {}, staging / "quarantine")
     return target

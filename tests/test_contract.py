@@ -509,7 +509,7 @@ def test_row_numbers_stay_file_rows_after_quarantine(tmp_path):
 
 def test_write_quarantine_writes_one_csv_per_table(tmp_path):
     data = validate(write(tmp_path / "data", with_duplicates()))
-    counts = write_quarantine(data, tmp_path / "quarantine")
+    counts = write_quarantine(data.quarantine, tmp_path / "quarantine")
 
     assert counts == {"orders": 1, "suppressions": 2}
     assert sorted(p.name for p in (tmp_path / "quarantine").iterdir()) == ["orders.csv", "suppressions.csv"]
