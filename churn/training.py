@@ -92,7 +92,10 @@ def train(dataset: Dataset, as_of: object, config: Config, evaluate: bool = True
               backtest(dataset, latest_test_cutoff(as_of, h), config, n_rolling=config.evaluate.n_rolling)
               ) if evaluate else None
     fingerprint = data_fingerprint(dataset.fingerprints)
-    recipe = {"config": config.to_dict(), "features": model.feature_names_, "churn_version": churn.__version__,
+    # Only the settings that shape the model and its backtest: scheduling or list policy changes
+    # must not make a new model version.
+    shaping = {k: v for k, v in config.to_dict().items() if k in ("data", "contract", "model", "evaluate")}
+    recipe = {"config": shaping, "features": model.feature_names_, "churn_version": churn.__version__,
               "model_kind": extra["model_kind"]}
     metadata = {
         "version": model_version(as_of.date().isoformat(), h, fingerprint, recipe),
