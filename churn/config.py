@@ -147,6 +147,12 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    feature_days: int = 7
+    feature_max_gb: float = 20.0
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     max_customers: int = 20000
     top_features: int = 15
@@ -170,6 +176,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
     def with_horizon(self, horizon_days: int | None) -> Config:
         """Return a copy with another churn horizon (None keeps this one)."""
@@ -250,6 +257,8 @@ def _check(config: Config) -> Config:
         raise ConfigError("quality: max_lag_days >= 0, volume_window_days >= 1 and max_volume_change > 0")
     if config.outcomes.prior_strength <= 0 or not 0 < config.outcomes.confidence < 1:
         raise ConfigError("outcomes: prior_strength must be positive and confidence in (0, 1)")
+    if config.cache.feature_days < 0 or config.cache.feature_max_gb <= 0:
+        raise ConfigError("cache: feature_days must be >= 0 (0 turns the cache off) and feature_max_gb positive")
     return config
 
 

@@ -18,6 +18,7 @@ from churn.baselines import BASELINES
 from churn.config import Config
 from churn.features import FeatureBuilder
 from churn.model import ChurnModel
+from churn.progress import Progress, notify, prefixed
 from churn.segments import lifecycle_stage, value_tier
 from churn.snapshots import build_snapshots, data_range
 from churn.split import Split, assert_out_of_time, plan_split, rolling_test_cutoffs
@@ -78,11 +79,12 @@ def metrics(y: np.ndarray, p: np.ndarray, n_boot: int = 500, confidence: float =
 
 
 def fit_and_score(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, config: Config,
-                  horizon_days: int) -> tuple[ChurnModel, dict[str, np.ndarray]]:
+                  horizon_days: int, progress: Progress | None = None) -> tuple[ChurnModel, dict[str, np.ndarray]]:
     """Fit the model and every baseline on the same training snapshots; score the test snapshots."""
-    model = ChurnModel(horizon_days, config.model).fit(train, val)
+    model = ChurnModel(horizon_days, config.model).fit(train, val, progress)
     scores = {"xgboost": model.predict_proba(test)[:, 1]}
-    for name, baseline in BASELINES.items():
+    for i, (name, baseline) in enumerate(BASELINES.items()):
+        notify(progress, f"baseline {name}", i, len(BASELINES))
         scores[name] = (baseline(random_state=config.model.random_state, horizon_days=horizon_days)
                         .fit(train).predict_proba(test)[:, 1])
     return model, scores
@@ -146,16 +148,19 @@ def _plan(dataset: Dataset, test_cutoff: object, config: Config) -> Split:
                       config.model.min_history_days, with_test=True)
 
 
-def evaluate_split(dataset: Dataset, split: Split, config: Config, detail: bool = True) -> dict[str, Any]:
+def evaluate_split(dataset: Dataset, split: Split, config: Config, detail: bool = True,
+                   progress: Progress | None = None) -> dict[str, Any]:
     """Fit every model on the split's training cutoffs and report their metrics on its test cutoff."""
     assert_out_of_time(split)
     h = config.data.horizon_days
+    notify(progress, "features of every cutoff", 0, 1)
     snaps = build_snapshots(dataset, split.all_cutoffs(), h, config.data.lookback_days,
                             FeatureBuilder(dataset, config.data.lookback_days))
     train = snaps[snaps["cutoff"].isin(split.train_cutoffs)]
     val = snaps[snaps["cutoff"] == split.val_cutoff]
     test = snaps[snaps["cutoff"] == split.test_cutoff]
-    model, scores = fit_and_score(train, val, test, config, h)
+    model, scores = fit_and_score(train, val, test, config, h, progress)
+    notify(progress, "metrics with bootstrap intervals", 0, 1)
     y = test["churned"].to_numpy()
     ev = config.evaluate
     report: dict[str, Any] = {
@@ -180,21 +185,28 @@ def evaluate_split(dataset: Dataset, split: Split, config: Config, detail: bool 
 
 
 def backtest(dataset: Dataset, test_cutoff: object, config: Config, split: Split | None = None,
-             test_cutoffs: list[object] | None = None, n_rolling: int = 1) -> dict[str, Any]:
+             test_cutoffs: list[object] | None = None, n_rolling: int = 1,
+             progress: Progress | None = None) -> dict[str, Any]:
     """Train on earlier cutoffs, early-stop and calibrate on the validation cutoff, evaluate on the test cutoff.
 
     Returns the backtest JSON of DESIGN.md section 6 for `test_cutoff` (the latest), with the
     gain table, calibration curve and segment metrics, plus `rolling`: the same headline metrics
     on each of `test_cutoffs` (or the `n_rolling` monthly cutoffs ending at `test_cutoff`), each
-    with its own strict out-of-time split, and their mean per model.
+    with its own strict out-of-time split, and their mean per model. `progress` (optional) hears
+    of each split's steps.
     """
     split = split or _plan(dataset, test_cutoff, config)
-    report = evaluate_split(dataset, split, config)
     cutoffs = sorted({pd.Timestamp(c).normalize() for c in test_cutoffs} if test_cutoffs
                      else rolling_test_cutoffs(split.test_cutoff, n_rolling))
     cutoffs = [c for c in cutoffs if c != split.test_cutoff]
+
+    def told(cutoff: pd.Timestamp, k: int) -> Progress | None:
+        return prefixed(progress, f"backtest {cutoff.date()} ({k} of {len(cutoffs) + 1})")
+
+    report = evaluate_split(dataset, split, config, progress=told(split.test_cutoff, 1))
     if cutoffs:
-        runs = [evaluate_split(dataset, _plan(dataset, c, config), config, detail=False) for c in cutoffs]
+        runs = [evaluate_split(dataset, _plan(dataset, c, config), config, detail=False, progress=told(c, k))
+                for k, c in enumerate(cutoffs, start=2)]
         runs.append({k: v for k, v in report.items() if k not in ("gain_table", "calibration_curve", "segments",
                                                                    "xgboost_params")})
         runs.sort(key=lambda r: r["test_cutoff"])

@@ -24,6 +24,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 from churn.config import ModelConfig
 from churn.errors import DataError
 from churn.features import feature_columns
+from churn.progress import Progress, notify
 
 BOOSTER_FILE = "booster.json"
 PARAMS_FILE = "params.json"
@@ -151,8 +152,11 @@ class ChurnModel:
                          evals=[(dstop, "validation")], early_stopping_rounds=self.config.early_stopping_rounds,
                          verbose_eval=False)
 
-    def fit(self, train: pd.DataFrame, validation: pd.DataFrame) -> ChurnModel:
-        """Search, early-stop and calibrate on the validation snapshots; fit the booster on training ones."""
+    def fit(self, train: pd.DataFrame, validation: pd.DataFrame, progress: Progress | None = None) -> ChurnModel:
+        """Search, early-stop and calibrate on the validation snapshots; fit the booster on training ones.
+
+        `progress` (optional) hears of each hyper-parameter candidate tried.
+        """
         for name, frame in (("training", train), ("validation", validation)):
             if frame["churned"].nunique() < 2:
                 raise DataError(f"{name} snapshots have a single class ({len(frame)} rows): "
@@ -167,7 +171,9 @@ class ChurnModel:
         dstop = xgb.DMatrix(search[self.feature_names_], label=search["churned"], feature_names=self.feature_names_)
         self.search_results_ = []
         best = None
-        for candidate in self._candidates():
+        candidates = self._candidates()
+        notify(progress, "hyper-parameter search", 0, len(candidates))
+        for i, candidate in enumerate(candidates, start=1):
             booster = self._train_one(candidate, dtrain, dstop)
             p = booster.predict(dstop, iteration_range=(0, booster.best_iteration + 1))
             loss = float(log_loss(search["churned"], p, labels=[0, 1]))
@@ -175,6 +181,7 @@ class ChurnModel:
                                          "validation_logloss": round(loss, 6)})
             if best is None or loss < best[0]:
                 best = (loss, candidate, booster)
+            notify(progress, "hyper-parameter search", i, len(candidates))
         _, self.best_params_, self.booster_ = best
         self.best_iteration_ = int(self.booster_.best_iteration)
         self.calibrator_ = Calibrator()

@@ -14,6 +14,7 @@ from churn.config import Config
 from churn.errors import DataError
 from churn.evaluate import backtest, metrics
 from churn.model import ChurnModel
+from churn.progress import Progress, notify, prefixed
 from churn.registry import data_fingerprint, model_version, promotion_decision
 from churn.snapshots import build_snapshots, data_range
 from churn.split import Split, plan_split
@@ -52,28 +53,38 @@ def small_store_reason(train_rows: pd.DataFrame, config: Config) -> str | None:
     return None
 
 
-def _backtest_or_none(dataset: Dataset, as_of: pd.Timestamp, config: Config) -> dict[str, Any] | None:
-    """The backtest of the recipe one horizon back; None when the data cannot support one (small stores)."""
+def backtest_recipe(dataset: Dataset, metadata: dict[str, Any], config: Config,
+                    progress: Progress | None = None) -> dict[str, Any] | None:
+    """The backtest of a trained model's recipe one horizon before its as-of date, where labels are known.
+
+    For a small store's BG/NBD model it is None when the data cannot support one.
+    """
+    test_cutoff = latest_test_cutoff(pd.Timestamp(metadata["as_of"]), config.data.horizon_days)
     try:
-        return backtest(dataset, latest_test_cutoff(as_of, config.data.horizon_days), config,
-                        n_rolling=config.evaluate.n_rolling)
+        return backtest(dataset, test_cutoff, config, n_rolling=config.evaluate.n_rolling, progress=progress)
     except DataError:
+        if metadata["model_kind"] == "xgboost":
+            raise  # a store big enough for XGBoost has the history for a backtest: a real problem
         return None
 
 
-def train(dataset: Dataset, as_of: object, config: Config, evaluate: bool = True) -> TrainingResult:
+def train(dataset: Dataset, as_of: object, config: Config, evaluate: bool = True,
+          progress: Progress | None = None) -> TrainingResult:
     """Fit the production model as of a date; backtest the same recipe on the latest testable cutoff.
 
     The production model trains on monthly cutoffs whose labels are known at `as_of` and
     early-stops, tunes and calibrates on the latest of them. The backtest shifts the same recipe
     one horizon back, so its test labels are known too: the metrics are out of time, never on
     training data. A store too small for XGBoost (see `small_store_reason`) gets BG/NBD instead.
+    Without `evaluate` the metadata's backtest is None (see `backtest_recipe`). `progress`
+    (optional) hears of the steps.
     """
     as_of = pd.Timestamp(as_of).normalize()
     h = config.data.horizon_days
     start, end = data_range(dataset)
     split = plan_split(as_of, h, config.model.n_train_cutoffs, start, min(end, as_of),
                        config.model.min_history_days, with_test=False)
+    notify(progress, "production model: features of every cutoff", 0, 1)
     snaps = build_snapshots(dataset, split.all_cutoffs(), h, config.data.lookback_days)
     train_rows = snaps[snaps["cutoff"].isin(split.train_cutoffs)]
     val_rows = snaps[snaps["cutoff"] == split.val_cutoff]
@@ -84,13 +95,10 @@ def train(dataset: Dataset, as_of: object, config: Config, evaluate: bool = True
         extra = {"model_kind": "bgnbd", "fallback_reason": fallback, "best_iteration": None,
                  "bgnbd_params": dict(zip(("r", "alpha", "a", "b"), map(float, model.params_)))}
     else:
-        model = ChurnModel(h, config.model).fit(train_rows, val_rows)
+        model = ChurnModel(h, config.model).fit(train_rows, val_rows, prefixed(progress, "production model"))
         extra = {"model_kind": "xgboost", "best_iteration": model.best_iteration_, "best_params": model.best_params_,
                  "search_candidates": len(model.search_results_),
                  "calibration": {"method": model.calibrator_.method, "briers": model.calibration_briers_}}
-    report = (_backtest_or_none(dataset, as_of, config) if fallback else
-              backtest(dataset, latest_test_cutoff(as_of, h), config, n_rolling=config.evaluate.n_rolling)
-              ) if evaluate else None
     fingerprint = data_fingerprint(dataset.fingerprints)
     # Only the settings that shape the model and its backtest: scheduling or list policy changes
     # must not make a new model version.
@@ -108,11 +116,13 @@ def train(dataset: Dataset, as_of: object, config: Config, evaluate: bool = True
         "train_churn_rate": float(train_rows["churned"].mean()),
         "data_fingerprint": fingerprint,
         "table_fingerprints": dataset.fingerprints,
-        "backtest": report,
+        "backtest": None,
         "config": config.to_dict(),
         "churn_version": churn.__version__,
         "xgboost_version": __import__("xgboost").__version__,
     }
+    if evaluate:
+        metadata["backtest"] = backtest_recipe(dataset, metadata, config, progress)
     return TrainingResult(model, split, metadata)
 
 
@@ -171,5 +181,5 @@ def gate(dataset: Dataset, candidate_meta: dict[str, Any], champion: ChurnModel 
             "champion_metrics": theirs}
 
 
-__all__ = ["TrainingResult", "default_as_of", "latest_test_cutoff", "small_store_reason", "train",
+__all__ = ["TrainingResult", "default_as_of", "latest_test_cutoff", "small_store_reason", "train", "backtest_recipe",
            "candidate_metrics", "champion_on_same_backtest", "gate"]

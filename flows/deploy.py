@@ -25,6 +25,7 @@ from prefect.schedules import Cron
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from churn.config import Config, load_config
+from churn.progress import Progress, notify
 from flows.score import score_flow
 from flows.train import train_flow
 
@@ -58,23 +59,26 @@ def _published(out_dir: str, run_date: str) -> bool:
 
 @flow(name="churn-backfill")
 def backfill_flow(data_dir: str, start: str, end: str, out_dir: str = "out", models_dir: str = "models",
-                  config_path: str | None = None, force: bool = False) -> dict[str, list[str]]:
+                  config_path: str | None = None, force: bool = False,
+                  progress: Progress | None = None) -> dict[str, list[str]]:
     """Score every date from `start` to `end`, one idempotent run per date.
 
     Resumable: dates already published are skipped unless `force`, so rerunning after a
-    failure picks up where it stopped.
+    failure picks up where it stopped. `progress` (optional, the command line's bar) hears of
+    each date.
     """
     logger = get_run_logger()
+    days = [day.date().isoformat() for day in pd.date_range(start, end, freq="D")]
     done, skipped = [], []
-    for day in pd.date_range(start, end, freq="D"):
-        run_date = day.date().isoformat()
+    for i, run_date in enumerate(days):
+        notify(progress, f"scoring {run_date}", i, len(days))
         if not force and _published(out_dir, run_date):
             skipped.append(run_date)
             continue
         score_flow(data_dir, run_date, out_dir, models_dir, config_path)
         done.append(run_date)
-        logger.info("backfill: %s published (%d of %d)", run_date, len(done) + len(skipped),
-                    len(pd.date_range(start, end)))
+        logger.info("backfill: %s published (%d of %d)", run_date, i + 1, len(days))
+    notify(progress, f"scored {len(done)} dates, skipped {len(skipped)}", len(days), len(days))
     return {"scored": done, "skipped": skipped}
 
 

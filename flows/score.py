@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +14,14 @@ from churn import contract, features, outcomes, quality, registry, scoring, ware
 from churn.config import ACTIONS, Config, load_config
 from churn.errors import DataError
 from churn.model import ChurnModel
+from churn.progress import Progress
 from churn.publish import publish
 
+from flows import StepLog, cache, set_log_level, transient
 from flows.artifacts import score_artifacts
 from flows.train import load_data
-from flows import run_log, set_log_level, transient
+
+STEPS = ("validate", "features", "quality", "score", "lists", "publish")
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,12 @@ def load_history(out_dir: str, run_date: str, dataset: contract.Dataset, config:
                    warehouse.previous_run(path, run_date))
 
 
-@task(cache_policy=NONE)
+@task(**cache.task_options())
 def build_features(dataset: contract.Dataset, run_date: str, config: Config) -> pd.DataFrame:
-    """Features of every customer in the population as of the run date."""
-    builder = features.FeatureBuilder(dataset, config.data.lookback_days)
-    # DuckDB adds floats up in parallel, in no fixed order, so the last digits of a sum can change
-    # from one run to the next; one thread makes a rerun publish the same bytes.
-    builder.con.execute("SET threads = 1")
-    frame = builder.build([run_date])
+    """Features of every customer in the population as of the run date (cached: see flows/cache.py)."""
+    # The fast engine sums money exactly (integers), so a rerun publishes the same bytes on any
+    # number of threads.
+    frame = features.FeatureBuilder(dataset, config.data.lookback_days).build([run_date])
     if frame.empty:
         raise DataError(f"no customer bought in the {config.data.lookback_days} days up to {run_date}: "
                         f"is the data directory current?")
@@ -101,40 +101,36 @@ def publish_outputs(out_dir: str, run: dict[str, Any], scores: pd.DataFrame, tak
 
 @flow(name="churn-daily-score")
 def score_flow(data_dir: str, run_date: str, out_dir: str = "out", models_dir: str = "models",
-               config_path: str | None = None) -> dict[str, Any]:
-    """Score every customer as of `run_date`, gate the data, and publish the win-back lists and history."""
+               config_path: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Score every customer as of `run_date`, gate the data, and publish the win-back lists and history.
+
+    `progress` (optional, the command line's bar) hears which step runs.
+    """
     config = load_config(config_path)
     set_log_level(config.logging.level)
     run_date = pd.Timestamp(run_date).date().isoformat()
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str, counts: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[step] = round(now - clock, 3)
-        clock = now
-        run_log.info("score %s: %s: %s (%.1f s)", run_date, step, counts, timings[step])
-
+    steps = StepLog(f"score {run_date}", STEPS, progress)
     dataset = load_data(data_dir, config)
-    lap("validate", ", ".join(f"{name} {n} rows" for name, n in dataset.row_counts.items()))
+    steps.lap("validate", ", ".join(f"{name} {n} rows" for name, n in dataset.row_counts.items()))
     model, meta = load_model(models_dir)
     config = config.with_horizon(meta["horizon_days"])
     history = load_history(out_dir, run_date, dataset, config)
-    feats = build_features(dataset, run_date, config)
-    lap("features", f"{len(feats)} customers in the population")
+    features_run = cache.configured(build_features, config.cache)(dataset, run_date, config, return_state=True)
+    feats = features_run.result()
+    steps.lap("features", f"{len(feats)} customers in the population"
+                          + (", from the cache" if features_run.name == "Cached" else ""))
     gate = check_quality(dataset, feats, run_date, history, config)
-    lap("quality", "checks passed")
+    steps.lap("quality", "checks passed")
     scores = score_customers(feats, model, config)
-    lap("score", f"{len(scores)} customers scored with model {meta['version']}")
+    steps.lap("score", f"{len(scores)} customers scored with model {meta['version']}")
     scores, taken, lists = build_lists(scores, model, dataset, history, run_date, config)
-    lap("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
+    steps.lap("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
     manifest = run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, config)
     run = warehouse_run(manifest, gate, config)
-    manifest["timings_seconds"] = timings
+    manifest["timings_seconds"] = dict(steps.timings)
     path = publish_outputs(out_dir, run, scores, _with_sources(taken, history, run_date, config), lists,
                            manifest, dataset)
-    run_log.info("score %s: published to %s", run_date, path)
+    steps.lap("publish", f"published to {path}")
     score_artifacts(manifest, lists)
     return {**manifest, "path": path}
 

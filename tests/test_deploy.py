@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,8 @@ import pytest
 
 from flows.deploy import backfill_flow, previous_day
 from flows.train import train_flow
+from tests.test_cli import run
+from tests.test_cli_conventions import pretend_terminal
 
 FAST_CONFIG = "[model]\nn_train_cutoffs = 3\nn_estimators = 80\nlearning_rate = 0.1\n[evaluate]\nn_bootstrap = 20\n"
 
@@ -26,7 +29,8 @@ def test_a_scheduled_run_scores_the_day_before_in_the_schedule_timezone():
     assert previous_day("2024-03-10T02:00:00+00:00", "America/New_York") == "2024-03-08"
 
 
-def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness, synthetic_dir, tmp_path):
+def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness, synthetic_dir, tmp_path,
+                                                                 monkeypatch, capsys):
     config = tmp_path / "churn.toml"
     config.write_text(FAST_CONFIG)
     models, out = tmp_path / "models", tmp_path / "out"
@@ -36,6 +40,20 @@ def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness,
     (out / "2024-06-29" / "manifest.json").unlink()  # as if that run had failed before publishing
     again = backfill_flow(str(synthetic_dir), "2024-06-28", "2024-06-30", str(out), str(models), str(config))
     assert again == {"scored": ["2024-06-29"], "skipped": ["2024-06-28", "2024-06-30"]}
+
+    # Through the command line, at a terminal: --json gives a script clean JSON (no bar) ...
+    pretend_terminal(monkeypatch)
+    common = ["--data", str(synthetic_dir), "--out", str(out), "--models", str(models), "--config", str(config)]
+    code, stdout, stderr = run(monkeypatch, capsys, "backfill", "--start", "2024-06-28", "--end", "2024-06-30",
+                               *common, "--json")
+    assert code == 0 and "scoring 2024-06-28" not in stderr
+    assert json.loads(stdout) == {"start": "2024-06-28", "end": "2024-06-30", "out": str(out), "scored": [],
+                                  "skipped": ["2024-06-28", "2024-06-29", "2024-06-30"]}
+    # ... and a person gets a bar, one step per date, on stderr, and the summary on stdout.
+    code, stdout, stderr = run(monkeypatch, capsys, "backfill", "--start", "2024-06-29", "--end", "2024-06-30",
+                               *common, "--force")
+    assert code == 0 and "scored 2 dates, skipped 0" in stderr and "2/2" in stderr
+    assert stdout == "scored 2 dates, skipped 0 already published\n"
 
 
 def _free_port() -> int:

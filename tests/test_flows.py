@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -11,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from churn import cli, registry, warehouse
+from churn import cli, features, registry, warehouse
 from churn.errors import ContractError, QualityError
+from flows import cache
 from flows.score import score_flow
 from flows.train import train_flow
 
@@ -36,13 +39,47 @@ def config_path(tmp_path_factory) -> str:
     return str(path)
 
 
+class _Lines(logging.Handler):
+    """Keeps the messages of the run log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
-def trained(prefect_harness, synthetic_dir, config_path, tmp_path_factory):
+def train_log():
+    """The run log's lines while the module's model trains."""
+    lines = _Lines()
+    logging.getLogger("churn.run").addHandler(lines)
+    yield lines.lines
+    logging.getLogger("churn.run").removeHandler(lines)
+
+
+@pytest.fixture(scope="module")
+def trained(train_log, prefect_harness, synthetic_dir, config_path, tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
+    del train_log[:]  # only this training's lines
     meta = train_flow(str(synthetic_dir), str(models), None, None, config_path)
     # The scoring tests need this model as champion, whatever a promotion gate makes of it.
     registry.set_champion(models, meta["version"])
     return models, meta
+
+
+def test_train_flow_logs_one_line_per_step_with_counts_and_timings_and_no_customer_ids(
+        trained, train_log, synthetic_small):
+    models, meta = trained
+    steps = [line.split(": ")[1] for line in train_log if line.startswith("train h60: ")]
+    assert steps == ["validate", "fit", "backtest", "gate", "register"], train_log
+    assert all(re.search(r"\(\d+\.\d s\)$", line) for line in train_log)
+    text = "\n".join(train_log)
+    assert f"{meta['n_train']} training rows" in text and f"test cutoff {meta['backtest']['test_cutoff']}" in text
+    assert meta["version"] in text and "orders " in text
+    ids = set(synthetic_small.tables["customers"]["customer_id"])
+    assert not {word.strip(",;()") for word in text.split()} & ids
 
 
 def _digest(directory: Path) -> dict[str, str]:
@@ -100,6 +137,49 @@ def _warehouse_rows(out: Path) -> dict[str, pd.DataFrame]:
     return rows
 
 
+def test_features_of_a_date_are_computed_once_and_again_when_the_data_or_settings_change(
+        trained, synthetic_dir, config_path, tmp_path, monkeypatch, caplog):
+    models, meta = trained
+    shutil.rmtree(cache.cache_dir(), ignore_errors=True)  # how the operator's guide clears it
+    built: list[list[str]] = []
+    build = features.FeatureBuilder.build
+
+    def counted(self, cutoffs):
+        built.append([str(c) for c in cutoffs])
+        return build(self, cutoffs)
+
+    monkeypatch.setattr(features.FeatureBuilder, "build", counted)
+    caplog.set_level(logging.INFO, logger="churn.run")
+    run_date = (pd.Timestamp(meta["as_of"]) - pd.Timedelta(days=2)).date().isoformat()
+    told: list[tuple[str, int, int]] = []
+
+    def score(data: Path, out: str, config: str = config_path) -> pd.DataFrame:
+        manifest = score_flow(str(data), run_date, str(tmp_path / out), str(models), config,
+                              progress=lambda *step: told.append(step))
+        return pd.read_parquet(Path(manifest["path"]) / "scores.parquet")
+
+    first = score(synthetic_dir, "first")
+    assert len(built) == 1 and "from the cache" not in caplog.text
+    again = score(synthetic_dir, "again")  # a rerun of the date on the same files and settings
+    assert len(built) == 1 and f"score {run_date}: features: {len(first)} customers in the population, " \
+                                "from the cache" in caplog.text
+    pd.testing.assert_frame_equal(again, first)
+    assert told[:7] == [("validate", 0, 6), ("features", 1, 6), ("quality", 2, 6), ("score", 3, 6),
+                        ("lists", 4, 6), ("publish", 5, 6), ("done", 6, 6)]
+
+    changed = tmp_path / "changed"  # one order's amount corrected: another data fingerprint
+    shutil.copytree(synthetic_dir, changed)
+    orders = pd.read_parquet(changed / "orders.parquet")
+    orders.loc[0, "amount"] += 1.0
+    orders.to_parquet(changed / "orders.parquet")
+    score(changed, "changed")
+    assert len(built) == 2
+    shorter = tmp_path / "shorter.toml"  # another feature setting
+    shorter.write_text(Path(config_path).read_text().replace("[data]\n", "[data]\nlookback_days = 300\n"))
+    score(synthetic_dir, "shorter", str(shorter))
+    assert len(built) == 3 and len(list((cache.cache_dir() / "results").iterdir())) == 3
+
+
 def test_the_next_day_respects_cooldown_and_a_stale_feed_is_stopped_by_the_gate(
         trained, synthetic_dir, config_path, tmp_path):
     models, meta = trained
@@ -138,6 +218,15 @@ def test_outcomes_measure_a_past_list_and_the_next_run_uses_the_measured_uplift(
     assert {"rate_treated", "rate_holdout", "ci_low", "ci_high", "incremental_revenue"} <= set(report.columns)
     measured = warehouse.read_table(warehouse.path_in(tmp_path), "outcomes")
     assert set(measured["list_date"]) == {pd.Timestamp(list_date)}
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--json"])  # the same measure, for a script
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    document = json.loads(capsys.readouterr().out)
+    assert done.value.code in (0, None) and document["list_dates"] == [list_date]
+    assert document["n_measured"] == len(measured) and document["summary_csv"] == str(tmp_path / "outcomes.csv")
+    assert len(document["summary"]) == len(report)
+    assert {row["action"] for row in document["summary"]} == set(report["action"])
+    assert document["n_uplift_measured"] == sum(row["source"] == "measured" for row in document["uplift"]) > 0
     later = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), str(strict))
     sources = {v["source"] for by_segment in later["uplift"].values() for v in by_segment.values()}
     assert "measured (shrunk to prior)" in sources and "prior" in sources

@@ -19,6 +19,9 @@ def dataset(synthetic_small):
     return dataset_of(**synthetic_small.tables)
 
 
+REPORTED: list[tuple[str, int, int]] = []  # what training told its progress callback
+
+
 @pytest.fixture(scope="module")
 def result(dataset):
     config = Config().with_horizon(60)
@@ -26,7 +29,7 @@ def result(dataset):
         config, model=dataclasses.replace(config.model, n_estimators=150, learning_rate=0.1,
                                           early_stopping_rounds=20, n_train_cutoffs=4, search_budget=2),
         evaluate=dataclasses.replace(config.evaluate, n_bootstrap=50, n_bootstrap_segments=20, n_rolling=2))
-    return training.train(dataset, "2024-06-30", config)
+    return training.train(dataset, "2024-06-30", config, progress=lambda *told: REPORTED.append(told))
 
 
 def test_production_split_uses_only_labels_known_at_as_of(result):
@@ -80,6 +83,20 @@ def test_backtest_reports_rolling_cutoffs_gain_calibration_and_segments(result):
     stages = bt["segments"]["lifecycle_stage"]
     assert sum(s["n"] for s in stages.values()) == bt["n_test"]
     assert set(bt["segments"]["value_tier"]) <= {"low", "mid", "high"}
+
+
+def test_training_reports_each_search_candidate_and_each_backtest_split_to_its_progress_callback(result):
+    labels = [label for label, _, _ in REPORTED]
+    search = [(done, total) for label, done, total in REPORTED
+              if label == "production model: hyper-parameter search"]
+    assert search == [(0, 2), (1, 2), (2, 2)]  # search_budget = 2
+    cutoffs = [r["test_cutoff"] for r in result.metadata["backtest"]["rolling"]]
+    latest, earlier = cutoffs[-1], cutoffs[0]
+    assert (f"backtest {latest} (1 of 2): hyper-parameter search", 2, 2) in REPORTED
+    assert (f"backtest {earlier} (2 of 2): hyper-parameter search", 2, 2) in REPORTED
+    # The production model is done before the backtest starts.
+    assert max(i for i, label in enumerate(labels) if label.startswith("production model")) < \
+        min(i for i, label in enumerate(labels) if label.startswith("backtest"))
 
 
 def test_a_store_too_small_for_xgboost_is_scored_with_bgnbd(dataset, tmp_path):

@@ -1,0 +1,109 @@
+"""Command-line conventions: --help documents every option with its default, exit codes, progress bars."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from typer import rich_utils
+from typer.testing import CliRunner
+
+from churn import cli
+from tests.test_cli import run
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every leaf command of the app (click objects, vendored by typer) with the words that invoke it."""
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a group of sub-commands
+            yield from _commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def _help_line(help_text: str, name: str) -> str:
+    """The line of a rendered --help that documents the option or argument `name`."""
+    pattern = re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])", re.IGNORECASE)
+    lines = [line for line in help_text.splitlines() if pattern.search(line) and "Usage:" not in line]
+    assert lines, f"{name} is not in the help:\n{help_text}"
+    return lines[0]
+
+
+def test_every_option_has_help_and_shows_its_default(monkeypatch):
+    # One line per option: the default must be on the option's own line of the rendered help.
+    monkeypatch.setattr(rich_utils, "MAX_WIDTH", 400)
+    commands = list(_commands(typer.main.get_command(cli.app)))
+    assert {path for path, _ in commands} >= {("score",), ("backfill",), ("outcomes",), ("datasets", "synthetic")}
+    for path, command in commands:
+        assert (command.help or "").strip(), f"churn {' '.join(path)} has no description"
+        result = CliRunner().invoke(cli.app, [*path, "--help"])
+        assert result.exit_code == 0, result.output
+        for param in command.params:
+            where = f"churn {' '.join(path)} {param.name}"
+            assert (getattr(param, "help", None) or "").strip(), f"{where}: no help text"
+            is_option = param.param_type_name == "option"
+            name = max(param.opts, key=len) if is_option else param.name
+            line = _help_line(result.output, name)
+            if param.required:
+                assert "[required]" in line, where
+            elif is_option and param.is_flag and param.default is False:
+                continue  # a one-way flag (--json, --force) is off unless given
+            elif isinstance(param.show_default, str):  # a default computed at run time, described in words
+                assert f"[default: ({param.show_default})]" in line, where
+            else:
+                assert param.default is not None, f"{where}: a None default needs show_default in words"
+                assert f"[default: {param.default}]" in line, where
+
+
+def test_a_date_that_is_not_a_date_is_a_usage_error(monkeypatch, capsys, tmp_path):
+    code, _, err = run(monkeypatch, capsys, "score", "--data", str(tmp_path), "--date", "2024-13-01")
+    assert code == 2 and "YYYY-MM-DD" in err
+    code, _, err = run(monkeypatch, capsys, "datasets", "synthetic", "--out", str(tmp_path), "--format", "xls")
+    assert code == 2 and "xls" in err and not list(tmp_path.iterdir())
+
+
+def test_a_bug_exits_apart_from_user_errors_and_keeps_its_traceback(monkeypatch, capsys, tmp_path):
+    from churn import contract
+
+    def broken(*args, **kwargs):
+        raise KeyError("a column our own code forgot")
+
+    monkeypatch.setattr(contract, "validate", broken)
+    code, _, err = run(monkeypatch, capsys, "validate", "--data", str(tmp_path))
+    assert code == cli.INTERNAL_ERROR and code not in (0, 1, 2)
+    assert "Traceback" in err and "a column our own code forgot" in err and "bug" in err
+
+
+def test_bars_are_for_a_terminal_only_and_never_with_json(monkeypatch):
+    pretend_terminal(monkeypatch)
+    assert cli._bars_wanted() and not cli._bars_wanted(as_json=True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)  # piped into a script or a file
+    assert not cli._bars_wanted()
+    with cli._progress_bar() as progress:
+        assert progress is None
+
+
+def pretend_terminal(monkeypatch) -> None:
+    """Make the captured stdout and stderr claim to be a terminal (call it in the test: pytest swaps them)."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name in ("TTY_COMPATIBLE", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for stream in (sys.stdout, sys.stderr):
+        monkeypatch.setattr(stream, "isatty", lambda: True)
+
+
+def test_backtest_at_a_terminal_draws_its_bar_on_stderr_and_keeps_stdout_for_results(
+        monkeypatch, capsys, synthetic_dir, tmp_path):
+    pretend_terminal(monkeypatch)
+    config = tmp_path / "churn.toml"
+    config.write_text("[model]\nn_estimators = 60\nlearning_rate = 0.2\nsearch_budget = 2\nn_train_cutoffs = 3\n"
+                      "[evaluate]\nn_bootstrap = 10\nn_bootstrap_segments = 10\n")
+    code, out, err = run(monkeypatch, capsys, "backtest", "--data", str(synthetic_dir), "--horizon", "60",
+                         "--test-cutoff", "2024-03-01", "--out", str(tmp_path / "bt.json"), "--config", str(config))
+    assert code == 0, err
+    assert "backtest 2024-03-01 (1 of 1)" in err  # the bar's label, on stderr
+    assert "\x1b[" not in out and "hyper-parameter search" not in out  # no bar drawn on stdout
+    assert out.startswith("backtest: horizon 60 days") and "written to" in out
