@@ -1,13 +1,15 @@
 """Benchmark the feature engine on synthetic orders: seconds, orders per second, peak memory.
 
-    .venv/bin/python bench/features.py --orders 30000000 [--json FILE]
+    .venv/bin/python bench/features.py --orders 30000000 [--json FILE] [--sql]
 
 Generates the orders once with `churn.datasets.synthetic` (about 15 per customer over two
 years) and caches them as Parquet under `bench/.cache/`. Each measurement runs in a fresh
 process that reads the Parquet file (so its peak RSS is the engine's, not the generator's):
-the DuckDB engine for one cutoff and for 12 monthly cutoffs, and the plain-pandas reference
-(`churn.features_reference`) on the same data when it is small enough to hold. CPU seconds
-are printed beside wall seconds: other work on the machine inflates the second, less the first.
+the feature engine (`FeatureBuilder`, fast engine) for one cutoff and for 12 monthly cutoffs,
+and the plain-pandas reference (`churn.features_reference`) on the same data when it is small
+enough to hold. `--sql` also times the SQL engine (the catalogue's definitions run as one
+DuckDB query). CPU seconds are printed beside wall seconds: other work on the machine inflates
+the second, less the first.
 """
 
 from __future__ import annotations
@@ -63,10 +65,10 @@ def _cpu_seconds() -> float:
 def run_once(engine: str, directory: Path, cutoffs: list[str]) -> dict:
     """One timed run in this process: build the features, return seconds, CPU seconds, peak RSS."""
     start, cpu = time.perf_counter(), _cpu_seconds()
-    if engine == "duckdb":
+    if engine in ("fast", "sql"):
         from churn.features import FeatureBuilder
 
-        frame = FeatureBuilder(directory).build(cutoffs)
+        frame = FeatureBuilder(directory, engine=engine).build(cutoffs)
     else:
         from churn.features_reference import reference_features
 
@@ -95,7 +97,8 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1_000_000, help="about how many synthetic orders")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--no-reference", action="store_true", help="skip the pandas reference")
-    parser.add_argument("--run", choices=["duckdb", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument("--sql", action="store_true", help="also time the SQL engine")
+    parser.add_argument("--run", choices=["fast", "sql", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cutoffs", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -110,18 +113,24 @@ def main() -> None:
     print(f"{n_orders:,} orders, {os.cpu_count()} cores, load average before: {_load()}")
     results = []
     for cutoffs in (ONE_CUTOFF, MONTHLY_CUTOFFS):
-        run = measure("duckdb", directory, cutoffs)
+        run = measure("fast", directory, cutoffs)
         with_reference = not args.no_reference and n_orders <= REFERENCE_MAX_ORDERS[len(cutoffs)]
         ref = measure("pandas", directory, cutoffs) if with_reference else None
+        sql = measure("sql", directory, cutoffs) if args.sql else None
         result = {"orders": n_orders, "cutoffs": len(cutoffs), "seconds": round(run["seconds"], 3),
                   "cpu_seconds": round(run["cpu_seconds"], 3), "orders_per_second": round(n_orders / run["seconds"]),
                   "peak_rss_mb": round(run["peak_rss_mb"]), "rows": run["rows"], "features": run["columns"],
                   "reference_seconds": round(ref["seconds"], 3) if ref else None,
                   "reference_peak_rss_mb": round(ref["peak_rss_mb"]) if ref else None,
+                  "sql_seconds": round(sql["seconds"], 3) if sql else None,
+                  "sql_peak_rss_mb": round(sql["peak_rss_mb"]) if sql else None,
                   "load_average": _load()}
         results.append(result)
         ratio = f", {ref['seconds'] / run['seconds']:.1f}x faster than pandas ({ref['seconds']:.1f} s, " \
                 f"{ref['peak_rss_mb']:.0f} MB)" if ref else ", pandas reference not run"
+        if sql:
+            ratio += f", {sql['seconds'] / run['seconds']:.1f}x faster than the SQL engine ({sql['seconds']:.1f} s, " \
+                     f"{sql['peak_rss_mb']:.0f} MB)"
         print(f"{len(cutoffs):2d} cutoff(s): {run['seconds']:6.2f} s (CPU {run['cpu_seconds']:.2f} s), "
               f"{n_orders / run['seconds'] / 1e6:5.2f} M orders/s, peak RSS {run['peak_rss_mb']:,.0f} MB, "
               f"{run['rows']:,} rows x {run['columns']} features{ratio}; load {_load()}", flush=True)

@@ -7,15 +7,20 @@ the code. A cutoff T sees only data dated on or before T (whole days): that is w
 feature as of T stable when later data arrives.
 
 The SQL works on integer days since 1970-01-01: `t` is the cutoff, `day` the day of an order.
-How it runs (one plan for one cutoff or many):
+The SQL is the definition; two engines compute it (one plan for one cutoff or many):
 
-1. one scan of the orders, only the columns the features need, each order's `gap` to the
-   customer's previous order by a window over the orders sorted once (customer, day); an
-   order opens a purchase occasion (`occ`) when it is valid and its day is new, so occasions
-   need no separate GROUP BY (customer, day);
-2. one aggregate per (cutoff, customer) with FILTER clauses for every window;
-3. derived features (ratios, flags) and RFM quintile scores (ranked within each cutoff) on
-   that small per-customer table; items and events aggregated apart and joined.
+- `engine="fast"` (the default) computes the order aggregates in `churn.order_kernels` on the
+  orders sorted once by customer and day, with money summed exactly in integers, so a rerun
+  gives the same bits on any number of threads;
+- `engine="sql"` runs the catalogue's SQL for them: one scan of the orders, each order's `gap`
+  to the customer's previous order by a window over the orders sorted by (customer, day), an
+  order opening a purchase occasion (`occ`) when it is valid and its day is new, and one
+  aggregate per (cutoff, customer) with FILTER clauses for every window. The tests hold the
+  fast engine to this one.
+
+Then, for both, each derived feature's and score's SQL runs over just the columns it reads
+(RFM quintiles ranked within each cutoff), and the item and event features are aggregated apart
+and matched to the population's rows.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from churn import segments
+from churn import order_kernels, segments
 from churn.errors import DataError
 
 if TYPE_CHECKING:
@@ -257,6 +264,18 @@ def _days(ts: pd.Series) -> pd.Series:
     return (ts.dt.floor("D") - EPOCH).dt.days.astype("int32")
 
 
+def _floats(values: np.ndarray) -> np.ndarray:
+    """A fetched column as floats, NULL as NaN."""
+    return np.ma.filled(np.ma.asarray(values).astype("float64"), np.nan)
+
+
+def _scatter(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Values fetched with their row number `index` put back in row order, as floats (NULL: NaN)."""
+    out = np.full(n, np.nan)
+    out[index] = _floats(values)
+    return out
+
+
 def to_day(cutoff: object) -> int:
     """Integer day of a cutoff given as a date, a string or a timestamp."""
     return int((pd.Timestamp(cutoff).floor("D") - EPOCH).days)
@@ -296,8 +315,16 @@ class FeatureBuilder:
     """
 
     def __init__(self, dataset: Dataset | str | Path, lookback_days: int = 365,
-                 event_types: Sequence[str] | None = None, memory_limit: str = DEFAULT_MEMORY_LIMIT):
-        """`event_types`: which event types get count columns (default: those in the data)."""
+                 event_types: Sequence[str] | None = None, memory_limit: str = DEFAULT_MEMORY_LIMIT,
+                 engine: str = "fast"):
+        """`event_types`: which event types get count columns (default: those in the data).
+
+        `engine`: "fast" computes the order aggregates with `churn.order_kernels`; "sql" runs the
+        catalogue's SQL for them too (the definition the fast engine is tested against).
+        """
+        if engine not in ("fast", "sql"):
+            raise ValueError(f"engine must be 'fast' or 'sql', not {engine!r}")
+        self.engine = engine
         self.lookback_days = int(lookback_days)
         self.con = duckdb.connect(config={"autoinstall_known_extensions": False,
                                           "autoload_known_extensions": False,
@@ -370,16 +397,74 @@ class FeatureBuilder:
         return [f for f in self.features if f.table.split(".")[0] == table_prefix and f.kind == kind]
 
     def build(self, cutoffs: Sequence[object]) -> pd.DataFrame:
-        """Features of the population at each cutoff: one row per (customer_id, cutoff)."""
+        """Features of the population at each cutoff: one row per (customer_id, cutoff), in that order."""
         days = sorted({to_day(c) for c in cutoffs})
-        frame = self.con.execute(self.sql(days)).df()
-        frame.insert(1, "cutoff", EPOCH + pd.to_timedelta(frame.pop("t"), unit="D"))
-        frame["customer_id"] = frame["customer_id"].astype("str")
-        names = [f.name for f in self.features]
-        return pd.concat([frame[["customer_id", "cutoff"]], frame[names].astype("float64")], axis=1)
+        ids, columns = self.order_aggregates(days)
+        # Derived features, scores, item and event features: the catalogue's SQL, each over the few
+        # columns it reads, matched back to the rows by position (no wide join, sort or spill).
+        self._add(columns, self._of("orders", "derived"), ())
+        ranked = [f for f in self._of("orders", "score") if f.name != "valuable_frequency_drop"]
+        self._add(columns, ranked, ("t",))
+        self._add(columns, [f for f in self._of("orders", "score") if f not in ranked], ())
+        self._add_joined(columns, ids, days)
+        out = {"customer_id": ids, "cutoff": EPOCH + pd.to_timedelta(columns.pop("t"), unit="D")}
+        out.update({f.name: np.asarray(columns.pop(f.name), dtype="float64") for f in self.features})
+        return pd.DataFrame(out, copy=False)
+
+    def order_aggregates(self, days: Sequence[int]) -> tuple[pd.Series, dict[str, np.ndarray]]:
+        """The customer ids and order aggregates (`t` and one column each) of the population at each cutoff day.
+
+        Rows are sorted by (t, customer_id).
+        """
+        names = [f.name for f in self._of("orders", "aggregate")]
+        if self.engine == "fast":
+            columns = {c.split(".")[1] for c in self.available if c.startswith("orders.")}
+            try:
+                threads = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0])
+                ids, got = order_kernels.build(self.con, "orders_v", days, self.lookback_days, columns, threads)
+                return ids, {"t": got["t"], **{name: got[name] for name in names}}
+            except order_kernels.HashCollision as exc:
+                log.warning("fast feature engine not used (%s): computing the order features in SQL", exc)
+        got = self.con.execute(f"SELECT * FROM ({self._aggregates_sql(days)}) ORDER BY t, customer_id").fetchnumpy()
+        ids = pd.Series(np.asarray(got["customer_id"], dtype=object), dtype="str")
+        return ids, {"t": np.asarray(got["t"]), **{name: _floats(got[name]) for name in names}}
+
+    def _add(self, columns: dict[str, np.ndarray], feats: list[Feature], partition: Sequence[str]) -> None:
+        """Evaluate each feature's SQL over the columns it reads; add the results to `columns`."""
+        if not feats:
+            return
+        names = sorted({n for f in feats for n in re.findall(r"[a-z_0-9]+", f.sql) if n in columns} | set(partition))
+        narrow = pa.table({"i": np.arange(len(columns["t"])), **{n: columns[n] for n in names}})
+        self.con.register("narrow_t", narrow)
+        try:
+            got = self.con.execute(f"SELECT i, {', '.join(f'{f.sql} AS {f.name}' for f in feats)} FROM narrow_t"
+                                   ).fetchnumpy()
+        finally:
+            self.con.unregister("narrow_t")
+        for f in feats:
+            columns[f.name] = _scatter(got["i"], got[f.name], narrow.num_rows)
+
+    def _add_joined(self, columns: dict[str, np.ndarray], ids: pd.Series, days: Sequence[int]) -> None:
+        """Item and event features: aggregated apart, then matched to the population's rows."""
+        selects, joins = self._extra(days)
+        if not selects:
+            return
+        keys = pd.DataFrame({"i": np.arange(len(ids)), "t": columns["t"], "customer_id": ids})
+        self.con.register("keys_df", keys)
+        try:
+            got = self.con.execute(f"SELECT flagged.i, {', '.join(selects)} FROM keys_df flagged {joins}").fetchnumpy()
+        finally:
+            self.con.unregister("keys_df")
+        for name in got:
+            if name != "i":
+                columns[name] = _scatter(got["i"], got[name], len(keys))
 
     def sql(self, days: Sequence[int]) -> str:
-        """The whole query for the given cutoff days (what `build` runs; EXPLAIN ANALYZE it)."""
+        """The order aggregates' SQL for the given cutoff days (the definition; EXPLAIN ANALYZE it)."""
+        return self._aggregates_sql(days)
+
+    def _aggregates_sql(self, days: Sequence[int]) -> str:
+        """The order aggregates in SQL: one row per (t, customer_id) in the population (the definition)."""
         last = max(days)
         # One sort: each customer's orders by (valid, day), so a valid order's predecessor is the
         # previous valid order (invalid ones sort first and never count as a predecessor).
@@ -391,33 +476,17 @@ class FeatureBuilder:
         # separate GROUP BY (customer, day) is needed.
         marked = f"SELECT * EXCLUDE (prev_day, prev_valid), valid AND coalesce(gap, 1) > 0 AS occ FROM ({orders})"
         aggregates = ",\n".join(f"{f.sql} AS {f.name}" for f in self._of("orders", "aggregate"))
-        base = f"""SELECT c.t, o.customer_id, {aggregates}
+        return f"""SELECT c.t, o.customer_id, {aggregates}
                    FROM {self._cutoffs(days)} c JOIN ({marked}) o ON o.day <= c.t
                    GROUP BY c.t, o.customer_id
                    HAVING max(o.day) FILTER (WHERE o.valid) > c.t - {self.lookback_days}"""
-        derived = "".join(f", {f.sql} AS {f.name}" for f in self._of("orders", "derived"))
-        scores = self._of("orders", "score")
-        # Ranking sorts its rows: rank a narrow projection, not the whole feature table.
-        ranked = ", ".join(f"{f.sql} AS {f.name}" for f in scores if f.name != "valuable_frequency_drop")
-        drop = "".join(f", {f.sql} AS {f.name}" for f in scores if f.name == "valuable_frequency_drop")
-        extra_cols, extra_joins = self._extra(days)
-        return f"""
-            WITH base AS ({base}),
-            customer AS (SELECT base.*{derived} FROM base),
-            ranks AS (SELECT t, customer_id, {ranked}
-                      FROM (SELECT t, customer_id, recency_days, orders_365d, spend_365d FROM customer)),
-            flagged AS (SELECT customer.*, ranks.* EXCLUDE (t, customer_id){drop}
-                        FROM customer JOIN ranks USING (t, customer_id))
-            SELECT flagged.*{extra_cols}
-            FROM flagged {extra_joins}
-            ORDER BY flagged.t, flagged.customer_id"""
 
     def _cutoffs(self, days: Sequence[int]) -> str:
         rows = ", ".join(f"({d})" for d in days)
         return f"(SELECT t::INTEGER AS t FROM (VALUES {rows}) v(t))"
 
-    def _extra(self, days: Sequence[int]) -> tuple[str, str]:
-        """Columns and LEFT JOINs for the item and event features."""
+    def _extra(self, days: Sequence[int]) -> tuple[list[str], str]:
+        """Columns and LEFT JOINs (onto `flagged`: t, customer_id) for the item and event features."""
         cols, joins = [], []
         last = max(days)
         cutoffs = self._cutoffs(days)
@@ -449,7 +518,7 @@ class FeatureBuilder:
                 SELECT c.t, e.customer_id, {aggs}
                 FROM {cutoffs} c JOIN events_v e ON e.day <= c.t
                 GROUP BY c.t, e.customer_id) ev ON ev.t = flagged.t AND ev.customer_id = flagged.customer_id""")
-        return "".join(", " + c for c in cols), "\n".join(joins)
+        return cols, "\n".join(joins)
 
     @staticmethod
     def _inline(sql: str, inputs: list[Feature], alias: str) -> str:
@@ -509,6 +578,11 @@ def features_markdown() -> str:
         "",
         "Kinds: **aggregate** is SQL over the source's rows up to T; **derived** combines the customer's",
         "other features; **score** ranks the customer among the population at T.",
+        "",
+        "The SQL below is the definition. The default engine computes the order aggregates with numpy",
+        "on the orders sorted once by customer and day (`churn/order_kernels.py`), summing money exactly",
+        "in millionths so that reruns give identical bits; `FeatureBuilder(..., engine=\"sql\")` runs this SQL",
+        "itself, and the tests check that both engines agree on random and synthetic data.",
     ]
     families: dict[str, list[Feature]] = {}
     for f in _documented_features():
