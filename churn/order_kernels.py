@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 
 import duckdb
 import numpy as np
@@ -70,16 +71,14 @@ class HashCollision(Exception):
 class SortedOrders:
     """Orders up to the last cutoff sorted by (customer, day); per-order values ready to sum.
 
-    Customers are numbered 0..n-1 in sorted order (`ids` are their customer ids); `starts` is each
-    customer's first row. Amounts and discounts (in millionths, see `_money`) and items are 0 on
+    Customers are numbered 0..n-1 in sorted order; `starts` is each customer's first row. Amounts and discounts (in millionths, see `_money`) and items are 0 on
     returned or cancelled orders;
     On an occasion's row, `occ_key` packs its day (from `day0`) and the days since the customer's
     previous occasion (`gap_bits` bits each; 0 on a customer's first) and `gap2` is that gap
     squared; both are -1 and 0 on other rows.
     """
 
-    ids: pa.Array
-    by_id: np.ndarray  # customers in order of their id (the output order)
+    n_customers: int
     starts: np.ndarray
     day: np.ndarray
     flags: np.ndarray
@@ -93,13 +92,31 @@ class SortedOrders:
     first_day: np.ndarray  # each customer's first valid day (whatever the cutoff, it is the first)
     has_coupon: bool
 
-    @property
-    def n_customers(self) -> int:
-        return len(self.ids)
+    def part(self, first: int, last: int) -> SortedOrders:
+        """Customers first..last-1 and their orders (views, no copies)."""
+        r0 = int(self.starts[first]) if first < self.n_customers else len(self.day)
+        r1 = int(self.starts[last]) if last < self.n_customers else len(self.day)
+        rows = slice(r0, r1)
+        return replace(self, n_customers=last - first, starts=self.starts[first:last] - r0, day=self.day[rows],
+                       flags=self.flags[rows], amount=self.amount[rows], occ_key=self.occ_key[rows],
+                       gap2=self.gap2[rows], first_day=self.first_day[first:last],
+                       discount=None if self.discount is None else self.discount[rows],
+                       n_items=None if self.n_items is None else self.n_items[rows])
 
 
-def load_sorted(con: duckdb.DuckDBPyConnection, orders_view: str, last_day: int, columns: set[str]) -> SortedOrders:
-    """Scan `orders_view` (customer_id, day, amount, valid and optional columns) sorted by (customer hash, day)."""
+def _parts(starts: np.ndarray, n_rows: int, k: int) -> list[tuple[int, int]]:
+    """Split the customers into at most k runs of about equal numbers of orders: (first, last) pairs."""
+    cuts = np.unique(np.searchsorted(starts, np.linspace(0, n_rows, k + 1)[1:-1]))
+    bounds = [0, *(int(c) for c in cuts if 0 < c < len(starts)), len(starts)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a] or [(0, 0)]
+
+
+def load_sorted(con: duckdb.DuckDBPyConnection, orders_view: str, last_day: int, columns: set[str],
+                pool: ThreadPoolExecutor | None = None) -> tuple[SortedOrders, pa.Array, np.ndarray]:
+    """Scan `orders_view` (customer_id, day, amount, valid and optional columns) sorted by (customer hash, day).
+
+    Returns the orders, the customers' ids and each customer's rank in order of id.
+    """
     select = ["hash(customer_id) AS h", "day", f"{_money('amount')} AS amount",
               f"valid::UTINYINT * {VALID}"
               + (f" + (valid AND coalesce(coupon_used, FALSE))::UTINYINT * {COUPON_USED}"
@@ -115,23 +132,32 @@ def load_sorted(con: duckdb.DuckDBPyConnection, orders_view: str, last_day: int,
     new[:1] = True
     np.not_equal(h[1:], h[:-1], out=new[1:])
     starts = np.flatnonzero(new)
-    ids, by_id = _ids_by_hash(con, orders_view, last_day, h[starts])
+    ids, rank = _ids_by_hash(con, orders_view, last_day, h[starts])
     del h
-    cust = np.cumsum(new, dtype=np.int32) - 1
-    del new
     day = arrays.pop("day").astype(np.int32, copy=False)
-    flags = arrays.pop("flags").astype(np.uint8, copy=False)
-    valid = (flags & VALID).astype(bool)
-    flags |= _occasions(cust, day, valid) * np.uint8(OCCASION)
     day0 = int(day.min()) if len(day) else 0
     bits = SHORT_SPAN_BITS if len(day) == 0 or int(day.max()) - day0 < 2 ** SHORT_SPAN_BITS else LONG_SPAN_BITS
-    occ_key, gap2 = _occasion_keys(cust, day, flags, day0, bits)
-    first_day = np.minimum.reduceat(np.where(valid, day, np.iinfo(np.int32).max), starts) if len(day) else day
-    del cust
-    return SortedOrders(ids=ids, by_id=by_id, starts=starts, day=day, flags=flags,
-                        amount=arrays["amount"], discount=arrays.get("discount"), n_items=arrays.get("n_items"),
-                        occ_key=occ_key, gap2=gap2, gap_bits=bits, day0=day0, first_day=first_day,
-                        has_coupon="coupon_used" in columns)
+    dtype = np.int32 if bits == SHORT_SPAN_BITS else np.int64
+    orders = SortedOrders(n_customers=len(starts), starts=starts, day=day,
+                          flags=arrays.pop("flags").astype(np.uint8, copy=False), amount=arrays["amount"],
+                          discount=arrays.get("discount"), n_items=arrays.get("n_items"),
+                          occ_key=np.full(len(day), -1, dtype=dtype), gap2=np.zeros(len(day), dtype=dtype),
+                          gap_bits=bits, day0=day0, first_day=np.zeros(len(starts), dtype=np.int32),
+                          has_coupon="coupon_used" in columns)
+
+    def prepare(first: int, last: int) -> None:
+        part = orders.part(first, last)
+        r0 = int(starts[first]) if first < len(starts) else len(day)
+        cust = np.cumsum(new[r0:r0 + len(part.day)], dtype=np.int32) - 1
+        valid = (part.flags & VALID).astype(bool)
+        part.flags |= _occasions(cust, part.day, valid) * np.uint8(OCCASION)  # views: fills `orders`
+        _occasion_keys(cust, part.day, part.flags, day0, bits, part.occ_key, part.gap2)
+        if len(part.day):
+            part.first_day[:] = np.minimum.reduceat(np.where(valid, part.day, np.iinfo(np.int32).max), part.starts)
+
+    chunks = _parts(starts, len(day), pool._max_workers if pool else 1)
+    list(pool.map(lambda c: prepare(*c), chunks)) if pool else [prepare(*c) for c in chunks]
+    return orders, ids, rank
 
 
 def _money(column: str) -> str:
@@ -145,7 +171,7 @@ def _money(column: str) -> str:
 
 def _ids_by_hash(con: duckdb.DuckDBPyConnection, orders_view: str, last_day: int,
                  hashes: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    """The customer id of each of `hashes` (sorted, distinct), and the customers in order of id.
+    """The customer id of each of `hashes` (sorted, distinct), and each one's rank in order of id.
 
     Raises HashCollision if two ids share a hash.
     """
@@ -156,7 +182,7 @@ def _ids_by_hash(con: duckdb.DuckDBPyConnection, orders_view: str, last_day: int
     rank = np.argsort(h)  # customer c (in hash order) is pair rank[c], the rank[c]-th id
     if len(h) != len(hashes) or not np.array_equal(h[rank], hashes):
         raise HashCollision(f"{len(h):,} customer ids but {len(np.unique(h)):,} distinct hashes")
-    return pairs.column("customer_id").combine_chunks().take(rank), np.argsort(rank)
+    return pairs.column("customer_id").combine_chunks().take(rank), rank
 
 
 def _occasions(cust: np.ndarray, day: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -169,18 +195,14 @@ def _occasions(cust: np.ndarray, day: np.ndarray, valid: np.ndarray) -> np.ndarr
     return occ
 
 
-def _occasion_keys(cust: np.ndarray, day: np.ndarray, flags: np.ndarray, day0: int,
-                   bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each occasion's packed (day - day0, gap) key and its squared gap; -1 and 0 on other rows."""
-    dtype = np.int32 if bits == SHORT_SPAN_BITS else np.int64
+def _occasion_keys(cust: np.ndarray, day: np.ndarray, flags: np.ndarray, day0: int, bits: int,
+                   key: np.ndarray, gap2: np.ndarray) -> None:
+    """Fill each occasion's packed (day - day0, gap) `key` and its squared gap `gap2` (other rows keep -1 and 0)."""
     rows = np.flatnonzero(flags & OCCASION)
-    gap = np.zeros(len(rows), dtype=dtype)
+    gap = np.zeros(len(rows), dtype=key.dtype)
     gap[1:] = np.where(cust[rows[1:]] == cust[rows[:-1]], day[rows[1:]] - day[rows[:-1]], 0)
-    key = np.full(len(day), -1, dtype=dtype)
-    key[rows] = ((day[rows] - day0).astype(dtype) << bits) | gap
-    gap2 = np.zeros(len(day), dtype=dtype)
+    key[rows] = ((day[rows] - day0).astype(key.dtype) << bits) | gap
     gap2[rows] = gap * gap
-    return key, gap2
 
 
 def _bands(day: np.ndarray, t: int) -> np.ndarray:
@@ -244,8 +266,11 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den != 0, num / np.where(den != 0, den, 1), np.nan)
 
 
-def aggregates(orders: SortedOrders, t: int, lookback_days: int) -> dict[str, np.ndarray]:
-    """The order aggregates of the population at cutoff day `t`, by customer id: the customers who bought in the lookback."""
+def aggregates(orders: SortedOrders, t: int, lookback_days: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The order aggregates of the population at cutoff day `t` (the customers who bought in the lookback).
+
+    Returns the population's customer numbers and their aggregates, in that order.
+    """
     seg = _Segments(orders, t)
     flags = orders.flags
     # Three 0/1 counts in one integer per order, summed in one pass: valid, occasion, coupon used.
@@ -254,7 +279,7 @@ def aggregates(orders: SortedOrders, t: int, lookback_days: int) -> dict[str, np
     last_key = seg.max(orders.occ_key, -1)[1:].max(axis=0).astype(np.int64)
     last = (last_key >> orders.gap_bits) + orders.day0
     in_population = (_window(_unpack(counts, 1), "all") > 0) & (last > t - lookback_days)
-    keep = orders.by_id[in_population[orders.by_id]]  # the population, in order of customer id
+    keep = np.flatnonzero(in_population)
     # From here on, tables hold the population only (a full table is 7 x customers).
     counts = counts[:, keep]
     valid_count, occ, used = _unpack(counts, 0), _unpack(counts, 1), _unpack(counts, 2)
@@ -300,23 +325,34 @@ def aggregates(orders: SortedOrders, t: int, lookback_days: int) -> dict[str, np
         out["items_per_order_365d"] = _ratio(_window(items, 365), valid_year)
     del spend
     out["returns_share_365d"] = _ratio(_window(rows, 365) - valid_year, _window(rows, 365))
-    return {"t": np.full(len(keep), t, dtype=np.int32), "customer_id": orders.ids.take(keep), **out}
+    return keep, out
 
 
 def build(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int], lookback_days: int,
           columns: set[str], threads: int = 1) -> tuple[pd.Series, dict[str, np.ndarray]]:
     """Order aggregates at every cutoff day, one row per (t, customer_id) in the population, in that order.
 
-    Returns the customer ids and a dict of columns (`t` and one per aggregate).
+    Returns the customer ids and a dict of columns (`t` and one per aggregate). With `threads` > 1
+    the customers are split into that many parts, and parts and cutoffs run side by side
+    (numpy releases the GIL in its loops).
     """
-    orders = load_sorted(con, orders_view, max(days), columns)
-    if threads > 1 and len(days) > 1:
-        # Cutoffs are independent and numpy releases the GIL in its loops: run them side by side.
-        with ThreadPoolExecutor(min(threads, len(days))) as pool:
-            parts = list(pool.map(lambda t: aggregates(orders, t, lookback_days), sorted(days)))
-    else:
-        parts = [aggregates(orders, t, lookback_days) for t in sorted(days)]
-    ids = pa.chunked_array([part.pop("customer_id") for part in parts], type=pa.string())
-    columns = {name: np.concatenate([part.pop(name) for part in parts]) if len(parts) > 1 else parts[0].pop(name)
-               for name in list(parts[0])}
-    return pd.Series(ids, dtype="str"), columns
+    with ThreadPoolExecutor(threads) if threads > 1 else nullcontext() as pool:
+        orders, ids, rank = load_sorted(con, orders_view, max(days), columns, pool)
+        chunks = _parts(orders.starts, len(orders.day), threads)
+        tasks = [(t, first, last) for t in sorted(days) for first, last in chunks]
+
+        def run(task: tuple[int, int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            t, first, last = task
+            keep, out = aggregates(orders.part(first, last), t, lookback_days)
+            return keep + first, out
+
+        results = list(pool.map(run, tasks)) if pool else [run(task) for task in tasks]
+    del orders
+    keep = np.concatenate([k for k, _ in results])
+    # Each cutoff's population in order of customer id (ranks of different cutoffs never mix).
+    t_of_row = np.concatenate([np.full(len(k), task[0], dtype=np.int32) for task, (k, _) in zip(tasks, results)])
+    order = np.lexsort((rank[keep], t_of_row))
+    out = {"t": t_of_row[order]}
+    for name in list(results[0][1]):
+        out[name] = np.concatenate([o.pop(name) for _, o in results])[order]
+    return pd.Series(ids.take(keep[order]), dtype="str"), out
