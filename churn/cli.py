@@ -207,48 +207,35 @@ def outcomes(data: DataOpt,
     Measures every list whose horizon window lies inside the data, writes the outcomes and the
     shrunk uplift estimates to the warehouse and the summary to OUT/outcomes.csv.
     """
-    import pandas as pd
-
     from churn import contract, warehouse
     from churn import outcomes as measure
-    from churn.errors import DataError
 
     cfg = _config(config)
     dataset = contract.validate(data, cfg.contract)
     path = warehouse.path_in(out)
-    taken, runs = warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs")
-    if taken.empty:
-        raise DataError(f"no win-back lists in {path}: run `churn score` first (same --out)")
-    horizons = runs.set_index("run_date")["horizon_days"]
-    follow = measure.follow_up(taken, horizons, dataset.orders, dataset.contacts)
-    if follow.empty:
-        raise DataError(f"no list has its whole horizon window inside the data yet (orders end "
-                        f"{dataset.orders['order_ts'].max().date()}); measure again when later orders are in")
-    # The estimates use orders up to the last window's end: runs from that day on may use them.
-    through = str(pd.Timestamp(follow["window_end"].max()).date())
-    estimates = measure.estimate_uplift(follow, cfg.winback, cfg.outcomes, through)
-    warehouse.write_outcomes(path, follow, estimates)
-    table = measure.summary(follow, cfg.outcomes)
+    found = measure.measure(warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs"),
+                            dataset.orders, dataset.contacts, cfg, where=str(path))
+    warehouse.write_outcomes(path, found.follow, found.estimates)
+    table, dates = found.table, found.list_dates
     _write_csv_atomic(table, out / "outcomes.csv")
-    dates = sorted(pd.to_datetime(follow["list_date"]).dt.date.unique())
-    learned = estimates[estimates["source"] == "measured"]
+    learned = found.estimates[found.estimates["source"] == "measured"]
     if as_json:
-        _print_json({"n_measured": len(follow), "list_dates": [d.isoformat() for d in dates],
-                     "orders_through": through, "summary": _records(table), "uplift": _records(estimates),
-                     "n_uplift_measured": len(learned), "summary_csv": str(out / "outcomes.csv")})
+        _print_json({"n_measured": len(found.follow), "list_dates": dates,
+                     "orders_through": found.orders_through, "summary": _records(table),
+                     "uplift": _records(found.estimates), "n_uplift_measured": len(learned),
+                     "summary_csv": str(out / "outcomes.csv")})
         return
-    typer.echo(f"outcomes of {len(follow)} listed customers, list dates {dates[0]} to {dates[-1]}, "
-               f"orders through {through}")
+    typer.echo(f"outcomes of {len(found.follow)} listed customers, list dates {dates[0]} to {dates[-1]}, "
+               f"orders through {found.orders_through}")
     typer.echo(_outcomes_table(table))
     typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
                f"summary written to {out / 'outcomes.csv'}")
 
 
 def _write_csv_atomic(frame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False, float_format="%.4f")
-    tmp.replace(path)
+    from churn.io import write_csv
+
+    write_csv(frame, path)
 
 
 def _outcomes_table(table) -> str:

@@ -142,6 +142,7 @@ class LoggingConfig:
 class ScheduleConfig:
     daily_cron: str = "0 6 * * *"
     retrain_cron: str = "0 3 1 * *"
+    outcomes_cron: str = "0 7 * * 1"
     timezone: str = "UTC"
     server_port: int = 4200
 

@@ -51,6 +51,15 @@ def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path, fmt: s
     return paths
 
 
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a small table as CSV (4 decimals) atomically: a reader sees the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False, float_format="%.4f")
+    tmp.replace(path)
+
+
 def write_json(obj: Any, path: str | Path) -> None:
     """Write JSON with sorted keys and a trailing newline (stable across reruns)."""
     Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

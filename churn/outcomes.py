@@ -10,16 +10,18 @@ won back, is shrunk towards the configured prior by sample size; the next run's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from churn.config import ACTIONS, SEGMENTS, OutcomesConfig, WinbackConfig
+from churn.config import ACTIONS, SEGMENTS, Config, OutcomesConfig, WinbackConfig
+from churn.errors import DataError
 from churn.features import valid_orders
 
-__all__ = ["follow_up", "summary", "estimate_uplift", "uplift_for_run"]
+__all__ = ["follow_up", "summary", "estimate_uplift", "uplift_for_run", "measure", "Measured"]
 
 SUMMARY_COLUMNS = ["action", "risk_band", "n_treated", "n_holdout", "rate_treated", "rate_holdout", "difference",
                    "ci_low", "ci_high", "incremental_revenue", "coupon_redemption", "contacted_share"]
@@ -153,3 +155,32 @@ def uplift_for_run(estimates: pd.DataFrame | None,
                     "n_holdout": int(row.n_holdout),
                     "measured_through": pd.Timestamp(row.measured_through).date().isoformat()}
     return used, report
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one measurement found: per-customer outcomes, uplift estimates, the summary table."""
+
+    follow: pd.DataFrame
+    estimates: pd.DataFrame
+    table: pd.DataFrame
+    orders_through: str
+
+    @property
+    def list_dates(self) -> list[str]:
+        return [d.isoformat() for d in sorted(pd.to_datetime(self.follow["list_date"]).dt.date.unique())]
+
+
+def measure(assignments: pd.DataFrame, runs: pd.DataFrame, orders: pd.DataFrame, contacts: pd.DataFrame | None,
+            config: Config, where: str = "the warehouse") -> Measured:
+    """Measure every list whose horizon window lies inside the orders; DataError when there is none yet."""
+    if assignments.empty:
+        raise DataError(f"no win-back lists in {where}: run `churn score` first (same --out)")
+    follow = follow_up(assignments, runs.set_index("run_date")["horizon_days"], orders, contacts)
+    if follow.empty:
+        raise DataError(f"no list has its whole horizon window inside the data yet (orders end "
+                        f"{orders['order_ts'].max().date()}); measure again when later orders are in")
+    # The estimates use orders up to the last window's end: runs from that day on may use them.
+    through = str(pd.Timestamp(follow["window_end"].max()).date())
+    estimates = estimate_uplift(follow, config.winback, config.outcomes, through)
+    return Measured(follow, estimates, summary(follow, config.outcomes), through)

@@ -26,6 +26,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from churn.config import Config, load_config
 from churn.progress import Progress, notify
+from flows.outcomes import outcomes_flow
 from flows.score import score_flow
 from flows.train import train_flow
 
@@ -84,7 +85,7 @@ def backfill_flow(data_dir: str, start: str, end: str, out_dir: str = "out", mod
 
 def deployments(data_dir: str, out_dir: str, models_dir: str, config_path: str | None,
                 config: Config) -> list[RunnerDeployment]:
-    """The scheduled deployments: daily scoring and monthly retraining (with the promotion gate)."""
+    """The deployments: daily scoring, monthly retraining (with the promotion gate), weekly outcomes, backfill."""
     common = {"data_dir": data_dir, "models_dir": models_dir, "config_path": config_path}
     tz = config.schedule.timezone
     return [
@@ -96,6 +97,11 @@ def deployments(data_dir: str, out_dir: str, models_dir: str, config_path: str |
             "monthly-retrain", schedule=Cron(config.schedule.retrain_cron, timezone=tz),
             parameters=common, entrypoint_type=EntrypointType.MODULE_PATH,
             description="Retrain and backtest the churn model; the promotion gate decides the champion."),
+        outcomes_flow.to_deployment(
+            "weekly-outcomes", schedule=Cron(config.schedule.outcomes_cron, timezone=tz),
+            parameters={"data_dir": data_dir, "out_dir": out_dir, "config_path": config_path},
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            description="Measure the lists whose horizon has passed; later daily runs use the uplift learned."),
         backfill_flow.to_deployment(
             "backfill", parameters={**common, "out_dir": out_dir}, entrypoint_type=EntrypointType.MODULE_PATH,
             description="Score a range of past dates (run on demand with start and end)."),

@@ -97,6 +97,7 @@ def test_serve_books_scheduled_runs_and_stops_cleanly_with_its_server(synthetic_
             time.sleep(2)
         assert found["daily-score"][0] == [("0 6 * * *", "Europe/Paris", True)]
         assert found["monthly-retrain"][0] == [("0 3 1 * *", "Europe/Paris", True)]
+        assert found["weekly-outcomes"][0] == [("0 7 * * 1", "Europe/Paris", True)]
         assert "backfill" in found
         # The scheduler booked the next daily runs at 06:00 Paris time.
         booked = found["daily-score"][1]
@@ -122,10 +123,11 @@ def test_prefect_yaml_declares_the_served_deployments_with_the_default_schedules
 
     spec = yaml.safe_load((Path(__file__).parents[1] / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}
-    assert set(deployments) == {"daily-score", "monthly-retrain", "backfill"}
+    assert set(deployments) == {"daily-score", "monthly-retrain", "weekly-outcomes", "backfill"}
     schedule = Config().schedule
     assert deployments["daily-score"]["schedules"][0]["cron"] == schedule.daily_cron
     assert deployments["monthly-retrain"]["schedules"][0]["cron"] == schedule.retrain_cron
+    assert deployments["weekly-outcomes"]["schedules"][0]["cron"] == schedule.outcomes_cron
     for dep in deployments.values():
         path, name = dep["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 
 from churn import cli, features, registry, warehouse
-from churn.errors import ContractError, QualityError
+from churn.errors import ContractError, DataError, QualityError
 from flows import cache
 from flows.score import score_flow
 from flows.train import train_flow
@@ -230,6 +231,30 @@ def test_outcomes_measure_a_past_list_and_the_next_run_uses_the_measured_uplift(
     later = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), str(strict))
     sources = {v["source"] for by_segment in later["uplift"].values() for v in by_segment.values()}
     assert "measured (shrunk to prior)" in sources and "prior" in sources
+
+
+def test_outcome_flow_measures_stores_and_leaves_an_artifact(trained, synthetic_dir, config_path, tmp_path):
+    from prefect import get_client
+
+    from flows.outcomes import outcomes_flow
+
+    models, meta = trained
+    list_date = (pd.Timestamp(meta["as_of"]) - pd.Timedelta(days=75)).date().isoformat()
+    score_flow(str(synthetic_dir), list_date, str(tmp_path), str(models), config_path)
+    with pytest.raises(DataError, match="no win-back lists"):
+        outcomes_flow(str(synthetic_dir), str(tmp_path / "empty"), config_path)
+    got = outcomes_flow(str(synthetic_dir), str(tmp_path), config_path)
+    assert got["list_dates"] == [list_date] and got["n_measured"] > 0
+    stored = warehouse.read_table(warehouse.path_in(tmp_path), "outcomes")
+    assert len(stored) == got["n_measured"] and (tmp_path / "outcomes.csv").exists()
+
+    async def latest():
+        async with get_client() as client:
+            return await client.read_latest_artifacts()
+
+    summary = [a for a in asyncio.run(latest()) if a.key == "churn-outcomes-summary"]
+    assert summary and f"list dates {list_date}" in summary[0].data
+    assert not any(cid in summary[0].data for cid in stored["customer_id"].astype(str).head(50))
 
 
 def test_broken_data_publishes_nothing_and_keeps_the_previous_run(trained, synthetic_dir, config_path, tmp_path):
