@@ -23,3 +23,7 @@ class ModelNotFoundError(ChurnError):
 
 class QualityError(DataError):
     """The data-quality gate failed (freshness, volume or schema): nothing was published."""
+
+
+class NothingToMeasure(DataError):
+    """No win-back list has reached the end of its horizon window yet: nothing to measure, not a fault."""

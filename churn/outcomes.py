@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import ACTIONS, SEGMENTS, Config, OutcomesConfig, WinbackConfig
-from churn.errors import DataError
+from churn.errors import NothingToMeasure
 from churn.features import valid_orders
 
 __all__ = ["follow_up", "summary", "estimate_uplift", "uplift_for_run", "measure", "Measured"]
@@ -173,12 +173,12 @@ class Measured:
 
 def measure(assignments: pd.DataFrame, runs: pd.DataFrame, orders: pd.DataFrame, contacts: pd.DataFrame | None,
             config: Config, where: str = "the warehouse") -> Measured:
-    """Measure every list whose horizon window lies inside the orders; DataError when there is none yet."""
+    """Measure every list whose horizon window lies inside the orders; NothingToMeasure when there is none yet."""
     if assignments.empty:
-        raise DataError(f"no win-back lists in {where}: run `churn score` first (same --out)")
+        raise NothingToMeasure(f"no win-back lists in {where}: run `churn score` first (same --out)")
     follow = follow_up(assignments, runs.set_index("run_date")["horizon_days"], orders, contacts)
     if follow.empty:
-        raise DataError(f"no list has its whole horizon window inside the data yet (orders end "
+        raise NothingToMeasure(f"no list has its whole horizon window inside the data yet (orders end "
                         f"{orders['order_ts'].max().date()}); measure again when later orders are in")
     # The estimates use orders up to the last window's end: runs from that day on may use them.
     through = str(pd.Timestamp(follow["window_end"].max()).date())

@@ -13,6 +13,7 @@ from prefect.tasks import exponential_backoff
 
 from churn import outcomes, warehouse
 from churn.config import Config, load_config
+from churn.errors import NothingToMeasure
 from churn.io import write_csv
 from flows import StepLog, set_log_level, transient
 from flows.train import load_data
@@ -67,7 +68,14 @@ def outcomes_flow(data_dir: str, out_dir: str = "out", config_path: str | None =
     dataset = load_data(data_dir, config)
     steps.lap("validate", f"orders {len(dataset.orders)} rows")
     assignments, runs = read_lists(out_dir)
-    found = measure(assignments, runs, dataset, config, out_dir)
+    try:
+        found = measure(assignments, runs, dataset, config, out_dir)
+    except NothingToMeasure as nothing:
+        # The first weeks of a schedule, or a week with no list come of age: a normal run.
+        steps.lap("measure", f"nothing to measure yet: {nothing}")
+        create_markdown_artifact(f"# Win-back outcomes\n\nNothing to measure yet: {nothing}.\n",
+                                 key="churn-outcomes-summary", description="Win-back rates, treated vs holdout")
+        return {"n_measured": 0, "list_dates": [], "orders_through": None, "summary_csv": None}
     steps.lap("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
     csv = write(found, out_dir)
     steps.lap("write", "warehouse outcomes and uplift, outcomes.csv")
