@@ -132,7 +132,9 @@ def load_sorted(con: duckdb.DuckDBPyConnection, orders_view: str, last_day: int,
     new[:1] = True
     np.not_equal(h[1:], h[:-1], out=new[1:])
     starts = np.flatnonzero(new)
-    ids, rank = _ids_by_hash(con, orders_view, last_day, h[starts])
+    # The ids query runs in DuckDB (no GIL) while numpy prepares the orders below.
+    ids_args = (con, orders_view, last_day, h[starts])
+    ids_job = pool.submit(_ids_by_hash, *ids_args) if pool else None
     del h
     day = arrays.pop("day").astype(np.int32, copy=False)
     day0 = int(day.min()) if len(day) else 0
@@ -157,6 +159,7 @@ def load_sorted(con: duckdb.DuckDBPyConnection, orders_view: str, last_day: int,
 
     chunks = _parts(starts, len(day), pool._max_workers if pool else 1)
     list(pool.map(lambda c: prepare(*c), chunks)) if pool else [prepare(*c) for c in chunks]
+    ids, rank = ids_job.result() if ids_job else _ids_by_hash(*ids_args)
     return orders, ids, rank
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,6 +41,29 @@ def dataset_of(orders: pd.DataFrame, **tables: pd.DataFrame):
     from churn.contract import validate_tables
 
     return validate_tables({"orders": orders, **tables})
+
+
+def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `churn ARGS` in-process through the real entry point; return (exit code, stdout, stderr)."""
+    from churn import cli
+
+    monkeypatch.setattr(sys, "argv", ["churn", *args])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def pretend_terminal(monkeypatch) -> None:
+    """Make the captured stdout and stderr claim to be a terminal (call it in the test: pytest swaps them)."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name in ("TTY_COMPATIBLE", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for stream in (sys.stdout, sys.stderr):
+        monkeypatch.setattr(stream, "isatty", lambda: True)
 
 
 @pytest.fixture(scope="session")

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pandas as pd
-import pytest
 
-from churn import cli
-
-
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `churn ARGS` in-process through the real entry point; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["churn", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.conftest import run
 
 
 def test_validate_reports_row_counts(monkeypatch, capsys, synthetic_dir):

@@ -12,7 +12,7 @@ from typer import rich_utils
 from typer.testing import CliRunner
 
 from churn import cli
-from tests.test_cli import run
+from tests.conftest import pretend_terminal, run
 
 
 def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -84,15 +84,6 @@ def test_bars_are_for_a_terminal_only_and_never_with_json(monkeypatch):
     assert not cli._bars_wanted()
     with cli._progress_bar() as progress:
         assert progress is None
-
-
-def pretend_terminal(monkeypatch) -> None:
-    """Make the captured stdout and stderr claim to be a terminal (call it in the test: pytest swaps them)."""
-    monkeypatch.setenv("TERM", "xterm-256color")
-    for name in ("TTY_COMPATIBLE", "FORCE_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    for stream in (sys.stdout, sys.stderr):
-        monkeypatch.setattr(stream, "isatty", lambda: True)
 
 
 def test_backtest_at_a_terminal_draws_its_bar_on_stderr_and_keeps_stdout_for_results(

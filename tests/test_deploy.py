@@ -17,8 +17,7 @@ import pytest
 
 from flows.deploy import backfill_flow, previous_day
 from flows.train import train_flow
-from tests.test_cli import run
-from tests.test_cli_conventions import pretend_terminal
+from tests.conftest import pretend_terminal, run
 
 FAST_CONFIG = "[model]\nn_train_cutoffs = 3\nn_estimators = 80\nlearning_rate = 0.1\n[evaluate]\nn_bootstrap = 20\n"
 
