@@ -423,7 +423,7 @@ class FeatureBuilder:
                 threads = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0])
                 ids, got = order_kernels.build(self.con, "orders_v", days, self.lookback_days, columns, threads)
                 return ids, {"t": got["t"], **{name: got[name] for name in names}}
-            except order_kernels.HashCollision as exc:
+            except order_kernels.Unsupported as exc:
                 log.warning("fast feature engine not used (%s): computing the order features in SQL", exc)
         got = self.con.execute(f"SELECT * FROM ({self._aggregates_sql(days)}) ORDER BY t, customer_id").fetchnumpy()
         ids = pd.Series(np.asarray(got["customer_id"], dtype=object), dtype="str")

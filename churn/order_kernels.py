@@ -15,10 +15,10 @@ costs more than the rest of the daily run together, so the order aggregates are 
    day minus the previous occasion's day, both read off the sorted run once and packed into one
    integer, so that the last occasion before any cutoff (and its gap) is one max per segment.
 
-Sums run over the orders in a fixed order (orders tied on customer and day are put in order of
-their values), so two runs give the same bits whatever the number of threads. The customer ids
-come from a separate DISTINCT; if two ids ever shared a hash (about 1 in 10^7 at 2M customers)
-`HashCollision` tells the caller to use the SQL engine.
+Money is summed in integer millionths, so sums are exact and do not depend on the order of
+their terms: two runs give the same bits whatever the number of threads. The customer ids come
+from a separate DISTINCT. `Unsupported` tells the caller to use the SQL engine instead: when two
+ids share a hash (about 1 in 10^7 at 2M customers) or a customer has 2^21 orders in one band.
 """
 
 from __future__ import annotations
@@ -63,8 +63,12 @@ KERNELS = ("recency_days", "tenure_days", "orders_all", "spend_all",
            "discount_share_365d", "coupon_share_365d", "items_per_order_365d", "returns_share_365d")
 
 
-class HashCollision(Exception):
-    """Two customer ids share a 64-bit hash: use the SQL engine for this data set."""
+class Unsupported(Exception):
+    """This data set is outside what the fast engine handles: use the SQL engine for it."""
+
+
+class HashCollision(Unsupported):
+    """Two customer ids share a 64-bit hash."""
 
 
 @dataclass
@@ -277,6 +281,10 @@ def aggregates(orders: SortedOrders, t: int, lookback_days: int) -> tuple[np.nda
     seg = _Segments(orders, t)
     flags = orders.flags
     # Three 0/1 counts in one integer per order, summed in one pass: valid, occasion, coupon used.
+    lengths = np.diff(np.append(seg.starts, len(flags))).astype(np.int64)
+    if len(lengths) and lengths.max() >= 1 << FIELD_BITS:
+        raise Unsupported(f"a customer has {int(lengths.max()):,} orders in one window band (packed counts "
+                          f"hold {(1 << FIELD_BITS) - 1:,})")
     counts = seg.sum(COUNTS_WORD[flags])
     # The last occasion up to t: the largest packed (day, gap) key over bands 1-6.
     last_key = seg.max(orders.occ_key, -1)[1:].max(axis=0).astype(np.int64)
@@ -289,7 +297,7 @@ def aggregates(orders: SortedOrders, t: int, lookback_days: int) -> tuple[np.nda
     del counts
     last, last_key, first = last[keep], last_key[keep], orders.first_day[keep]
     spend = seg.sum(orders.amount)[:, keep]  # millionths: window sums of these whole numbers are exact
-    rows = seg.table(np.diff(np.append(seg.starts, len(flags))).astype(np.int64))[:, keep]
+    rows = seg.table(lengths)[:, keep]
     n_occ = _window(occ, "all")
     k = n_occ - 1  # gaps: one fewer than occasions
     # int32 is wide enough: a customer's squared gaps add up to at most (last - first)^2 < 2^30.

@@ -98,6 +98,15 @@ def test_a_hash_collision_falls_back_to_sql(monkeypatch, caplog):
     assert "computing the order features in SQL" in caplog.text
 
 
+def test_more_orders_in_one_band_than_packed_counts_hold_falls_back_to_sql(monkeypatch, caplog):
+    orders = make_orders([("a", "2024-01-01", 5), ("a", "2024-01-02", 1), ("a", "2024-01-03", 2), ("b", "2024-01-02", 1)])
+    monkeypatch.setattr(order_kernels, "FIELD_BITS", 1)  # as if counts of 2 or more overflowed their field
+    with caplog.at_level(logging.WARNING, logger="churn.features"):
+        got = FeatureBuilder(dataset_of(orders)).build(["2024-01-31"])
+    assert "orders in one window band" in caplog.text
+    assert got.set_index("customer_id").loc["a", "orders_all"] == 3
+
+
 def test_bands_split_age_at_the_window_edges():
     day = np.array([100, 99, 71, 70, 11, 10, -79, -80, -259, -260, -264, -265, 101])
     assert order_kernels._bands(day, 100).tolist() == [1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 0]
