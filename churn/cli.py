@@ -209,6 +209,7 @@ def outcomes(data: DataOpt,
     """
     from churn import contract, warehouse
     from churn import outcomes as measure
+    from churn.io import write_csv
 
     cfg = _config(config)
     dataset = contract.validate(data, cfg.contract)
@@ -217,7 +218,7 @@ def outcomes(data: DataOpt,
                             dataset.orders, dataset.contacts, cfg, where=str(path))
     warehouse.write_outcomes(path, found.follow, found.estimates)
     table, dates = found.table, found.list_dates
-    _write_csv_atomic(table, out / "outcomes.csv")
+    write_csv(table, out / "outcomes.csv")
     learned = found.estimates[found.estimates["source"] == "measured"]
     if as_json:
         _print_json({"n_measured": len(found.follow), "list_dates": dates,
@@ -230,12 +231,6 @@ def outcomes(data: DataOpt,
     typer.echo(_outcomes_table(table))
     typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
                f"summary written to {out / 'outcomes.csv'}")
-
-
-def _write_csv_atomic(frame, path: Path) -> None:
-    from churn.io import write_csv
-
-    write_csv(frame, path)
 
 
 def _outcomes_table(table) -> str:

@@ -425,7 +425,7 @@ class FeatureBuilder:
                 return ids, {"t": got["t"], **{name: got[name] for name in names}}
             except order_kernels.Unsupported as exc:
                 log.warning("fast feature engine not used (%s): computing the order features in SQL", exc)
-        got = self.con.execute(f"SELECT * FROM ({self._aggregates_sql(days)}) ORDER BY t, customer_id").fetchnumpy()
+        got = self.con.execute(f"SELECT * FROM ({self.sql(days)}) ORDER BY t, customer_id").fetchnumpy()
         ids = pd.Series(np.asarray(got["customer_id"], dtype=object), dtype="str")
         return ids, {"t": np.asarray(got["t"]), **{name: _floats(got[name]) for name in names}}
 
@@ -460,11 +460,10 @@ class FeatureBuilder:
                 columns[name] = _scatter(got["i"], got[name], len(keys))
 
     def sql(self, days: Sequence[int]) -> str:
-        """The order aggregates' SQL for the given cutoff days (the definition; EXPLAIN ANALYZE it)."""
-        return self._aggregates_sql(days)
+        """The order aggregates in SQL: one row per (t, customer_id) in the population (the definition).
 
-    def _aggregates_sql(self, days: Sequence[int]) -> str:
-        """The order aggregates in SQL: one row per (t, customer_id) in the population (the definition)."""
+        What `engine="sql"` runs; EXPLAIN ANALYZE it to see the plan.
+        """
         last = max(days)
         # One sort: each customer's orders by (valid, day), so a valid order's predecessor is the
         # previous valid order (invalid ones sort first and never count as a predecessor).
