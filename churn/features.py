@@ -57,7 +57,7 @@ RFM_BINS = 5
 VALUABLE_M_SCORE = 4
 FREQUENCY_DROP = 0.5
 # DuckDB's own memory budget: past it, sorts and aggregates spill to disk instead of growing.
-DEFAULT_MEMORY_LIMIT = "1GB"
+DEFAULT_MEMORY_LIMIT = "512MB"
 FAMILY_TITLES = {
     "rfm": "Recency, frequency, monetary (RFM)",
     "warning": "Warning signs",

@@ -55,6 +55,9 @@ MONEY_SCALE = 1_000_000
 # less than 2^15 days (90 years), else 31 bits each in 64-bit integers.
 SHORT_SPAN_BITS, LONG_SPAN_BITS = 15, 31
 
+# At most this many orders per part of the customers computed at once (bounds the temporaries).
+PART_ROWS = 1_000_000
+
 # The catalogue's order aggregates this module computes (a test checks they cover the catalogue).
 KERNELS = ("recency_days", "tenure_days", "orders_all", "spend_all",
            "orders_30d", "spend_30d", "orders_90d", "spend_90d", "orders_180d", "spend_180d",
@@ -349,7 +352,8 @@ def build(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int],
     """
     with ThreadPoolExecutor(threads) if threads > 1 else nullcontext() as pool:
         orders, ids, rank = load_sorted(con, orders_view, max(days), columns, pool)
-        chunks = _parts(orders.starts, len(orders.day), threads)
+        # Parts of at most PART_ROWS orders: fewer temporaries alive at once, whatever the threads.
+        chunks = _parts(orders.starts, len(orders.day), max(threads, -(-len(orders.day) // PART_ROWS)))
         tasks = [(t, first, last) for t in sorted(days) for first, last in chunks]
 
         def run(task: tuple[int, int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
