@@ -26,9 +26,11 @@ TRAIN_CUSTOMERS = 50_000
 
 def prepare(work: Path, customers: int) -> None:
     """Write the data directory and train the model (skipped when already there)."""
-    from churn import contract, registry, training
+    from churn.data import contract
+    from churn.model import registry
+    from churn.model import training
     from churn.config import Config, DataConfig, ModelConfig
-    from churn.datasets import synthetic
+    from churn.data.datasets import synthetic
 
     data_dir = work / f"data-{customers}"
     if not (data_dir / "orders.parquet").exists():

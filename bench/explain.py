@@ -26,12 +26,12 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
-from churn import explain
+from churn.model import explain
 from churn.config import ModelConfig
-from churn.contract import validate_tables
-from churn.datasets.synthetic import generate
-from churn.model import ChurnModel
-from churn.snapshots import build_snapshots
+from churn.data.contract import validate_tables
+from churn.data.datasets.synthetic import generate
+from churn.model.classifier import ChurnModel
+from churn.features.snapshots import build_snapshots
 
 TARGET_SECONDS = 10.0
 # shap imports matplotlib: keep its cache inside the project, never the user's home.

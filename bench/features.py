@@ -42,7 +42,7 @@ def cached_orders(n_orders: int, seed: int = 0) -> Path:
     directory = CACHE / f"orders_{n_customers}_seed{seed}"
     path = directory / "orders.parquet"
     if not path.exists():
-        from churn.datasets.synthetic import generate
+        from churn.data.datasets.synthetic import generate
 
         print(f"generating {n_customers:,} customers (cached in {directory}) ...", flush=True)
         data = generate(n_customers, START, END, random_state=seed, items=False, events=False)
@@ -66,11 +66,11 @@ def run_once(engine: str, directory: Path, cutoffs: list[str]) -> dict:
     """One timed run in this process: build the features, return seconds, CPU seconds, peak RSS."""
     start, cpu = time.perf_counter(), _cpu_seconds()
     if engine in ("fast", "sql"):
-        from churn.features import FeatureBuilder
+        from churn.features.engine import FeatureBuilder
 
         frame = FeatureBuilder(directory, engine=engine).build(cutoffs)
     else:
-        from churn.features_reference import reference_features
+        from churn.features.reference import reference_features
 
         orders = pd.read_parquet(directory / "orders.parquet", columns=REFERENCE_COLUMNS)
         frame = reference_features(orders, cutoffs)

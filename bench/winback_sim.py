@@ -24,9 +24,13 @@ import time
 import numpy as np
 import pandas as pd
 
-from churn import contract, features, scoring, training, winback
+from churn.features.engine import build_features
+from churn.data import contract
+from churn.decide import scoring
+from churn.model import training
+from churn.decide import winback
 from churn.config import Config, DataConfig, ModelConfig
-from churn.datasets import synthetic
+from churn.data.datasets import synthetic
 
 START, END, HORIZON = "2023-01-01", "2024-12-31", 90
 # The lists hold about 5% of the customers, the situation of a team that cannot call everyone.
@@ -50,7 +54,7 @@ def one_seed(n_customers: int, seed: int) -> dict[str, dict[str, float]]:
     data = synthetic.generate(n_customers, START, END, random_state=seed, response_horizon_days=HORIZON)
     dataset = contract.validate_tables(data.tables)
     model = training.train(dataset, END, config, evaluate=False).model
-    scores = scoring.score(features.build_features(dataset, [END], config.data.lookback_days), model, config,
+    scores = scoring.score(build_features(dataset, [END], config.data.lookback_days), model, config,
                            explain=False)
     truth = data.responses.merge(data.truth[["customer_id", "rate_30d", "order_value"]], on="customer_id")
     # What a saved customer is worth: a year of their orders at the configured margin.

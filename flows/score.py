@@ -10,12 +10,19 @@ from prefect import flow, task
 from prefect.tasks import exponential_backoff
 from prefect.cache_policies import NONE
 
-from churn import contract, features, outcomes, quality, registry, scoring, warehouse, winback
+from churn.features.engine import FeatureBuilder
+from churn.data import contract
+from churn.decide import outcomes
+from churn.decide import quality
+from churn.model import registry
+from churn.decide import scoring
+from churn.publish import warehouse
+from churn.decide import winback
 from churn.config import ACTIONS, Config, load_config
 from churn.errors import DataError
-from churn.model import ChurnModel
+from churn.model.classifier import ChurnModel
 from churn.progress import Progress
-from churn.publish import publish
+from churn.publish.files import publish
 
 from flows import StepLog, cache, set_log_level, transient
 from flows.artifacts import score_artifacts
@@ -55,7 +62,7 @@ def build_features(dataset: contract.Dataset, run_date: str, config: Config) -> 
     """Features of every customer in the population as of the run date (cached: see flows/cache.py)."""
     # The fast engine sums money exactly (integers), so a rerun publishes the same bytes on any
     # number of threads.
-    frame = features.FeatureBuilder(dataset, config.data.lookback_days).build([run_date])
+    frame = FeatureBuilder(dataset, config.data.lookback_days).build([run_date])
     if frame.empty:
         raise DataError(f"no customer bought in the {config.data.lookback_days} days up to {run_date}: "
                         f"is the data directory current?")

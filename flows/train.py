@@ -9,7 +9,9 @@ from prefect import flow, task
 from prefect.tasks import exponential_backoff
 from prefect.cache_policies import NONE
 
-from churn import contract, registry, training
+from churn.data import contract
+from churn.model import registry
+from churn.model import training
 from churn.config import Config, load_config
 from churn.errors import ModelNotFoundError
 from churn.progress import Progress

@@ -38,7 +38,7 @@ def make_orders(rows: list[tuple]) -> pd.DataFrame:
 
 def dataset_of(orders: pd.DataFrame, **tables: pd.DataFrame):
     """A validated Dataset from in-memory frames."""
-    from churn.contract import validate_tables
+    from churn.data.contract import validate_tables
 
     return validate_tables({"orders": orders, **tables})
 
@@ -69,7 +69,7 @@ def pretend_terminal(monkeypatch) -> None:
 @pytest.fixture(scope="session")
 def synthetic_small():
     """A small synthetic data set (all tables) shared by the slower tests."""
-    from churn.datasets.synthetic import generate
+    from churn.data.datasets.synthetic import generate
 
     return generate(n_customers=1500, start="2023-01-01", end="2024-06-30", random_state=7)
 
@@ -77,7 +77,7 @@ def synthetic_small():
 @pytest.fixture(scope="session")
 def synthetic_dir(synthetic_small, tmp_path_factory) -> Path:
     """The small synthetic data set written as a data directory (Parquet)."""
-    from churn.datasets.synthetic import write
+    from churn.data.datasets.synthetic import write
 
     path = tmp_path_factory.mktemp("synthetic")
     write(synthetic_small, path)

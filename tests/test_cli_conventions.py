@@ -66,7 +66,7 @@ def test_a_date_that_is_not_a_date_is_a_usage_error(monkeypatch, capsys, tmp_pat
 
 
 def test_a_bug_exits_apart_from_user_errors_and_keeps_its_traceback(monkeypatch, capsys, tmp_path):
-    from churn import contract
+    from churn.data import contract
 
     def broken(*args, **kwargs):
         raise KeyError("a column our own code forgot")

@@ -14,7 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from churn import cli, features, registry, warehouse
+from churn import cli
+from churn.features.engine import FeatureBuilder
+from churn.model import registry
+from churn.publish import warehouse
 from churn.errors import ContractError, QualityError
 from flows import cache
 from flows.score import score_flow
@@ -143,13 +146,13 @@ def test_features_of_a_date_are_computed_once_and_again_when_the_data_or_setting
     models, meta = trained
     shutil.rmtree(cache.cache_dir(), ignore_errors=True)  # how the operator's guide clears it
     built: list[list[str]] = []
-    build = features.FeatureBuilder.build
+    build = FeatureBuilder.build
 
     def counted(self, cutoffs):
         built.append([str(c) for c in cutoffs])
         return build(self, cutoffs)
 
-    monkeypatch.setattr(features.FeatureBuilder, "build", counted)
+    monkeypatch.setattr(FeatureBuilder, "build", counted)
     caplog.set_level(logging.INFO, logger="churn.run")
     run_date = (pd.Timestamp(meta["as_of"]) - pd.Timedelta(days=2)).date().isoformat()
     told: list[tuple[str, int, int]] = []

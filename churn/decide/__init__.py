@@ -1,0 +1,1 @@
+"""Daily decisions: scoring, the quality gate, the win-back policy and outcome measurement."""

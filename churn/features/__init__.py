@@ -1,0 +1,1 @@
+"""Behavioural features per customer as of a cutoff, labels, snapshots and segments."""

@@ -1,0 +1,1 @@
+"""What people open: list files, the history warehouse and the analyst report."""

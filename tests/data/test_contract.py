@@ -1,0 +1,549 @@
+"""The data contract: each rule broken on its own, in CSV and Parquet, and the messages it gives."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import pytest
+
+from churn.data import io
+from churn.config import ContractConfig
+from churn.data.contract import TABLES, Dataset, validate, validate_tables, write_quarantine
+from churn.errors import ContractError
+
+FORMATS = ["csv", "parquet"]
+FAIL = ContractConfig(duplicate_rows="fail", unknown_customers="fail")
+TS = pd.Timestamp
+
+
+def valid_tables() -> dict[str, pd.DataFrame]:
+    """One small valid data set with every table, typed as a user's Parquet would be."""
+    orders = pd.DataFrame(
+        {
+            "customer_id": ["c1", "c1", "c2", "c3"],
+            "order_id": ["o1", "o2", "o3", "o4"],
+            "order_ts": [TS("2017-03-01"), TS("2017-03-01 10:20"), TS("2017-03-02 08:00"), TS("2017-04-01")],
+            "amount": [10.5, 20.0, 0.0, 7.25],
+            "discount": [0.0, 1.5, 0.0, 0.0],
+            "coupon_used": [False, True, False, False],
+            "n_items": [1, 3, 1, 2],
+            "channel": ["web", "app", "web", "store"],
+            "status": ["paid", "paid", "returned", "paid"],
+        }
+    )
+    order_items = pd.DataFrame(
+        {
+            "order_id": ["o1", "o2", "o2", "o3"],
+            "product_id": ["p1", "p1", "p2", "p3"],
+            "category": ["tea", "tea", "cups", "tea"],
+            "quantity": [1, 2, 1, 1],
+            "amount": [10.5, 15.0, 5.0, 0.0],
+        }
+    )
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["c1", "c2", "c3"],
+            "signup_ts": [TS("2016-01-05"), TS("2016-02-01 12:00"), TS("2017-01-01")],
+            "region": ["north", "south", "north"],
+            "segment": ["gold", "silver", "gold"],
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "customer_id": ["c1", "c2"],
+            "event_ts": [TS("2017-03-03 09:00"), TS("2017-03-04")],
+            "event_type": ["login", "complaint"],
+        }
+    )
+    contacts = pd.DataFrame(
+        {
+            "customer_id": ["c1", "c2"],
+            "list_date": [TS("2017-05-01"), TS("2017-05-01")],
+            "action": ["callback", "trial"],
+            "arm": ["treated", "holdout"],
+            "contacted_ts": [TS("2017-05-02 11:00"), pd.NaT],
+            "outcome": ["reached", None],
+        }
+    )
+    suppressions = pd.DataFrame(
+        {"customer_id": ["c3"], "reason": ["opt_out"], "since": [TS("2017-02-01")]}
+    )
+    return {
+        "orders": orders,
+        "order_items": order_items,
+        "customers": customers,
+        "events": events,
+        "contacts": contacts,
+        "suppressions": suppressions,
+    }
+
+
+def write(tmp_path, tables, fmt="csv"):
+    io.write_tables(tables, tmp_path, fmt)
+    return tmp_path
+
+
+def as_text(frame: pd.DataFrame, **cells) -> pd.DataFrame:
+    """A copy with every column as text, then cells set: as_text(f, amount={2: "abc"})."""
+    out = frame.astype(str).astype(object).where(frame.notna(), None)
+    for column, values in cells.items():
+        for row, value in values.items():
+            out.loc[row, column] = value
+    return out
+
+
+def broken(fmt, tmp_path, policy=ContractConfig(), **tables) -> str:
+    """The ContractError message for the valid data set with some tables replaced."""
+    with pytest.raises(ContractError) as err:
+        validate(write(tmp_path, {**valid_tables(), **tables}, fmt), policy)
+    return str(err.value)
+
+
+# --- a valid directory ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_valid_directory_round_trips_with_canonical_dtypes(tmp_path, fmt):
+    data = validate(write(tmp_path, valid_tables(), fmt))
+
+    expected = {
+        "orders": {
+            "customer_id": "str", "order_id": "str", "order_ts": "datetime64[us]", "amount": "float64",
+            "discount": "float64", "coupon_used": "bool", "n_items": "Int64", "channel": "str", "status": "str",
+        },
+        "order_items": {
+            "order_id": "str", "product_id": "str", "category": "str", "quantity": "Int64", "amount": "float64",
+        },
+        "customers": {"customer_id": "str", "signup_ts": "datetime64[us]", "region": "str", "segment": "str"},
+        "events": {"customer_id": "str", "event_ts": "datetime64[us]", "event_type": "str"},
+        "contacts": {
+            "customer_id": "str", "list_date": "datetime64[us]", "action": "str", "arm": "str",
+            "contacted_ts": "datetime64[us]", "outcome": "str",
+        },
+        "suppressions": {"customer_id": "str", "reason": "str", "since": "datetime64[us]"},
+    }  # fmt: skip
+    assert {name: {c: str(t) for c, t in frame.dtypes.items()} for name, frame in data.tables().items()} == expected
+    assert data.orders["order_ts"].tolist() == valid_tables()["orders"]["order_ts"].tolist()
+    assert data.orders["amount"].tolist() == [10.5, 20.0, 0.0, 7.25]
+    assert data.orders["coupon_used"].tolist() == [False, True, False, False]
+    assert data.orders["n_items"].tolist() == [1, 3, 1, 2]
+    assert data.contacts["outcome"].isna().tolist() == [False, True]
+    assert data.row_counts == {
+        "orders": 4, "order_items": 4, "customers": 3, "events": 2, "contacts": 2, "suppressions": 1,
+    }  # fmt: skip
+    assert data.quarantine == {}
+    path = tmp_path / f"orders.{fmt}"
+    assert data.fingerprints["orders"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert set(data.fingerprints) == set(TABLES)
+
+
+def test_parquet_int_ids_become_str(tmp_path):
+    orders = pd.DataFrame(
+        {"customer_id": [7, 8], "order_id": [100, 101], "order_ts": [TS("2017-01-01")] * 2, "amount": [1.0, 2.0]}
+    )
+    items = pd.DataFrame({"order_id": [100, 101], "product_id": [5, 6]})
+    customers = pd.DataFrame({"customer_id": [7, 8]})
+    data = validate(write(tmp_path, {"orders": orders, "order_items": items, "customers": customers}, "parquet"))
+
+    assert data.orders["customer_id"].dtype == "str"
+    assert data.orders["customer_id"].tolist() == ["7", "8"]
+    assert data.order_items["product_id"].tolist() == ["5", "6"]
+    assert data.customers["customer_id"].tolist() == ["7", "8"]
+
+
+def test_csv_ids_are_stripped_text_with_leading_zeros_kept(tmp_path):
+    orders = as_text(valid_tables()["orders"], customer_id={0: "  c1 ", 1: "007"}, order_id={0: " o1\t"})
+    customers = pd.DataFrame({"customer_id": ["c1", "007", "c2", "c3"]})
+    data = validate(write(tmp_path, {"orders": orders, "customers": customers}))
+
+    assert data.orders["customer_id"].tolist() == ["c1", "007", "c2", "c3"]
+    assert data.orders["order_id"].tolist()[0] == "o1"
+    assert data.quarantine == {}
+
+
+def test_csv_timestamps_accept_iso_8601_forms_and_offsets_become_utc(tmp_path):
+    given = ["2017-03-01", "2017-03-01T10:20:00", "2017-03-01 10:20:00", "2017-03-01T10:20:00+02:00"]
+    orders = as_text(valid_tables()["orders"], order_ts=dict(enumerate(given)))
+    data = validate(write(tmp_path, {"orders": orders}))
+
+    assert data.orders["order_ts"].dtype == "datetime64[us]"
+    assert data.orders["order_ts"].tolist() == [
+        TS("2017-03-01"), TS("2017-03-01 10:20"), TS("2017-03-01 10:20"), TS("2017-03-01 08:20"),
+    ]  # fmt: skip
+
+
+def test_tz_aware_parquet_timestamps_become_naive_utc(tmp_path):
+    orders = valid_tables()["orders"]
+    orders["order_ts"] = pd.to_datetime(["2017-03-01 10:00"] * 4).tz_localize("Europe/Berlin")
+    data = validate(write(tmp_path, {"orders": orders}, "parquet"))
+
+    assert str(data.orders["order_ts"].dtype) == "datetime64[us]"
+    assert data.orders["order_ts"].tolist() == [TS("2017-03-01 09:00")] * 4
+
+
+def test_coupon_used_accepts_common_spellings(tmp_path):
+    orders = as_text(valid_tables()["orders"], coupon_used={0: "TRUE", 1: "no", 2: "Yes", 3: "0"})
+    data = validate(write(tmp_path, {"orders": orders}))
+
+    assert data.orders["coupon_used"].dtype == bool
+    assert data.orders["coupon_used"].tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_dates_are_normalized_to_midnight(tmp_path, fmt):
+    contacts = valid_tables()["contacts"]
+    contacts["list_date"] = [TS("2017-05-01 13:45"), TS("2017-05-02")]
+    data = validate(write(tmp_path, {"orders": valid_tables()["orders"], "contacts": contacts}, fmt))
+
+    assert data.contacts["list_date"].tolist() == [TS("2017-05-01"), TS("2017-05-02")]
+
+
+def test_missing_optional_tables_are_none(tmp_path):
+    data = validate(write(tmp_path, {"orders": valid_tables()["orders"]}))
+
+    assert data.order_items is None and data.customers is None and data.events is None
+    assert data.contacts is None and data.suppressions is None
+    assert list(data.tables()) == ["orders"]
+    assert data.row_counts == {"orders": 4}
+
+
+def test_extra_columns_are_kept(tmp_path):
+    orders = valid_tables()["orders"].assign(store_code=["s1", "s2", "s1", "s3"])
+    data = validate(write(tmp_path, {"orders": orders}))
+
+    assert data.orders["store_code"].tolist() == ["s1", "s2", "s1", "s3"]
+
+
+# --- hard errors ---------------------------------------------------------------------------
+
+
+def test_missing_orders_file_names_the_files_looked_for(tmp_path):
+    write(tmp_path, {"customers": valid_tables()["customers"]})
+    with pytest.raises(ContractError) as err:
+        validate(tmp_path)
+
+    assert "orders.parquet, orders.csv" in str(err.value)
+    assert str(tmp_path) in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_missing_required_column_lists_columns_found(tmp_path, fmt):
+    message = broken(fmt, tmp_path, events=valid_tables()["events"].drop(columns="event_ts"))
+
+    assert message == f"events.{fmt}: missing required column event_ts (columns found: customer_id, event_type)"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("table", "column", "bad", "rule"),
+    [
+        ("orders", "order_ts", "2017-13-45", "not an ISO 8601 timestamp (e.g. 2017-03-01T10:20:00)"),
+        ("orders", "amount", "12,50", "not a number"),
+        ("orders", "amount", "inf", "not a number"),
+        ("orders", "coupon_used", "maybe", "not a bool (true/false, 1/0, yes/no)"),
+        ("orders", "n_items", "1.5", "not a whole number"),
+        ("contacts", "list_date", "yesterday", "not an ISO 8601 date (e.g. 2017-03-01)"),
+    ],
+)
+def test_unparsable_values_are_named_with_row_and_value(tmp_path, fmt, table, column, bad, rule):
+    frame = as_text(valid_tables()[table], **{column: {1: bad}})
+    message = broken(fmt, tmp_path, **{table: frame})
+
+    assert message == f"{table}.{fmt}: column {column}: 1 row {rule} (row 2: '{bad}')"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_negative_amount_message(tmp_path, fmt):
+    orders = valid_tables()["orders"]
+    orders["amount"] = [10.5, -1.5, 3.0, -2.0]
+    message = broken(fmt, tmp_path, orders=orders)
+
+    assert message == f"orders.{fmt}: column amount: 2 rows < 0 (rows 2, 4: -1.5, -2.0)"
+
+
+def test_negative_discount(tmp_path):
+    orders = valid_tables()["orders"]
+    orders["discount"] = [0.0, 0.0, -0.3, 0.0]
+
+    assert broken("csv", tmp_path, orders=orders) == "orders.csv: column discount: 1 row < 0 (row 3: -0.3)"
+
+
+def test_only_five_offending_rows_are_quoted(tmp_path):
+    n = 8
+    orders = pd.DataFrame(
+        {
+            "customer_id": ["c1"] * n,
+            "order_id": [f"o{i}" for i in range(n)],
+            "order_ts": [TS("2017-01-01")] * n,
+            "amount": [-1.0] * n,
+        }
+    )
+    with pytest.raises(ContractError) as err:
+        validate(write(tmp_path, {"orders": orders}))
+
+    expected = "orders.csv: column amount: 8 rows < 0 (rows 1, 2, 3, 4, 5, ...: -1.0, -1.0, -1.0, -1.0, -1.0, ...)"
+    assert str(err.value) == expected
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [
+        ("orders", "customer_id"),
+        ("orders", "order_id"),
+        ("order_items", "product_id"),
+        ("orders", "order_ts"),
+        ("orders", "coupon_used"),
+    ],
+)
+def test_empty_required_cells(tmp_path, fmt, table, column):
+    frame = as_text(valid_tables()[table], **{column: {1: None, 3: "" if fmt == "parquet" else None}})
+    tables = {"orders": valid_tables()["orders"], table: frame}  # no order_items: they would point at nothing
+    with pytest.raises(ContractError) as err:
+        validate(write(tmp_path, tables, fmt))
+    message = str(err.value)
+
+    assert message == f"{table}.{fmt}: column {column}: 2 rows empty (rows 2, 4)"
+
+
+def test_blank_ids_count_as_empty(tmp_path):
+    orders = as_text(valid_tables()["orders"], customer_id={2: "   "})
+
+    assert broken("csv", tmp_path, orders=orders) == "orders.csv: column customer_id: 1 row empty (row 3)"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_duplicate_order_id_names_the_ids(tmp_path, fmt):
+    orders = valid_tables()["orders"]
+    orders["order_id"] = ["o1", "o2", "o1", "o2"]  # same ids, different orders: not exact duplicates
+    with pytest.raises(ContractError) as err:
+        validate(write(tmp_path, {"orders": orders}, fmt))
+    message = str(err.value)
+
+    rows = "(rows 1, 2, 3, 4: 'o1', 'o2', 'o1', 'o2')"
+    assert message == f"orders.{fmt}: column order_id: 4 rows with a duplicate order_id {rows}"
+
+
+def test_duplicate_customer_id_in_customers(tmp_path):
+    customers = valid_tables()["customers"]
+    customers["customer_id"] = ["c1", "c2", "c2"]
+    customers["region"] = ["north", "south", "east"]
+    message = broken("csv", tmp_path, customers=customers)
+
+    assert message == "customers.csv: column customer_id: 2 rows with a duplicate customer_id (rows 2, 3: 'c2', 'c2')"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_order_items_must_point_at_orders(tmp_path, fmt):
+    items = valid_tables()["order_items"]
+    items.loc[2, "order_id"] = "o99"
+    message = broken(fmt, tmp_path, order_items=items)
+
+    assert message == f"order_items.{fmt}: column order_id: 1 row not in orders.{fmt} (row 3: 'o99')"
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "bad", "allowed"),
+    [
+        ("contacts", "arm", "control", "holdout, treated"),
+        ("suppressions", "reason", "spam", "complaint, deleted, do_not_contact, opt_out"),
+    ],
+)
+def test_values_outside_their_set(tmp_path, table, column, bad, allowed):
+    frame = valid_tables()[table]
+    frame.loc[0, column] = bad
+    message = broken("csv", tmp_path, **{table: frame})
+
+    assert message == f"{table}.csv: column {column}: 1 row not one of {allowed} (row 1: '{bad}')"
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        *("email", "E-Mail", "Phone", "postcode", "zip_code"),
+        *("first_name", "customer_name", "address_line1", "home_address"),
+    ],
+)
+def test_contact_details_in_customers_are_refused(column):
+    customers = valid_tables()["customers"].assign(**{column: ["x", "y", "z"]})
+    with pytest.raises(ContractError) as err:
+        tables = {"orders": valid_tables()["orders"], "customers": customers}
+        validate_tables(tables, source={"customers": "customers.csv"})
+    message = str(err.value)
+
+    assert message.startswith(f"customers.csv: column {column}: looks like a contact detail")
+    assert "privacy" in message and "remove the column" in message
+
+
+def test_ordinary_customer_attributes_are_not_mistaken_for_contact_details(tmp_path):
+    customers = valid_tables()["customers"].assign(segment_name=["a", "b", "c"], email_domain=["x.io", "y.io", "z.io"])
+
+    data = validate(write(tmp_path, {"orders": valid_tables()["orders"], "customers": customers}))
+
+    assert list(data.customers)[-2:] == ["segment_name", "email_domain"]
+
+
+def test_several_problems_are_reported_together(tmp_path):
+    tables = valid_tables()
+    orders = as_text(tables["orders"], amount={0: "-5"}, order_ts={3: "soon"})
+    contacts = tables["contacts"].drop(columns="arm")
+    suppressions = tables["suppressions"].assign(reason=["spam"])
+    message = broken("csv", tmp_path, orders=orders, contacts=contacts, suppressions=suppressions)
+
+    assert message.splitlines() == [
+        "orders.csv: column order_ts: 1 row not an ISO 8601 timestamp (e.g. 2017-03-01T10:20:00) (row 4: 'soon')",
+        "orders.csv: column amount: 1 row < 0 (row 1: -5.0)",
+        "contacts.csv: missing required column arm "
+        "(columns found: customer_id, list_date, action, contacted_ts, outcome)",
+        "suppressions.csv: column reason: 1 row not one of complaint, deleted, do_not_contact, opt_out (row 1: 'spam')",
+    ]
+
+
+def test_missing_columns_do_not_break_the_cross_table_checks(tmp_path):
+    tables = with_unknown_customers()
+    tables["orders"] = tables["orders"].drop(columns="order_id")
+    tables["events"] = tables["events"].drop(columns="customer_id")
+    message = broken("csv", tmp_path, **tables)
+
+    assert message.splitlines() == [
+        "orders.csv: missing required column order_id (columns found: customer_id, order_ts, amount, discount, "
+        "coupon_used, n_items, channel, status)",
+        "events.csv: missing required column customer_id (columns found: event_ts, event_type)",
+    ]
+
+
+def test_unknown_table_and_missing_orders_in_memory():
+    with pytest.raises(ContractError) as err:
+        validate_tables({"refunds": pd.DataFrame()})
+
+    assert "unknown table(s) refunds" in str(err.value)
+    assert "orders: table not given" in str(err.value)
+
+
+# --- soft problems and their policies ------------------------------------------------------
+
+
+def with_duplicates() -> dict[str, pd.DataFrame]:
+    tables = valid_tables()
+    tables["orders"] = pd.concat([tables["orders"], tables["orders"].iloc[[1]]], ignore_index=True)  # row 5 = row 2
+    tables["suppressions"] = pd.concat([tables["suppressions"]] * 3, ignore_index=True)  # rows 2, 3 = row 1
+    return tables
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_duplicate_rows_are_quarantined_and_counted(tmp_path, fmt):
+    data = validate(write(tmp_path, with_duplicates(), fmt))
+
+    assert data.row_counts["orders"] == 4 and data.orders["order_id"].tolist() == ["o1", "o2", "o3", "o4"]
+    assert data.row_counts["suppressions"] == 1
+    assert data.quarantine["orders"][["file_row", "reason", "order_id"]].to_dict("records") == [
+        {"file_row": 5, "reason": "duplicate_row", "order_id": "o2"}
+    ]
+    assert data.quarantine["suppressions"]["file_row"].tolist() == [2, 3]
+    assert data.quarantine["suppressions"]["reason_in_file"].tolist() == ["opt_out", "opt_out"]
+    assert set(data.quarantine) == {"orders", "suppressions"}
+
+
+def test_duplicate_rows_fail_policy_names_table_count_and_rows(tmp_path):
+    message = broken("csv", tmp_path, FAIL, **with_duplicates())
+
+    assert message.splitlines() == [
+        'orders.csv: 1 exact duplicate row (row 5); contract.duplicate_rows is "fail": fix the file, '
+        'or set it to "quarantine" to set these rows aside',
+        'suppressions.csv: 2 exact duplicate rows (rows 2, 3); contract.duplicate_rows is "fail": fix the file, '
+        'or set it to "quarantine" to set these rows aside',
+    ]
+
+
+def with_unknown_customers() -> dict[str, pd.DataFrame]:
+    tables = valid_tables()
+    tables["customers"] = tables["customers"].iloc[:2]  # c3 is no longer a customer
+    tables["events"].loc[1, "customer_id"] = "c9"
+    return tables
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_unknown_customers_are_quarantined_and_their_order_items_follow(tmp_path, fmt):
+    tables = with_unknown_customers()
+    tables["order_items"].loc[3, "order_id"] = "o4"  # an item of c3's order
+    data = validate(write(tmp_path, tables, fmt))
+
+    assert data.orders["order_id"].tolist() == ["o1", "o2", "o3"]
+    assert data.events["customer_id"].tolist() == ["c1"]
+    assert data.order_items["order_id"].tolist() == ["o1", "o2", "o2"]
+    summary = {name: rows[["file_row", "reason"]].to_dict("records") for name, rows in data.quarantine.items()}
+    assert summary == {
+        "orders": [{"file_row": 4, "reason": "unknown_customer"}],
+        "order_items": [{"file_row": 4, "reason": "unknown_customer"}],
+        "events": [{"file_row": 2, "reason": "unknown_customer"}],
+    }
+    assert data.row_counts["orders"] == 3 and data.row_counts["suppressions"] == 1  # suppressions are not checked
+
+
+def test_unknown_customers_fail_policy(tmp_path):
+    message = broken("csv", tmp_path, FAIL, **with_unknown_customers())
+
+    orders_line, events_line = message.splitlines()
+    assert orders_line.startswith("orders.csv: column customer_id: 1 row not in customers.csv (row 4: 'c3'); ")
+    assert events_line.startswith("events.csv: column customer_id: 1 row not in customers.csv (row 2: 'c9'); ")
+    assert 'contract.unknown_customers is "fail"' in orders_line
+
+
+def test_without_customers_table_any_customer_is_accepted(tmp_path):
+    tables = valid_tables()
+    del tables["customers"]
+    tables["events"].loc[1, "customer_id"] = "c9"
+    data = validate(write(tmp_path, tables), FAIL)
+
+    assert data.events["customer_id"].tolist() == ["c1", "c9"]
+
+
+def test_row_numbers_stay_file_rows_after_quarantine(tmp_path):
+    orders = with_duplicates()["orders"]
+    orders = pd.concat([orders, orders.iloc[[0]].assign(order_id="o5", amount=-3.0)], ignore_index=True)
+    message = broken("csv", tmp_path, orders=orders)
+
+    assert message == "orders.csv: column amount: 1 row < 0 (row 6: -3.0)"
+
+
+def test_write_quarantine_writes_one_csv_per_table(tmp_path):
+    data = validate(write(tmp_path / "data", with_duplicates()))
+    counts = write_quarantine(data.quarantine, tmp_path / "quarantine")
+
+    assert counts == {"orders": 1, "suppressions": 2}
+    assert sorted(p.name for p in (tmp_path / "quarantine").iterdir()) == ["orders.csv", "suppressions.csv"]
+    written = pd.read_csv(tmp_path / "quarantine" / "orders.csv")
+    assert written[["file_row", "reason", "order_id"]].to_dict("records") == [
+        {"file_row": 5, "reason": "duplicate_row", "order_id": "o2"}
+    ]
+
+
+def test_validation_writes_nothing(tmp_path):
+    write(tmp_path, with_duplicates())
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    validate(tmp_path)
+
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+# --- in-memory validation ------------------------------------------------------------------
+
+
+def test_validate_tables_uses_source_names_and_leaves_input_alone():
+    tables = {"orders": as_text(valid_tables()["orders"], amount={0: "-1"})}
+    before = tables["orders"].copy()
+    with pytest.raises(ContractError) as err:
+        validate_tables(tables, source={"orders": "shop_orders.csv"})
+
+    assert str(err.value) == "shop_orders.csv: column amount: 1 row < 0 (row 1: -1.0)"
+    pd.testing.assert_frame_equal(tables["orders"], before)
+
+
+def test_validate_tables_default_source_is_table_name_and_no_fingerprints():
+    data = validate_tables(with_duplicates())
+
+    assert isinstance(data, Dataset) and data.fingerprints == {}
+    assert data.row_counts["orders"] == 4
+    with pytest.raises(ContractError, match=r"^orders: 1 exact duplicate row \(row 5\)"):
+        validate_tables(with_duplicates(), FAIL)

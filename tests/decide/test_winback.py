@@ -1,0 +1,185 @@
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn.config import ACTIONS, WinbackConfig
+from churn.decide.winback import assign, candidates, drivers, holdout, service_lists, talking_points
+
+
+def _scores(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    value = rng.gamma(2, 50, n)
+    return pd.DataFrame({
+        "customer_id": [f"c{i:04d}" for i in range(n)],
+        "p_churn": rng.random(n),
+        "value": value,
+        "value_tier": pd.qcut(value, [0, 0.4, 0.8, 1], labels=["low", "mid", "high"]).astype(str),
+        "lifecycle_stage": "active",
+        "risk_band": "high",
+        "avg_order_value_365d": rng.gamma(2, 15, n),
+        "discount_share_365d": rng.random(n) * 0.5,
+        "event_complaint_90d": (rng.random(n) < 0.1).astype(float),
+        "categories_90d": rng.integers(0, 10, n).astype(float),
+        "categories_prev_90d": rng.integers(0, 10, n).astype(float),
+        "reason_code_1": "recency", "reason_1": "No order for 40 days", "reason_2": None, "reason_3": None,
+    })
+
+
+CONFIG = WinbackConfig(holdout_share=0.1, min_p_churn=0.5, capacity={"callback": 10, "exclusive_discount": 20,
+                                                                      "trial": 15})
+
+
+def _customer(cid: str, **values) -> dict:
+    row = {"customer_id": cid, "p_churn": 0.8, "value": 100.0, "value_tier": "mid", "lifecycle_stage": "active",
+           "risk_band": "high", "avg_order_value_365d": 30.0, "discount_share_365d": 0.0,
+           "event_complaint_90d": 0.0, "categories_90d": 1.0, "categories_prev_90d": 1.0}
+    return {**row, **values}
+
+
+def test_suppressed_customers_never_appear():
+    scores = _scores()
+    suppressed = set(scores["customer_id"].iloc[::3])
+    assigned = assign(scores, suppressed, CONFIG)
+    assert not set(assigned["customer_id"]) & suppressed
+    assert len(assigned) > 0
+    # Not even when they are the most valuable customers with the best EV there is.
+    scores.loc[scores["customer_id"].isin(suppressed), ["p_churn", "value"]] = [0.99, 1e6]
+    assert not set(assign(scores, suppressed, CONFIG)["customer_id"]) & suppressed
+
+
+def test_capacity_holds_lists_follow_ev_and_each_customer_gets_one_action():
+    assigned = assign(_scores(), set(), CONFIG)
+    treated = assigned[assigned["arm"] == "treated"]
+    for action, cap in CONFIG.capacity.items():
+        rows = treated[treated["action"] == action]
+        assert len(rows) == cap  # plenty of candidates: each list fills to capacity exactly
+        assert rows["expected_value"].is_monotonic_decreasing
+        assert rows["rank"].tolist() == list(range(1, cap + 1))
+    assert (assigned["p_churn"] >= CONFIG.min_p_churn).all() and (assigned["expected_value"] > 0).all()
+    assert assigned["customer_id"].is_unique  # at most one action per customer
+
+
+def test_ev_is_p_churn_times_uplift_times_value_minus_cost():
+    scores = pd.DataFrame([_customer("a", p_churn=0.6, value=200.0, avg_order_value_365d=40.0)])
+    pairs = candidates(scores, set(), WinbackConfig()).set_index("action")
+    # callback: no driver -> segment none (0.10); cost 12
+    assert pairs.loc["callback", "segment"] == "none"
+    assert pairs.loc["callback", "expected_value"] == pytest.approx(0.6 * 0.10 * 200 - 12.0)
+    # discount: coupon 20% of a 40 basket, redeemed 35% of the time
+    assert pairs.loc["exclusive_discount", "cost"] == pytest.approx(0.2 * 40 * 0.35)
+    assert pairs.loc["exclusive_discount", "expected_value"] == pytest.approx(0.6 * 0.06 * 200 - 2.8)
+
+
+def test_each_customer_gets_the_action_their_driver_answers():
+    scores = pd.DataFrame([_customer("svc", event_complaint_90d=2.0), _customer("cheap", discount_share_365d=0.4),
+                           _customer("wide", categories_90d=9.0)] + [_customer(f"x{i}") for i in range(7)])
+    config = dataclasses.replace(WinbackConfig(), holdout_share=0.0)
+    got = assign(scores, set(), config).set_index("customer_id")
+    assert got.loc["svc", "action"] == "callback" and got.loc["svc", "segment"] == "service"
+    assert got.loc["cheap", "action"] == "exclusive_discount" and got.loc["cheap", "segment"] == "price"
+    assert got.loc["wide", "action"] == "trial" and got.loc["wide", "segment"] == "variety"
+
+
+def test_drivers_read_quantiles_of_the_scored_customers():
+    scores = _scores()
+    drv = drivers(scores, CONFIG)
+    assert drv["price"].mean() == pytest.approx(0.3, abs=0.01)
+    assert (drv["service"] == (scores["event_complaint_90d"] > 0)).all()
+    nobody_discounts = scores.assign(discount_share_365d=0.0)
+    assert not drivers(nobody_discounts, CONFIG)["price"].any()
+
+
+def test_eligibility_rules_and_a_full_list_spill_to_the_next_best_action():
+    scores = pd.DataFrame([_customer("lapsed", lifecycle_stage="lapsed", event_complaint_90d=1.0),
+                           _customer("low", value_tier="low", event_complaint_90d=1.0),
+                           _customer("calm", p_churn=0.3, event_complaint_90d=1.0)])
+    got = assign(scores, set(), dataclasses.replace(WinbackConfig(), holdout_share=0.0))
+    assert "callback" not in set(got["action"])  # lapsed and low value may not get a call
+    assert "calm" not in set(got["customer_id"])  # below the risk floor
+    only_callers = dataclasses.replace(WinbackConfig(), holdout_share=0.0,
+                                       exclusive_discount=dataclasses.replace(WinbackConfig().exclusive_discount,
+                                                                              drivers=("price",)))
+    assert "exclusive_discount" not in set(assign(scores, set(), only_callers)["action"])
+    two = pd.DataFrame([_customer("a", value=500.0, event_complaint_90d=1.0),
+                        _customer("b", value=400.0, event_complaint_90d=1.0)])
+    one_call = dataclasses.replace(WinbackConfig(), holdout_share=0.0,
+                                   capacity={"callback": 1, "exclusive_discount": 5, "trial": 5})
+    got = assign(two, set(), one_call).set_index("customer_id")["action"]
+    assert got.to_dict() == {"a": "callback", "b": "exclusive_discount"}
+
+
+def test_cooldown_keeps_recently_listed_customers_out():
+    scores = _scores()
+    run_date = pd.Timestamp("2024-05-01")
+    first = assign(scores, set(), CONFIG, run_date)
+    recent = pd.Series(run_date - pd.Timedelta(days=10), index=first["customer_id"])
+    again = assign(scores, set(), CONFIG, run_date, last_listed=recent)
+    assert not set(again["customer_id"]) & set(first["customer_id"])
+    long_ago = pd.Series(run_date - pd.Timedelta(days=90), index=first["customer_id"])
+    assert assign(scores, set(), CONFIG, run_date, last_listed=long_ago).equals(first)
+
+
+def test_holdout_is_stable_about_the_right_size_and_changes_with_the_campaign():
+    ids = pd.Series([f"c{i}" for i in range(20000)])
+    first = holdout(ids, "winback", 0.1)
+    assert first.equals(holdout(ids.sample(frac=1, random_state=1).sort_index(), "winback", 0.1))
+    assert abs(first.mean() - 0.1) < 0.01
+    assert (first != holdout(ids, "spring-campaign", 0.1)).any()
+
+
+def test_holdout_mirrors_the_lists_without_taking_their_places_and_is_stable_across_reruns():
+    scores = _scores(2000, seed=1)
+    assigned = assign(scores, set(), CONFIG)
+    held = assigned[assigned["arm"] == "holdout"]
+    assert len(held) > 0
+    assert held["customer_id"].pipe(holdout, CONFIG.campaign, CONFIG.holdout_share).all()
+    assert (assigned.groupby("action")["arm"].apply(lambda a: (a == "treated").sum()) ==
+            pd.Series(CONFIG.capacity)).all()
+    shuffled = scores.sample(frac=1, random_state=3)
+    again = assign(shuffled, set(), CONFIG)
+    pd.testing.assert_frame_equal(again[["customer_id", "action", "arm", "rank"]],
+                                  assigned[["customer_id", "action", "arm", "rank"]])
+
+
+def test_lists_hold_treated_only_neutralise_formulas_and_carry_due_dates():
+    scores = _scores()
+    scores.loc[:, "reason_1"] = "=HYPERLINK(\"x\")"
+    scores.loc[:2, "customer_id"] = ["-c1", "+c2", "@c3"]
+    scores.loc[:2, ["p_churn", "value"]] = [0.99, 5000.0]
+    assigned = assign(scores, set(), CONFIG)
+    lists = service_lists(assigned, pd.Timestamp("2024-05-01"), CONFIG)
+    held_out = set(assigned.loc[assigned["arm"] == "holdout", "customer_id"])
+    assert set(lists) == set(ACTIONS)
+    every = pd.concat(lists.values())
+    assert not set(every["customer_id"]) & {"-c1", "+c2", "@c3"}  # shown neutralised instead:
+    assert {"'-c1", "'+c2", "'@c3"} & set(every["customer_id"])
+    for action, frame in lists.items():
+        assert not set(frame["customer_id"]) & held_out
+        assert frame["reason_1"].str.startswith("'=").all()
+        assert frame["rank"].tolist() == list(range(1, len(frame) + 1))
+        due = (pd.Timestamp("2024-05-01") + pd.Timedelta(days=CONFIG.action(action).due_days)).date().isoformat()
+        assert (frame["due_date"] == due).all()
+        assert frame["talking_points"].str.count(r"\d\) ").between(2, 3).all()
+
+
+def test_talking_points_follow_the_action_and_the_top_reason():
+    assert "Apologise" in talking_points("callback", "event_complaint", "none")
+    assert "Apologise" in talking_points("callback", None, "service")  # no reason: the segment decides
+    assert "not ordered for a while" in talking_points("callback", "recency", "none")
+    assert "category they used to enjoy" in talking_points("trial", "breadth", "none")
+    assert talking_points("exclusive_discount", "unheard_of", "none").startswith("1) Tell them we miss them")
+
+
+def test_the_shortlist_changes_nothing_against_walking_every_pair():
+    from churn.decide import winback
+
+    scores = _scores(5000, seed=4)
+    config = dataclasses.replace(CONFIG, capacity={"callback": 3, "exclusive_discount": 5, "trial": 4})
+    pairs = candidates(scores, set(), config, positive_only=True)
+    full = winback._fill(pairs, pairs["expected_value"].to_numpy(), scores, config)
+    got = assign(scores, set(), config)
+    assert len(pairs) > 10 * len(got)  # the shortlist did cut
+    assert got["customer_id"].tolist() == full["row"].map(scores["customer_id"]).tolist()
+    assert got["arm"].tolist() == full["arm"].tolist()

@@ -1,0 +1,113 @@
+"""The fast engine (`churn.kernels`) gives what the catalogue's SQL defines, bit-stable across reruns."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pandas.testing import assert_frame_equal
+
+from churn.features import kernels
+from churn.features.catalogue import catalogue
+from churn.features.engine import FeatureBuilder
+from tests.conftest import dataset_of, make_orders
+
+CUTOFFS = ["2023-09-30", "2024-01-31", "2024-06-30"]
+
+
+def _both(dataset, cutoffs, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return (FeatureBuilder(dataset, engine="fast", **kwargs).build(cutoffs),
+            FeatureBuilder(dataset, engine="sql", **kwargs).build(cutoffs))
+
+
+def test_kernels_cover_every_order_aggregate_of_the_catalogue():
+    in_catalogue = {f.name for f in catalogue() if f.table.split(".")[0] == "orders" and f.kind == "aggregate"}
+    assert set(kernels.KERNELS) == in_catalogue
+
+
+def test_fast_engine_equals_the_sql_definition_on_synthetic_data(synthetic_small):
+    tables = synthetic_small.tables
+    dataset = dataset_of(tables["orders"], order_items=tables["order_items"], events=tables["events"])
+    fast, sql = _both(dataset, CUTOFFS)
+    assert len(fast) > 3000 and fast["cutoff"].nunique() == 3
+    assert_frame_equal(fast, sql, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_fast_engine_without_optional_columns():
+    orders = make_orders([("a", "2024-01-01", 5), ("a", "2024-01-03", 7), ("b", "2024-01-02", 1)])
+    dataset = dataset_of(orders.drop(columns=["discount", "status"]))
+    fast, sql = _both(dataset, ["2024-01-31"])
+    assert "returns_share_365d" not in fast and "discount_share_365d" not in fast
+    assert_frame_equal(fast, sql)
+
+
+order_rows = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 500),
+                                st.sampled_from([0.0, 0.01, 9.99, 10.0, 123.45, 500.0]),
+                                st.sampled_from(["completed", "completed", "returned", "cancelled"]),
+                                st.sampled_from([True, False, None]), st.integers(0, 3)),
+                      min_size=1, max_size=60)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=order_rows, cutoff_days=st.lists(st.integers(0, 520), min_size=1, max_size=3, unique=True))
+def test_fast_engine_equals_the_sql_definition_on_random_orders(rows, cutoff_days):
+    """Same-day orders, returns, unknown coupons, customers gone quiet: both engines agree."""
+    start = pd.Timestamp("2023-01-01")
+    orders = make_orders([(c, start + pd.Timedelta(days=d, hours=h), amount, status)
+                          for c, d, amount, status, _, h in rows])
+    orders["coupon_used"] = pd.array([r[4] for r in rows], dtype="boolean")
+    orders["n_items"] = [r[5] for r in rows]
+    orders["discount"] = (orders["amount"] * 0.25).round(2)
+    cutoffs = [start + pd.Timedelta(days=d) for d in cutoff_days]
+    # Unvalidated frames, as a data directory of Parquet files can hold them: coupons may be unknown.
+    fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), cutoffs, lookback_days=200)
+    assert_frame_equal(fast, sql, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_a_rerun_and_any_input_order_give_the_same_bits(synthetic_small):
+    """Money is summed exactly, so neither the sort's threads nor the input order change a bit."""
+    orders = synthetic_small.tables["orders"]
+    first = FeatureBuilder(dataset_of(orders)).build(CUTOFFS)
+    shuffled = orders.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    builder = FeatureBuilder(dataset_of(shuffled))
+    builder.con.execute("SET threads = 2")
+    assert_frame_equal(builder.build(CUTOFFS), first, check_exact=True)
+
+
+def test_money_is_summed_exactly_in_millionths():
+    orders = make_orders([("a", "2024-01-01", 0.1), ("a", "2024-01-02", 0.2), ("a", "2024-01-03", 0.3)])
+    got = FeatureBuilder(dataset_of(orders)).build(["2024-01-31"]).iloc[0]
+    assert got["spend_all"] == 0.6  # float addition in this order gives 0.6000000000000001
+    assert got["max_order_value_365d"] == 0.3
+
+
+def test_a_hash_collision_falls_back_to_sql(monkeypatch, caplog):
+    orders = make_orders([("a", "2024-01-01", 5), ("b", "2024-01-02", 1)])
+
+    def collide(*args, **kwargs):
+        raise kernels.HashCollision("2 customer ids but 1 distinct hashes")
+
+    monkeypatch.setattr(kernels, "_ids_by_hash", collide)
+    with caplog.at_level(logging.WARNING, logger="churn.features"):
+        got = FeatureBuilder(dataset_of(orders)).build(["2024-01-31"])
+    assert got["customer_id"].tolist() == ["a", "b"]
+    assert "computing the order features in SQL" in caplog.text
+
+
+def test_more_orders_in_one_band_than_packed_counts_hold_falls_back_to_sql(monkeypatch, caplog):
+    orders = make_orders([("a", "2024-01-01", 5), ("a", "2024-01-02", 1), ("a", "2024-01-03", 2), ("b", "2024-01-02", 1)])
+    monkeypatch.setattr(kernels, "FIELD_BITS", 1)  # as if counts of 2 or more overflowed their field
+    with caplog.at_level(logging.WARNING, logger="churn.features"):
+        got = FeatureBuilder(dataset_of(orders)).build(["2024-01-31"])
+    assert "orders in one window band" in caplog.text
+    assert got.set_index("customer_id").loc["a", "orders_all"] == 3
+
+
+def test_bands_split_age_at_the_window_edges():
+    day = np.array([100, 99, 71, 70, 11, 10, -79, -80, -259, -260, -264, -265, 101])
+    assert kernels._bands(day, 100).tolist() == [1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 0]

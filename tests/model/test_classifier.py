@@ -1,0 +1,118 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn.config import ModelConfig
+from churn.errors import DataError
+from churn.model.classifier import SEARCH_SPACE, Calibrator, ChurnModel, choose_calibrator
+
+
+def _snapshots(n: int, seed: int) -> pd.DataFrame:
+    """Customers whose churn follows recency and a falling frequency, plus noise."""
+    rng = np.random.default_rng(seed)
+    recency = rng.integers(0, 200, n).astype(float)
+    orders_90d = rng.poisson(4, n).astype(float)
+    orders_prev_90d = rng.poisson(4, n).astype(float)
+    noise = rng.normal(size=n)
+    logit = 0.02 * (recency - 60) - 0.4 * (orders_90d - orders_prev_90d) + 0.1 * noise
+    churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "cutoff": pd.Timestamp("2024-01-01"),
+                         "recency_days": recency, "orders_90d": orders_90d, "orders_prev_90d": orders_prev_90d,
+                         "noise": noise, "churned": churned})
+
+
+FAST = ModelConfig(n_estimators=200, learning_rate=0.1, early_stopping_rounds=20, search_budget=3)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return ChurnModel(30, FAST).fit(_snapshots(3000, 1), _snapshots(1000, 2))
+
+
+def test_a_customer_who_stops_buying_scores_higher_than_one_who_keeps_buying(fitted):
+    keeps = pd.DataFrame({"recency_days": [5.0], "orders_90d": [5.0], "orders_prev_90d": [5.0], "noise": [0.0]})
+    stops = keeps.assign(recency_days=120.0, orders_90d=1.0)
+    assert fitted.predict_proba(stops)[0, 1] > fitted.predict_proba(keeps)[0, 1] + 0.2
+
+
+def test_scores_do_not_depend_on_row_order_or_customer_id(fitted):
+    test = _snapshots(300, 3)
+    p = fitted.predict_proba(test)[:, 1]
+    shuffled = test.sample(frac=1, random_state=0).assign(customer_id=lambda f: "x" + f["customer_id"])
+    p_shuffled = pd.Series(fitted.predict_proba(shuffled)[:, 1], index=shuffled.index).sort_index()
+    np.testing.assert_allclose(p, p_shuffled.to_numpy())
+    assert "customer_id" not in fitted.feature_names_
+
+
+def test_predict_proba_is_sklearn_shaped_and_early_stopping_picked_trees(fitted):
+    proba = fitted.predict_proba(_snapshots(10, 4))
+    assert proba.shape == (10, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert 0 < fitted.best_iteration_ < FAST.n_estimators - 1
+
+
+def test_same_seed_same_model_and_saved_model_predicts_the_same(fitted, tmp_path):
+    again = ChurnModel(30, FAST).fit(_snapshots(3000, 1), _snapshots(1000, 2))
+    test = _snapshots(200, 5)
+    np.testing.assert_array_equal(again.predict_proba(test), fitted.predict_proba(test))
+    fitted.save(tmp_path)
+    loaded = ChurnModel.load(tmp_path)
+    assert (tmp_path / "booster.json").exists() and (tmp_path / "calibrator.json").exists()
+    assert not list(tmp_path.glob("*.pkl"))
+    assert loaded.calibrator_.method == fitted.calibrator_.method in ("platt", "isotonic")
+    np.testing.assert_array_equal(loaded.predict_proba(test), fitted.predict_proba(test))
+    assert loaded.horizon_days == 30 and loaded.feature_names_ == fitted.feature_names_
+
+
+def test_contributions_add_up_to_the_log_odds(fitted):
+    test = _snapshots(50, 6)
+    contribs = fitted.contributions(test)
+    p = fitted.raw_proba(test)  # contributions explain the booster's log-odds, before calibration
+    bias = np.log(p / (1 - p)) - contribs.sum(axis=1).to_numpy()
+    np.testing.assert_allclose(bias, bias[0], atol=1e-4)  # the rest is the same bias for everyone
+
+
+def test_single_class_training_data_is_a_clear_error():
+    train = _snapshots(100, 1).assign(churned=0)
+    with pytest.raises(DataError, match="single class"):
+        ChurnModel(30, FAST).fit(train, _snapshots(100, 2))
+
+
+def test_missing_feature_at_scoring_is_a_clear_error(fitted):
+    with pytest.raises(DataError, match="lacks features"):
+        fitted.predict_proba(_snapshots(5, 1).drop(columns=["noise"]))
+
+
+def test_bounded_search_tries_the_budget_and_keeps_the_lowest_validation_loss(fitted):
+    results = fitted.search_results_
+    assert len(results) == FAST.search_budget
+    assert results[0]["max_depth"] == FAST.max_depth  # the configured parameters are candidate 0
+    for r in results[1:]:
+        assert all(r[k] in SEARCH_SPACE[k] for k in SEARCH_SPACE)
+    best = min(results, key=lambda r: r["validation_logloss"])
+    assert {k: best[k] for k in SEARCH_SPACE} == fitted.best_params_
+
+
+def test_calibration_fixes_probabilities_that_are_systematically_too_high():
+    rng = np.random.default_rng(0)
+    true_p = rng.uniform(0.02, 0.6, 20_000)
+    y = (rng.random(20_000) < true_p).astype(int)
+    raw = np.clip(true_p * 1.5, 0, 0.99)  # a model that over-states every risk by half
+    calibrator, briers = choose_calibrator(raw, y, 0)
+    assert set(briers) == {"platt", "isotonic"} and calibrator.method == min(briers, key=briers.get)
+    calibrated = calibrator(raw)
+    assert abs(calibrated.mean() - y.mean()) < 0.01 < abs(raw.mean() - y.mean())
+    # The ranking survives calibration (isotonic steps keep the raw order as a tie-break).
+    assert np.all(np.diff(calibrated[np.argsort(raw)]) >= 0)
+    iso = Calibrator.fit("isotonic", raw, y)
+    assert len(np.unique(iso(raw))) == len(np.unique(raw))
+
+
+def test_calibrator_is_fitted_on_validation_customers_the_booster_did_not_early_stop_on():
+    model = ChurnModel(30, FAST).fit(_snapshots(3000, 1), _snapshots(1000, 2))
+    assert 300 < model.n_calibration_ < 700  # about calibration_share of the validation customers
+    uncalibrated = ChurnModel(30, ModelConfig(n_estimators=200, learning_rate=0.1, early_stopping_rounds=20,
+                                              calibration="none", search_budget=1))
+    uncalibrated.fit(_snapshots(3000, 1), _snapshots(1000, 2))
+    test = _snapshots(100, 3)
+    np.testing.assert_allclose(uncalibrated.predict_proba(test)[:, 1], uncalibrated.raw_proba(test))
