@@ -9,7 +9,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-import datetime as dt
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +17,7 @@ import typer
 
 from churn.errors import ChurnError
 from churn.progress import Progress
+from churn.types import RunDate
 
 # Exit codes: 0 ok, 1 a problem the user can fix (ChurnError), 2 usage (click), INTERNAL_ERROR a bug.
 INTERNAL_ERROR = 70  # EX_SOFTWARE in sysexits.h: an internal software error
@@ -28,19 +29,17 @@ datasets_app = typer.Typer(help="Write example data directories in the data cont
 app.add_typer(datasets_app, name="datasets")
 
 
-def _iso_date(value: str | None) -> str | None:
-    """A YYYY-MM-DD option value, checked (a bad date is a usage error, exit 2)."""
-    if value is None:
-        return None
+def _run_date(value: str | RunDate) -> RunDate:
+    """A YYYY-MM-DD option value, parsed once into a RunDate (a bad date is a usage error, exit 2)."""
     try:
-        return dt.date.fromisoformat(value.strip()).isoformat()
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+        return RunDate.parse(value)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
-def _iso_dates(value: str | None) -> str | None:
-    """A comma-separated list of YYYY-MM-DD dates, checked."""
-    return None if value is None else ",".join(_iso_date(v) for v in value.split(",") if v.strip())
+def _run_dates(value: str) -> list[RunDate]:
+    """A comma-separated list of YYYY-MM-DD dates, each parsed."""
+    return [_run_date(v) for v in value.split(",") if v.strip()]
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory (one CSV or Parquet file per table).")]
@@ -49,15 +48,18 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Configuration 
 ModelsOpt = Annotated[Path, typer.Option("--models", help="Model registry directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts instead of text "
                                                       "(and no progress bar).")]
-HorizonOpt = Annotated[int | None, typer.Option(help="Churn horizon in days.",
+HorizonOpt = Annotated[int | None, typer.Option(help="Churn horizon in days (1 or more).", min=1,
                                                 show_default="data.horizon_days in the configuration")]
 FormatOpt = Annotated[Literal["parquet", "csv"], typer.Option("--format", help="File format of the tables.")]
 
 
 def _config(path: Path | None, horizon: int | None = None):
+    """The configuration (--config, else ./churn.toml, else defaults), its log level applied."""
     from churn.config import load_config
 
-    return load_config(path).with_horizon(horizon)
+    config = load_config(path).with_horizon(horizon)
+    logging.getLogger("churn").setLevel(config.logging.level.upper())
+    return config
 
 
 def _print_json(obj: Any) -> None:
@@ -131,48 +133,72 @@ def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) 
                                                   if len(dataset.quarantine.get(name, [])) else ""))
 
 
+TrackedOpt = Annotated[bool, typer.Option("--tracked", help="Run as a tracked Prefect flow run (the same outputs), "
+                                                         "visible in the Prefect UI.",
+                                             show_default="on when PREFECT_API_URL is set, else off")]
+
+
+def _tracked(flag: bool) -> bool:
+    """Run through a Prefect flow? When asked to, or when a Prefect server is configured."""
+    return flag or bool(os.environ.get("PREFECT_API_URL"))
+
+
+def _flow_result(flow_fn, **parameters) -> Any:
+    """Run a flow in this process and return its result; a refused run (bad input) raises its ChurnError."""
+    from flows import result_or_raise
+
+    return result_or_raise(flow_fn(**parameters, return_state=True))
+
+
+def _config_path(config: Path | None) -> str | None:
+    return None if config is None else str(config)
+
+
 @app.command()
 def train(data: DataOpt, horizon: HorizonOpt = None,
-          as_of: Annotated[str | None, typer.Option("--as-of", help="Train with labels known by this date "
-                                                    "(YYYY-MM-DD).", show_default="the last order date",
-                                                    callback=_iso_date)] = None,
-          models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
+          as_of: Annotated[RunDate | None, typer.Option("--as-of", help="Train with labels known by this date "
+                                                        "(YYYY-MM-DD).", show_default="the last order date",
+                                                        parser=_run_date)] = None,
+          models: ModelsOpt = Path("models"), config: ConfigOpt = None, tracked: TrackedOpt = False) -> None:
     """Train and backtest a model, register it under models/; the promotion gate decides if it becomes champion."""
-    from flows.train import train_flow
-
+    cfg = _config(config, horizon)
     with _progress_bar() as progress:
-        meta = train_flow(str(data), str(models), as_of, horizon, None if config is None else str(config),
-                          progress)
+        if _tracked(tracked):
+            from flows.train import train_flow
+
+            meta = _flow_result(train_flow, data_dir=str(data), models_dir=str(models),
+                                as_of=None if as_of is None else str(as_of), horizon_days=horizon,
+                                config_path=_config_path(config), progress=progress)
+        else:
+            from churn import pipeline
+
+            meta = pipeline.train_model(data, models, cfg, as_of, progress).to_dict()
     typer.echo(_gate_summary(meta))
     if meta.get("backtest"):
         typer.echo(_metrics_table(meta["backtest"]))
 
 
 @app.command()
-def backtest(data: DataOpt, test_cutoff: Annotated[str, typer.Option("--test-cutoff", help="Evaluate on this "
-                                                                       "cutoff (YYYY-MM-DD); earlier ones train "
-                                                                       "and validate.", callback=_iso_date)],
+def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test-cutoff", help="Evaluate on this "
+                                                                           "cutoff (YYYY-MM-DD); earlier ones "
+                                                                           "train and validate.",
+                                                                           parser=_run_date)],
              out: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
              horizon: HorizonOpt = None,
-             test_cutoffs: Annotated[str | None, typer.Option("--test-cutoffs", help="Also evaluate on these "
-                                                              "cutoffs (comma-separated YYYY-MM-DD), each with "
-                                                              "its own out-of-time split.",
-                                                              show_default="none", callback=_iso_dates)] = None,
+             test_cutoffs: Annotated[str | None, typer.Option(
+                 "--test-cutoffs", help="Also evaluate on these cutoffs (comma-separated YYYY-MM-DD), each with "
+                                        "its own out-of-time split.", show_default="none",
+                 callback=lambda value: None if value is None else _run_dates(value))] = None,
              rolling: Annotated[int, typer.Option("--rolling", help="Evaluate on this many monthly cutoffs "
                                                   "ending at --test-cutoff (ignored with --test-cutoffs).")] = 1,
              config: ConfigOpt = None) -> None:
     """Out-of-time evaluation of the model and the baselines on the same split(s)."""
-    from churn.data import contract
-    from churn.model import backtest as evaluate
+    from churn import pipeline
     from churn.data.io import write_json
 
     cfg = _config(config, horizon)
-    extra = [c.strip() for c in test_cutoffs.split(",") if c.strip()] if test_cutoffs else None
     with _progress_bar() as progress:
-        report = evaluate.backtest(contract.validate(data, cfg.contract), test_cutoff, cfg,
-                                   test_cutoffs=None if extra is None else [test_cutoff, *extra],
-                                   n_rolling=rolling, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        report = pipeline.backtest(data, test_cutoff, cfg, test_cutoffs or None, rolling, progress)
     write_json(report, out)
     typer.echo(_metrics_table(report))
     for run in report.get("rolling", []):
@@ -182,17 +208,24 @@ def backtest(data: DataOpt, test_cutoff: Annotated[str, typer.Option("--test-cut
 
 
 @app.command()
-def score(data: DataOpt, date: Annotated[str, typer.Option("--date", help="Run date D (YYYY-MM-DD): "
-                                                                           "score as of the end of D.",
-                                                           callback=_iso_date)],
+def score(data: DataOpt, date: Annotated[RunDate, typer.Option("--date", help="Run date D (YYYY-MM-DD): "
+                                                                               "score as of the end of D.",
+                                                               parser=_run_date)],
           out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
-          models: ModelsOpt = Path("models"), config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+          models: ModelsOpt = Path("models"), config: ConfigOpt = None, as_json: JsonOpt = False,
+          tracked: TrackedOpt = False) -> None:
     """Score every customer as of D and write the win-back lists to OUT/D/."""
-    from flows.score import score_flow
-
+    cfg = _config(config)
     with _progress_bar(as_json) as progress:
-        manifest = score_flow(str(data), date, str(out), str(models), None if config is None else str(config),
-                              progress)
+        if _tracked(tracked):
+            from flows.score import score_flow
+
+            manifest = _flow_result(score_flow, data_dir=str(data), run_date=str(date), out_dir=str(out),
+                                    models_dir=str(models), config_path=_config_path(config), progress=progress)
+        else:
+            from churn import pipeline
+
+            manifest = pipeline.score_day(data, date, out, models, cfg, progress).to_dict()
     if as_json:
         _print_json(manifest)
         return
@@ -208,31 +241,23 @@ def outcomes(data: DataOpt,
     Measures every list whose horizon window lies inside the data, writes the outcomes and the
     shrunk uplift estimates to the warehouse and the summary to OUT/outcomes.csv.
     """
-    from churn.data import contract
-    from churn.publish import warehouse
-    from churn.decide import outcomes as measure
-    from churn.data.io import write_csv
+    from churn import pipeline
 
-    cfg = _config(config)
-    dataset = contract.validate(data, cfg.contract)
-    path = warehouse.path_in(out)
-    found = measure.measure(warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs"),
-                            dataset.orders, dataset.contacts, cfg, where=str(path))
-    warehouse.write_outcomes(path, found.follow, found.estimates)
+    result = pipeline.measure_outcomes(data, out, _config(config))
+    found = result.measured
     table, dates = found.table, found.list_dates
-    write_csv(table, out / "outcomes.csv")
     learned = found.estimates[found.estimates["source"] == "measured"]
     if as_json:
         _print_json({"n_measured": len(found.follow), "list_dates": dates,
                      "orders_through": found.orders_through, "summary": _records(table),
                      "uplift": _records(found.estimates), "n_uplift_measured": len(learned),
-                     "summary_csv": str(out / "outcomes.csv")})
+                     "summary_csv": str(result.summary_csv)})
         return
     typer.echo(f"outcomes of {len(found.follow)} listed customers, list dates {dates[0]} to {dates[-1]}, "
                f"orders through {found.orders_through}")
     typer.echo(_outcomes_table(table))
     typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
-               f"summary written to {out / 'outcomes.csv'}")
+               f"summary written to {result.summary_csv}")
 
 
 def _outcomes_table(table) -> str:
@@ -252,8 +277,8 @@ def _outcomes_table(table) -> str:
 @app.command("explain")
 def explain_customer(
         customer_id: Annotated[str, typer.Argument(help="The customer to explain.")], data: DataOpt,
-        date: Annotated[str, typer.Option("--date", help="Explain the score as of the end of this day (YYYY-MM-DD).",
-                                          callback=_iso_date)],
+        date: Annotated[RunDate, typer.Option("--date", help="Explain the score as of the end of this day "
+                                                             "(YYYY-MM-DD).", parser=_run_date)],
         top: Annotated[int, typer.Option(help="How many contributions to show.")] = 8,
         models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
     """One customer's churn score as of D, its largest contributions, and the facts behind them."""
@@ -405,21 +430,30 @@ def serve(data: DataOpt, out: Annotated[Path, typer.Option("--out", help="Output
 
 @app.command()
 def backfill(data: DataOpt,
-             start: Annotated[str, typer.Option("--start", help="First run date (YYYY-MM-DD).", callback=_iso_date)],
-             end: Annotated[str, typer.Option("--end", help="Last run date (YYYY-MM-DD), included.",
-                                              callback=_iso_date)],
+             start: Annotated[RunDate, typer.Option("--start", help="First run date (YYYY-MM-DD).",
+                                                    parser=_run_date)],
+             end: Annotated[RunDate, typer.Option("--end", help="Last run date (YYYY-MM-DD), included.",
+                                                  parser=_run_date)],
              out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
              models: ModelsOpt = Path("models"), config: ConfigOpt = None,
              force: Annotated[bool, typer.Option("--force", help="Rescore dates already published.")] = False,
-             as_json: JsonOpt = False) -> None:
+             as_json: JsonOpt = False, tracked: TrackedOpt = False) -> None:
     """Score every date from START to END; dates already published are skipped (resumable)."""
-    from flows.deploy import backfill_flow
-
+    cfg = _config(config)
     with _progress_bar(as_json) as progress:
-        result = backfill_flow(str(data), start, end, str(out), str(models),
-                               None if config is None else str(config), force, progress)
+        if _tracked(tracked):
+            from flows.deploy import backfill_flow
+
+            result = _flow_result(backfill_flow, data_dir=str(data), start=str(start), end=str(end),
+                                  out_dir=str(out), models_dir=str(models), config_path=_config_path(config),
+                                  force=force, progress=progress)
+        else:
+            from churn import pipeline
+
+            done = pipeline.backfill(data, start, end, out, models, cfg, force, progress)
+            result = {"scored": done.scored, "skipped": done.skipped}
     if as_json:
-        _print_json({"start": start, "end": end, "out": str(out), **result})
+        _print_json({"start": str(start), "end": str(end), "out": str(out), **result})
         return
     typer.echo(f"scored {len(result['scored'])} dates, skipped {len(result['skipped'])} already published")
 
@@ -428,24 +462,24 @@ def backfill(data: DataOpt,
 def demo(out: Annotated[Path, typer.Option("--out", help="Output root.")] = Path("out"),
          models: ModelsOpt = Path("models")) -> None:
     """The whole pipeline on the Complete Journey data: export, validate, train (H=30), backtest, score."""
-    from churn.data import contract
+    from churn import pipeline
     from churn.data.datasets import complete_journey as cj
     from churn.data.io import write_json
-    from flows.score import score_flow
-    from flows.train import train_flow
 
     started = time.perf_counter()
     data_dir = out / "data" / "complete_journey"
+    day = RunDate(2017, 12, 31)
+    config = _config(None, 30)
     with _progress_bar() as progress:
         _say(f"1/4 exporting Complete Journey to {data_dir}")
         cj.export(data_dir)
         _say("2/4 validating")
-        contract.validate(data_dir)
-        _say("3/4 training and backtesting (horizon 30 days, as of 2017-12-31, test cutoff 2017-12-01)")
-        meta = train_flow(str(data_dir), str(models), "2017-12-31", 30, progress=progress)
+        pipeline.load_dataset(data_dir, config)
+        _say(f"3/4 training and backtesting (horizon 30 days, as of {day}, test cutoff 2017-12-01)")
+        meta = pipeline.train_model(data_dir, models, config, day, progress).to_dict()
         write_json(meta["backtest"], out / "backtest.json")
-        _say("4/4 scoring 2017-12-31 and building the win-back lists")
-        manifest = score_flow(str(data_dir), "2017-12-31", str(out), str(models), progress=progress)
+        _say(f"4/4 scoring {day} and building the win-back lists")
+        manifest = pipeline.score_day(data_dir, day, out, models, config, progress).to_dict()
     typer.echo("\n" + _gate_summary(meta))
     typer.echo(_metrics_table(meta["backtest"]))
     typer.echo(f"backtest report: {out / 'backtest.json'}")
@@ -461,14 +495,9 @@ def _gate_summary(meta: dict[str, Any]) -> str:
 
 
 def _metrics_table(report: dict[str, Any]) -> str:
-    lines = [f"backtest: horizon {report['horizon_days']} days, test cutoff {report['test_cutoff']}, "
-             f"{report['n_test']} customers, churn rate {report['base_rate']:.1%}",
-             f"  {'model':<14}{'ROC-AUC':>8}  {'95% CI':<15}{'PR-AUC':>7}{'lift@10%':>9}{'Brier':>7}{'ECE':>7}"]
-    for name, m in report["models"].items():
-        lo, hi = m["roc_auc_ci"]
-        lines.append(f"  {name:<14}{m['roc_auc']:>8.3f}  {lo:.3f}-{hi:.3f}    {m['pr_auc']:>7.3f}"
-                     f"{m['top_decile_lift']:>9.2f}{m['brier']:>7.3f}{m['ece']:>7.3f}")
-    return "\n".join(lines)
+    from churn.model.backtest import metrics_text
+
+    return metrics_text(report)
 
 
 def _score_summary(manifest: dict[str, Any]) -> str:
@@ -483,6 +512,8 @@ def _score_summary(manifest: dict[str, Any]) -> str:
 def main() -> None:
     """Entry point: exit 1 with a message for a problem the user can fix, 2 for usage, INTERNAL_ERROR for a bug."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    # Headless plots (report, explain) keep matplotlib's cache in the project, not the home directory.
+    os.environ.setdefault("MPLCONFIGDIR", str(Path.cwd() / ".mplconfig"))
     try:
         app()
     except ChurnError as err:

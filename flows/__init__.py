@@ -1,18 +1,21 @@
-"""Prefect flows wiring the `churn` library into scheduled, observable runs.
+"""Prefect flows: thin wrappers that run `churn.pipeline` as scheduled, observable, retried flow runs.
 
-Importing this package sets Prefect up to run offline, with no server and no account: a
-project-local Prefect home and analytics off (settings a user has already made win).
+A flow calls one pipeline function and passes it `task_runner`, so that each named step of the
+pipeline becomes a Prefect task (retried when it reads or writes files). The pipeline's code is
+the same in a flow run and in a plain `churn` command: the outputs are the same bytes.
+
+Importing this package sets Prefect up to run offline, with no account: a project-local Prefect
+home and analytics off (settings a user has already made win).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
-
-from churn.progress import Progress
+from typing import Any, TypeVar
 
 
 def configure_prefect(home: str | Path | None = None) -> None:
@@ -27,59 +30,81 @@ def configure_prefect(home: str | Path | None = None) -> None:
     os.environ.setdefault("MPLCONFIGDIR", str(home / ".mplconfig"))
     # Our step lines also reach the Prefect run's log (UI, API), not only the terminal.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "churn")
-    # The library also logs outside flow runs (a plain `churn explain`): no API to send to then.
+    # The library also logs outside flow runs: no API to send those to.
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-
-
-run_log = logging.getLogger("churn.run")
-
-
-def set_log_level(level: str) -> None:
-    """Apply `[logging] level` from churn.toml to our run log."""
-    logging.getLogger("churn").setLevel(level.upper())
-
-
-class StepLog:
-    """Times a run's steps and logs one line per step, `<run>: <step>: <counts> (<seconds> s)`.
-
-    The counts are numbers and names of steps, tables or models: never customer ids or contact
-    details. With `progress` (the command line's bar), it also says which of `steps` runs now.
-    """
-
-    def __init__(self, run: str, steps: Sequence[str] = (), progress: Progress | None = None):
-        self.run, self.steps, self.progress = run, list(steps), progress
-        self.timings: dict[str, float] = {}
-        self._clock = time.perf_counter()
-        self._tell(0)
-
-    def lap(self, step: str, counts: str) -> None:
-        """Log that `step` is done, with its counts and the seconds since the previous step."""
-        now = time.perf_counter()
-        self.timings[step] = round(now - self._clock, 3)
-        self._clock = now
-        run_log.info("%s: %s: %s (%.1f s)", self.run, step, counts, self.timings[step])
-        self._tell(len(self.timings))
-
-    def _tell(self, done: int) -> None:
-        if self.progress is not None and self.steps:
-            self.progress(self.steps[done] if done < len(self.steps) else "done", done, len(self.steps))
 
 
 configure_prefect()
 
+from prefect import get_run_logger, task  # noqa: E402 - after the settings above
+from prefect.cache_policies import NONE  # noqa: E402
+from prefect.states import Failed, State  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
 
-def transient(task: object, task_run: object, state: object) -> bool:
-    """Retry condition: retry failures of the outside world, never a problem the user must fix.
+from churn.errors import ChurnError  # noqa: E402
+# Prefect validates a flow's parameters against its annotations, resolved in the namespace of the
+# function it calls (`refusals_fail_quietly`'s wrapper, here): the flows' parameter types must be too.
+from churn.progress import Progress  # noqa: E402,F401
 
-    A contract, quality or configuration error gives the same answer on every try: retrying it
-    only delays the message.
+REFUSED = "Refused"  # the name of a flow run's Failed state when the input, not the code, was at fault
+RETRIES = 3  # tries after the first for a step that reads or writes files
+RETRY_BACKOFF_SECONDS = 2  # waits of 2, 4, 8 s between them
+T = TypeVar("T")
+
+
+def set_log_level(level: str) -> None:
+    """Apply `[logging] level` from churn.toml to the library's loggers."""
+    logging.getLogger("churn").setLevel(level.upper())
+
+
+class _Refusal:
+    """What a task returns instead of raising a ChurnError (so Prefect logs no traceback for it)."""
+
+    def __init__(self, error: ChurnError):
+        self.error = error
+
+
+def _refusing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def body(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ChurnError as err:
+            return _Refusal(err)
+    return body
+
+
+def task_runner(name: str, fn: Callable[..., Any], args: tuple, io: bool) -> Any:
+    """The pipeline's step runner in a flow: each step is a task; steps that touch files are retried.
+
+    Retries (3, exponential back-off) are for the outside world (a flaky share, a full disk that
+    frees up); a problem with the input (a ChurnError) gives the same answer on every try, so the
+    task returns it instead, and it is raised again here, in the flow, to stop the run.
     """
-    from churn.errors import ChurnError
+    options: dict[str, Any] = {"name": name, "cache_policy": NONE}
+    if io:
+        options.update(retries=RETRIES, retry_delay_seconds=exponential_backoff(backoff_factor=RETRY_BACKOFF_SECONDS))
+    result = task(_refusing(fn), **options)(*args)
+    if isinstance(result, _Refusal):
+        raise result.error
+    return result
 
-    try:
-        state.result()  # type: ignore[attr-defined]
-    except ChurnError:
-        return False
-    except Exception:  # noqa: BLE001 - anything else (a flaky share, a full disk) may pass next time
-        return True
-    return True
+
+def refusals_fail_quietly(flow_body: Callable[..., T]) -> Callable[..., T | State]:
+    """Decorate a flow function: a ChurnError ends the run as one ERROR line and a Failed state named
+    "Refused" (no traceback); anything else is a bug and fails with its traceback as usual."""
+    @functools.wraps(flow_body)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return flow_body(*args, **kwargs)
+        except ChurnError as err:
+            get_run_logger().error("%s", err)
+            return Failed(name=REFUSED, message=str(err))
+    return run
+
+
+def result_or_raise(state: State) -> Any:
+    """A flow run's result; a refused run raises its ChurnError again (exit 1 at the command line)."""
+    if state.is_failed() and state.name == REFUSED:
+        raise ChurnError(state.message)
+    return state.result()

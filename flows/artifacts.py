@@ -1,17 +1,17 @@
-"""Prefect artifacts with each flow run's headline numbers: markdown for people, tables to compare runs.
+"""Prefect artifacts with each flow run's headline numbers: markdown for people, a table to compare runs.
 
-Customer ids and reasons only: no contact details, no feature values beyond what a reason says.
+Summaries only: counts, metrics and list sizes. No customer id, reason or contact detail is ever
+written to Prefect (its database is not covered by `churn forget`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-# How many listed customers per action the score artifact shows (the lists themselves are files).
-LISTED_PER_ACTION = 25
+from churn.decide.outcomes import Measured
+from churn.model.backtest import metrics_markdown, metrics_rows
 
 
 def train_markdown(meta: dict[str, Any]) -> str:
@@ -25,37 +25,8 @@ def train_markdown(meta: dict[str, Any]) -> str:
     bt = meta.get("backtest")
     if bt:
         lines += [f"Out-of-time backtest on {bt['test_cutoff']}: {bt['n_test']:,} customers, churn rate "
-                  f"{bt['base_rate']:.1%}.", "", "| model | ROC-AUC (95% CI) | PR-AUC | top-decile lift | Brier | ECE |",
-                  "|---|---|---|---|---|---|"]
-        lines += [_metric_row(name, m) for name, m in bt["models"].items()]
+                  f"{bt['base_rate']:.1%}.", "", metrics_markdown(bt)]
     return "\n".join(lines) + "\n"
-
-
-def _f(value: float | None, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
-def _metric_row(name: str, m: dict[str, Any]) -> str:
-    lo, hi = m.get("roc_auc_ci") or (None, None)
-    return (f"| {name} | {_f(m['roc_auc'], '.3f')} ({_f(lo, '.3f')}-{_f(hi, '.3f')}) | {_f(m['pr_auc'], '.3f')} | "
-            f"{_f(m['top_decile_lift'], '.2f')} | {_f(m['brier'], '.3f')} | {_f(m['ece'], '.3f')} |")
-
-
-def _r(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def train_table(meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per model of the backtest: its headline metrics."""
-    bt = meta.get("backtest") or {"models": {}}
-    rows = []
-    for name, m in bt["models"].items():
-        lo, hi = m.get("roc_auc_ci") or (None, None)
-        rows.append({"model": name, "roc_auc": _r(m["roc_auc"], 4), "roc_auc_low": _r(lo, 4),
-                     "roc_auc_high": _r(hi, 4), "pr_auc": _r(m["pr_auc"], 4),
-                     "top_decile_lift": _r(m["top_decile_lift"], 3), "brier": _r(m["brier"], 4),
-                     "ece": _r(m["ece"], 4)})
-    return rows
 
 
 def score_markdown(manifest: dict[str, Any]) -> str:
@@ -74,31 +45,31 @@ def score_markdown(manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def score_table(lists: dict[str, pd.DataFrame], per_action: int = LISTED_PER_ACTION) -> list[dict[str, Any]]:
-    """The top of each list: action, rank, customer id and the three reasons (nothing else)."""
-    rows = []
-    for action, frame in lists.items():
-        for _, row in frame.head(per_action).iterrows():
-            rows.append({"action": action, "rank": int(row["rank"]), "customer_id": str(row["customer_id"]),
-                         **{f"reason_{i}": _text(row.get(f"reason_{i}")) for i in (1, 2, 3)}})
-    return rows
-
-
-def _text(value: object) -> str:
-    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+def outcomes_markdown(found: Measured) -> str:
+    """The outcome run's artifact: what was measured and the summary per action and risk band (no customer ids)."""
+    dates = found.list_dates
+    lines = [f"# Win-back outcomes through {found.orders_through}", "",
+             f"{len(found.follow)} listed customers measured, list dates {dates[0]} to {dates[-1]}.", "",
+             "| action | risk band | treated | holdout | rate treated | rate holdout | difference |",
+             "|---|---|---|---|---|---|---|"]
+    for row in found.table.itertuples():
+        lines.append(f"| {row.action} | {row.risk_band} | {row.n_treated} | {row.n_holdout} | "
+                     f"{row.rate_treated:.3f} | {row.rate_holdout:.3f} | {row.difference:+.3f} |")
+    measured = found.estimates[found.estimates["source"] == "measured"]
+    lines += ["", f"Uplift measured for {len(measured)} action/segment pairs; the others keep their prior."]
+    return "\n".join(lines) + "\n"
 
 
 def train_artifacts(meta: dict[str, Any]) -> None:
     """Publish the training run's markdown and metrics table."""
     create_markdown_artifact(train_markdown(meta), key="churn-train-summary",
                              description=f"Churn model {meta['version']}")
-    create_table_artifact(train_table(meta), key="churn-train-metrics",
-                          description="Out-of-time backtest metrics, model and baselines")
+    if meta.get("backtest"):
+        create_table_artifact(metrics_rows(meta["backtest"]), key="churn-train-metrics",
+                              description="Out-of-time backtest metrics, model and baselines")
 
 
-def score_artifacts(manifest: dict[str, Any], lists: dict[str, pd.DataFrame]) -> None:
-    """Publish the scoring run's markdown and the top of each list (ids and reasons only)."""
+def score_artifacts(manifest: dict[str, Any]) -> None:
+    """Publish the scoring run's summary (counts only: the lists themselves are files)."""
     create_markdown_artifact(score_markdown(manifest), key="churn-score-summary",
                              description=f"Win-back run {manifest['run_date']}")
-    create_table_artifact(score_table(lists), key="churn-winback-top",
-                          description=f"Top {LISTED_PER_ACTION} of each win-back list: ids and reasons")

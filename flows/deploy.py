@@ -24,8 +24,12 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from churn import pipeline
 from churn.config import Config, load_config
-from churn.progress import Progress, notify
+from churn.errors import ChurnError
+from churn.progress import Progress
+from churn.types import RunDate
+from flows import refusals_fail_quietly, result_or_raise, set_log_level
 from flows.outcomes import outcomes_flow
 from flows.score import score_flow
 from flows.train import train_flow
@@ -33,54 +37,48 @@ from flows.train import train_flow
 SERVER_START_TIMEOUT_S = 120  # a fresh Prefect database takes 13-18 s to start here
 
 
-def previous_day(scheduled: Any, timezone: str) -> str:
+def previous_day(scheduled: Any, timezone: str) -> RunDate:
     """The run date of a scheduled run: the day before its scheduled time, in the schedule's zone.
 
     A 06:00 run scores the day that just ended, whose orders are complete.
     """
     local = pd.Timestamp(scheduled).tz_convert(timezone) if pd.Timestamp(scheduled).tzinfo else pd.Timestamp(scheduled)
-    return (local.normalize() - pd.Timedelta(days=1)).date().isoformat()
+    return RunDate.parse(local).days(-1)
 
 
 @flow(name="churn-daily")
+@refusals_fail_quietly
 def daily_flow(data_dir: str, out_dir: str = "out", models_dir: str = "models", config_path: str | None = None,
                run_date: str | None = None) -> dict[str, Any]:
     """Score the day before the scheduled time (or `run_date`) and publish its win-back lists."""
     if run_date is None:
         from prefect.runtime import flow_run
 
-        run_date = previous_day(flow_run.scheduled_start_time, load_config(config_path).schedule.timezone)
-    return score_flow(data_dir, run_date, out_dir, models_dir, config_path)
-
-
-def _published(out_dir: str, run_date: str) -> bool:
-    """True when `out_dir/run_date/` holds a complete publication (publishing is atomic)."""
-    return os.path.exists(os.path.join(out_dir, run_date, "manifest.json"))
+        run_date = str(previous_day(flow_run.scheduled_start_time, load_config(config_path).schedule.timezone))
+    return result_or_raise(score_flow(data_dir, run_date, out_dir, models_dir, config_path, return_state=True))
 
 
 @flow(name="churn-backfill")
+@refusals_fail_quietly
 def backfill_flow(data_dir: str, start: str, end: str, out_dir: str = "out", models_dir: str = "models",
                   config_path: str | None = None, force: bool = False,
                   progress: Progress | None = None) -> dict[str, list[str]]:
-    """Score every date from `start` to `end`, one idempotent run per date.
+    """Score every date from `start` to `end`, one tracked daily-score run per date (`churn.pipeline.backfill`)."""
+    config = load_config(config_path)
+    set_log_level(config.logging.level)
 
-    Resumable: dates already published are skipped unless `force`, so rerunning after a
-    failure picks up where it stopped. `progress` (optional, the command line's bar) hears of
-    each date.
-    """
-    logger = get_run_logger()
-    days = [day.date().isoformat() for day in pd.date_range(start, end, freq="D")]
-    done, skipped = [], []
-    for i, run_date in enumerate(days):
-        notify(progress, f"scoring {run_date}", i, len(days))
-        if not force and _published(out_dir, run_date):
-            skipped.append(run_date)
-            continue
-        score_flow(data_dir, run_date, out_dir, models_dir, config_path)
-        done.append(run_date)
-        logger.info("backfill: %s published (%d of %d)", run_date, i + 1, len(days))
-    notify(progress, f"scored {len(done)} dates, skipped {len(skipped)}", len(days), len(days))
-    return {"scored": done, "skipped": skipped}
+    def score(day: RunDate) -> dict[str, Any]:
+        state = score_flow(data_dir, str(day), out_dir, models_dir, config_path, return_state=True)
+        try:
+            return result_or_raise(state)
+        except ChurnError as err:
+            raise ChurnError(f"{day}: {err}") from None
+
+    result = pipeline.backfill(data_dir, RunDate.parse(start), RunDate.parse(end), out_dir, models_dir, config,
+                               force, progress, score=score)
+    get_run_logger().info("backfill: scored %d dates, skipped %d already published",
+                          len(result.scored), len(result.skipped))
+    return {"scored": result.scored, "skipped": result.skipped}
 
 
 def deployments(data_dir: str, out_dir: str, models_dir: str, config_path: str | None,

@@ -15,8 +15,11 @@ _HOME = Path(tempfile.mkdtemp(prefix="churn-tests-"))
 os.environ["CHURN_HOME"] = str(_HOME)
 os.environ["PREFECT_HOME"] = str(_HOME / ".prefect")
 os.environ.setdefault("MPLCONFIGDIR", str(_HOME / ".mplconfig"))
-
-import flows  # noqa: E402,F401  (sets Prefect's offline settings before anything imports Prefect)
+# Prefect's offline settings, for the tests that import it (pure-library tests never do).
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ.pop("PREFECT_API_URL", None)  # a developer's server must not receive the tests' runs
 
 
 def make_orders(rows: list[tuple]) -> pd.DataFrame:

@@ -47,7 +47,7 @@ def test_backtest_past_the_data_explains_what_to_do(monkeypatch, capsys, synthet
     assert code == 1 and "runs past the data" in err and not (tmp_path / "x.json").exists()
 
 
-def test_train_then_score_through_the_cli(monkeypatch, capsys, prefect_harness, synthetic_dir, tmp_path):
+def test_train_then_score_through_the_cli(monkeypatch, capsys, synthetic_dir, tmp_path):
     config = tmp_path / "churn.toml"
     config.write_text("[model]\nn_estimators = 100\nlearning_rate = 0.1\n[evaluate]\nn_bootstrap = 30\n")
     models = tmp_path / "models"
@@ -63,7 +63,7 @@ def test_train_then_score_through_the_cli(monkeypatch, capsys, prefect_harness, 
     assert (tmp_path / "out" / "2024-06-30" / "winback.xlsx").exists() and "scored" in out
 
 
-def test_score_without_a_model_says_to_train_first(monkeypatch, capsys, prefect_harness, synthetic_dir, tmp_path):
+def test_score_without_a_model_says_to_train_first(monkeypatch, capsys, synthetic_dir, tmp_path):
     code, _, err = run(monkeypatch, capsys, "score", "--data", str(synthetic_dir), "--date", "2024-06-30",
                        "--models", str(tmp_path / "none"))
     assert code == 1 and "churn train" in err

@@ -15,17 +15,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from churn import pipeline
+from churn.config import load_config
+from churn.types import RunDate
 from flows.deploy import backfill_flow, previous_day
-from flows.train import train_flow
 from tests.conftest import pretend_terminal, run
 
 FAST_CONFIG = "[model]\nn_train_cutoffs = 3\nn_estimators = 80\nlearning_rate = 0.1\n[evaluate]\nn_bootstrap = 20\n"
 
 
 def test_a_scheduled_run_scores_the_day_before_in_the_schedule_timezone():
-    assert previous_day("2024-03-10T06:00:00+00:00", "UTC") == "2024-03-09"
+    assert previous_day("2024-03-10T06:00:00+00:00", "UTC") == RunDate(2024, 3, 9)
     # 02:00 UTC on the 10th is still the 9th in New York: the run scores the 8th.
-    assert previous_day("2024-03-10T02:00:00+00:00", "America/New_York") == "2024-03-08"
+    assert previous_day("2024-03-10T02:00:00+00:00", "America/New_York") == RunDate(2024, 3, 8)
 
 
 def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness, synthetic_dir, tmp_path,
@@ -33,7 +35,7 @@ def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness,
     config = tmp_path / "churn.toml"
     config.write_text(FAST_CONFIG)
     models, out = tmp_path / "models", tmp_path / "out"
-    train_flow(str(synthetic_dir), str(models), "2024-06-27", 60, str(config))
+    pipeline.train_model(synthetic_dir, models, load_config(config).with_horizon(60), RunDate(2024, 6, 27))
     first = backfill_flow(str(synthetic_dir), "2024-06-28", "2024-06-30", str(out), str(models), str(config))
     assert first == {"scored": ["2024-06-28", "2024-06-29", "2024-06-30"], "skipped": []}
     (out / "2024-06-29" / "manifest.json").unlink()  # as if that run had failed before publishing
@@ -132,19 +134,3 @@ def test_prefect_yaml_declares_the_served_deployments_with_the_default_schedules
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         accepted = inspect.signature(getattr(module, name).fn).parameters
         assert set(dep["parameters"]) <= set(accepted), dep["name"]
-
-
-def test_retries_are_for_the_outside_world_not_for_bad_data():
-    from churn.errors import ContractError, QualityError
-    from flows import transient
-
-    class State:
-        def __init__(self, error):
-            self.error = error
-
-        def result(self):
-            raise self.error
-
-    assert transient(None, None, State(OSError("share went away"))) is True
-    assert transient(None, None, State(ContractError("orders.csv: column amount"))) is False
-    assert transient(None, None, State(QualityError("stale feed"))) is False

@@ -1,239 +1,153 @@
-"""The train and daily-score flows under Prefect's test harness, on small synthetic data."""
+"""The Prefect flows are thin wrappers: the same outputs as the plain pipeline, steps as tasks, quiet refusals."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
-import re
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from churn import cli
-from churn.features.engine import FeatureBuilder
+from churn import pipeline
+from churn.config import load_config
+from churn.errors import ContractError
 from churn.model import registry
 from churn.publish import warehouse
-from churn.errors import ContractError, QualityError
-from flows import cache
-from flows.score import score_flow
-from flows.train import train_flow
+from churn.types import RunDate
+from tests.conftest import run
 
 FAST_CONFIG = """
 [data]
 horizon_days = 60
 [model]
-n_train_cutoffs = 4
-n_estimators = 150
+n_train_cutoffs = 3
+n_estimators = 100
 learning_rate = 0.1
 early_stopping_rounds = 20
 [evaluate]
-n_bootstrap = 50
+n_bootstrap = 30
 """
 
 
 @pytest.fixture(scope="module")
-def config_path(tmp_path_factory) -> str:
+def config_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("config") / "churn.toml"
     path.write_text(FAST_CONFIG)
-    return str(path)
-
-
-class _Lines(logging.Handler):
-    """Keeps the messages of the run log."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+    return path
 
 
 @pytest.fixture(scope="module")
-def train_log():
-    """The run log's lines while the module's model trains."""
-    lines = _Lines()
-    logging.getLogger("churn.run").addHandler(lines)
-    yield lines.lines
-    logging.getLogger("churn.run").removeHandler(lines)
+def trained(prefect_harness, synthetic_dir, config_path, tmp_path_factory) -> tuple[Path, dict]:
+    """A model trained by the train flow; it must be the very model the plain pipeline trains."""
+    from flows.train import train_flow
 
-
-@pytest.fixture(scope="module")
-def trained(train_log, prefect_harness, synthetic_dir, config_path, tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
-    del train_log[:]  # only this training's lines
-    meta = train_flow(str(synthetic_dir), str(models), None, None, config_path)
-    # The scoring tests need this model as champion, whatever a promotion gate makes of it.
-    registry.set_champion(models, meta["version"])
-    return models, meta
-
-
-def test_train_flow_logs_one_line_per_step_with_counts_and_timings_and_no_customer_ids(
-        trained, train_log, synthetic_small):
-    models, meta = trained
-    steps = [line.split(": ")[1] for line in train_log if line.startswith("train h60: ")]
-    assert steps == ["validate", "fit", "backtest", "gate", "register"], train_log
-    assert all(re.search(r"\(\d+\.\d s\)$", line) for line in train_log)
-    text = "\n".join(train_log)
-    assert f"{meta['n_train']} training rows" in text and f"test cutoff {meta['backtest']['test_cutoff']}" in text
-    assert meta["version"] in text and "orders " in text
-    ids = set(synthetic_small.tables["customers"]["customer_id"])
-    assert not {word.strip(",;()") for word in text.split()} & ids
+    flow_models, plain_models = tmp_path_factory.mktemp("flow-models"), tmp_path_factory.mktemp("plain-models")
+    meta = train_flow(str(synthetic_dir), str(flow_models), None, None, str(config_path))
+    plain = pipeline.train_model(synthetic_dir, plain_models, load_config(config_path))
+    assert meta["version"] == plain.metadata["version"]
+    assert _digest(flow_models / meta["version"]) == _digest(plain_models / meta["version"])
+    registry.set_champion(flow_models, meta["version"])
+    return flow_models, meta
 
 
 def _digest(directory: Path) -> dict[str, str]:
     return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != "manifest.json"
+            and ".cache" not in p.parts}
 
 
-def test_train_flow_registers_a_champion_that_beats_the_recency_baseline(trained):
-    models, meta = trained
-    assert registry.champion_version(models) == meta["version"]
-    saved = json.loads((models / meta["version"] / "metadata.json").read_text())
-    assert saved["features"] == meta["features"] and (models / meta["version"] / "model_card.md").exists()
-    bt = saved["backtest"]["models"]
-    assert set(bt) == {"xgboost", "recency", "rfm_logistic", "bgnbd"}
-    assert bt["xgboost"]["roc_auc"] > bt["recency"]["roc_auc"]
-    assert saved["backtest"]["test_cutoff"] <= meta["as_of"]
-
-
-def test_score_flow_publishes_lists_without_suppressed_customers_and_a_rerun_changes_nothing(
-        trained, synthetic_dir, synthetic_small, config_path, tmp_path):
-    models, meta = trained
-    run_date = meta["as_of"]
-    first = score_flow(str(synthetic_dir), run_date, str(tmp_path), str(models), config_path)
-    out = Path(first["path"])
-    before = _digest(out)
-    assert {"scores.parquet", "winback.xlsx", "winback_callback.csv", "winback_exclusive_discount.csv",
-            "winback_trial.csv"} <= set(before)
-    scores = pd.read_parquet(out / "scores.parquet")
-    assert scores["customer_id"].is_unique and scores["p_churn"].between(0, 1).all()
-    suppressed = set(synthetic_small.tables["suppressions"]["customer_id"])
-    listed = pd.concat([pd.read_csv(p, dtype={"customer_id": str}) for p in out.glob("winback_*.csv")])
-    assert len(listed) > 0 and not set(listed["customer_id"]) & suppressed
-    assert first["model_version"] == meta["version"]
-
-    rows = _warehouse_rows(tmp_path)
-    taken = rows["assignments"]
-    assert len(taken) > 0 and not set(taken["customer_id"]) & suppressed  # neither arm
-    assert set(listed["customer_id"]) == set(taken.loc[taken["arm"] == "treated", "customer_id"])
-    explained = set(scores.loc[scores["reason_code_1"].notna(), "customer_id"])
-    assert explained and explained <= set(taken["customer_id"])  # reasons for the customers taken only
-
-    again = score_flow(str(synthetic_dir), run_date, str(tmp_path), str(models), config_path)
-    assert _digest(out) == before
-    assert {k: v for k, v in again.items() if k != "timings_seconds"} == \
-        {k: v for k, v in first.items() if k != "timings_seconds"}
-    for table, frame in _warehouse_rows(tmp_path).items():  # no duplicates, nothing changed
-        pd.testing.assert_frame_equal(frame, rows[table], obj=table)
-
-
-def _warehouse_rows(out: Path) -> dict[str, pd.DataFrame]:
-    rows = {}
-    for table in ("runs", "scores", "assignments"):
-        frame = warehouse.read_table(warehouse.path_in(out), table)
-        rows[table] = frame.sort_values(list(frame.columns[:4])).reset_index(drop=True)
-    return rows
-
-
-def test_features_of_a_date_are_computed_once_and_again_when_the_data_or_settings_change(
-        trained, synthetic_dir, config_path, tmp_path, monkeypatch, caplog):
-    models, meta = trained
-    shutil.rmtree(cache.cache_dir(), ignore_errors=True)  # how the operator's guide clears it
-    built: list[list[str]] = []
-    build = FeatureBuilder.build
-
-    def counted(self, cutoffs):
-        built.append([str(c) for c in cutoffs])
-        return build(self, cutoffs)
-
-    monkeypatch.setattr(FeatureBuilder, "build", counted)
-    caplog.set_level(logging.INFO, logger="churn.run")
-    run_date = (pd.Timestamp(meta["as_of"]) - pd.Timedelta(days=2)).date().isoformat()
-    told: list[tuple[str, int, int]] = []
-
-    def score(data: Path, out: str, config: str = config_path) -> pd.DataFrame:
-        manifest = score_flow(str(data), run_date, str(tmp_path / out), str(models), config,
-                              progress=lambda *step: told.append(step))
-        return pd.read_parquet(Path(manifest["path"]) / "scores.parquet")
-
-    first = score(synthetic_dir, "first")
-    assert len(built) == 1 and "from the cache" not in caplog.text
-    again = score(synthetic_dir, "again")  # a rerun of the date on the same files and settings
-    assert len(built) == 1 and f"score {run_date}: features: {len(first)} customers in the population, " \
-                                "from the cache" in caplog.text
-    pd.testing.assert_frame_equal(again, first)
-    assert told[:7] == [("validate", 0, 6), ("features", 1, 6), ("quality", 2, 6), ("score", 3, 6),
-                        ("lists", 4, 6), ("publish", 5, 6), ("done", 6, 6)]
-
-    changed = tmp_path / "changed"  # one order's amount corrected: another data fingerprint
-    shutil.copytree(synthetic_dir, changed)
-    orders = pd.read_parquet(changed / "orders.parquet")
-    orders.loc[0, "amount"] += 1.0
-    orders.to_parquet(changed / "orders.parquet")
-    score(changed, "changed")
-    assert len(built) == 2
-    shorter = tmp_path / "shorter.toml"  # another feature setting
-    shorter.write_text(Path(config_path).read_text().replace("[data]\n", "[data]\nlookback_days = 300\n"))
-    score(synthetic_dir, "shorter", str(shorter))
-    assert len(built) == 3 and len(list((cache.cache_dir() / "results").iterdir())) == 3
-
-
-def test_the_next_day_respects_cooldown_and_a_stale_feed_is_stopped_by_the_gate(
+def test_a_flow_run_publishes_the_same_bytes_as_the_plain_pipeline_and_no_ids_in_artifacts(
         trained, synthetic_dir, config_path, tmp_path):
-    models, meta = trained
-    day = pd.Timestamp(meta["as_of"])
-    previous = (day - pd.Timedelta(days=1)).date().isoformat()
-    score_flow(str(synthetic_dir), previous, str(tmp_path), str(models), config_path)
-    today = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), config_path)
-    taken = warehouse.read_table(warehouse.path_in(tmp_path), "assignments")
-    first = set(taken.loc[taken["run_date"] == pd.Timestamp(previous), "customer_id"])
-    second = set(taken.loc[taken["run_date"] == day, "customer_id"])
-    assert first and second and not first & second  # listed yesterday (either arm): not again today
-    assert today["previous_run"] == previous and "volume" in today["checks_passed"]
+    from prefect import get_client
 
-    stale = (day + pd.Timedelta(days=30)).date().isoformat()
-    with pytest.raises(QualityError, match="freshness"):
-        score_flow(str(synthetic_dir), stale, str(tmp_path), str(models), config_path)
+    from flows.score import score_flow
+
+    models, meta = trained
+    day = meta["as_of"]
+    tracked = score_flow(str(synthetic_dir), day, str(tmp_path / "flow"), str(models), str(config_path))
+    plain = pipeline.score_day(synthetic_dir, RunDate.parse(day), tmp_path / "plain", models,
+                               load_config(config_path))
+    assert _digest(tmp_path / "flow" / day) == _digest(tmp_path / "plain" / day)
+    assert {k: v for k, v in tracked.items() if k not in ("timings_seconds", "path")} == \
+        {k: v for k, v in plain.manifest.items() if k != "timings_seconds"}
+    rows = [warehouse.read_table(warehouse.path_in(tmp_path / side), "assignments") for side in ("flow", "plain")]
+    pd.testing.assert_frame_equal(*rows)
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_latest_artifacts()
+
+    found = [a for a in asyncio.run(artifacts()) if a.key and a.key.startswith("churn-")]
+    assert {a.key for a in found} >= {"churn-score-summary", "churn-train-summary", "churn-train-metrics"}
+    ids = set(rows[0]["customer_id"].astype(str))
+    assert ids and not any(cid in str(a.data) for a in found for cid in ids)
+
+
+def test_a_refused_flow_run_logs_one_error_line_without_a_traceback(trained, synthetic_dir, config_path, tmp_path,
+                                                                    caplog):
+    from flows import REFUSED
+    from flows.score import score_flow
+
+    models, meta = trained
+    stale = str(RunDate.parse(meta["as_of"]).days(30))
+    caplog.set_level(logging.INFO)
+    state = score_flow(str(synthetic_dir), stale, str(tmp_path), str(models), str(config_path), return_state=True)
+    assert state.is_failed() and state.name == REFUSED and "freshness" in state.message
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "freshness" in errors[0].getMessage() and errors[0].exc_info is None
+    assert "Traceback" not in caplog.text
     assert not (tmp_path / stale).exists()
-    assert pd.Timestamp(stale) not in set(warehouse.read_table(warehouse.path_in(tmp_path), "runs")["run_date"])
 
 
-def test_outcomes_measure_a_past_list_and_the_next_run_uses_the_measured_uplift(
-        trained, synthetic_dir, config_path, tmp_path, monkeypatch, capsys):
+def test_bad_data_in_a_tracked_command_is_one_line_and_exit_1(trained, synthetic_dir, config_path, tmp_path,
+                                                             monkeypatch, capsys):
     models, meta = trained
-    list_date = (pd.Timestamp(meta["as_of"]) - pd.Timedelta(days=75)).date().isoformat()
-    score_flow(str(synthetic_dir), list_date, str(tmp_path), str(models), config_path)
-    strict = tmp_path / "churn.toml"  # measure with the smallest holdout so that something is learnt
-    strict.write_text(Path(config_path).read_text() + "[outcomes]\nmin_holdout = 1\n")
-    monkeypatch.setattr(sys, "argv", ["churn", "outcomes", "--data", str(synthetic_dir), "--out", str(tmp_path),
-                                      "--config", str(strict)])
-    with pytest.raises(SystemExit) as done:
-        cli.main()
-    assert done.value.code in (0, None)
-    out = capsys.readouterr().out
-    assert "treated" in out and (tmp_path / "outcomes.csv").exists()
-    report = pd.read_csv(tmp_path / "outcomes.csv")
-    assert {"rate_treated", "rate_holdout", "ci_low", "ci_high", "incremental_revenue"} <= set(report.columns)
-    measured = warehouse.read_table(warehouse.path_in(tmp_path), "outcomes")
-    assert set(measured["list_date"]) == {pd.Timestamp(list_date)}
-    monkeypatch.setattr(sys, "argv", [*sys.argv, "--json"])  # the same measure, for a script
-    with pytest.raises(SystemExit) as done:
-        cli.main()
-    document = json.loads(capsys.readouterr().out)
-    assert done.value.code in (0, None) and document["list_dates"] == [list_date]
-    assert document["n_measured"] == len(measured) and document["summary_csv"] == str(tmp_path / "outcomes.csv")
-    assert len(document["summary"]) == len(report)
-    assert {row["action"] for row in document["summary"]} == set(report["action"])
-    assert document["n_uplift_measured"] == sum(row["source"] == "measured" for row in document["uplift"]) > 0
-    later = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), str(strict))
-    sources = {v["source"] for by_segment in later["uplift"].values() for v in by_segment.values()}
-    assert "measured (shrunk to prior)" in sources and "prior" in sources
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_dir, broken)
+    orders = pd.read_parquet(broken / "orders.parquet")
+    orders.loc[5, "amount"] = -3.0
+    orders.to_parquet(broken / "orders.parquet")
+    code, _, err = run(monkeypatch, capsys, "score", "--data", str(broken), "--date", meta["as_of"], "--out",
+                       str(tmp_path / "out"), "--models", str(models), "--config", str(config_path), "--tracked")
+    assert code == 1 and "error: " in err and "amount" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / meta["as_of"]).exists()
+    with pytest.raises(ContractError):  # the library raises it as such (a flow only reports it)
+        pipeline.score_day(broken, RunDate.parse(meta["as_of"]), tmp_path / "out", models, load_config(config_path))
+
+
+def test_steps_that_touch_files_are_retried_and_input_errors_are_not(prefect_harness, monkeypatch):
+    from prefect import flow
+
+    from churn.errors import QualityError
+    from flows import refusals_fail_quietly, task_runner
+
+    calls = {"io": 0, "bad": 0}
+
+    def flaky_read() -> str:
+        calls["io"] += 1
+        if calls["io"] < 3:
+            raise OSError("the share went away")
+        return "read"
+
+    def stale_feed() -> None:
+        calls["bad"] += 1
+        raise QualityError("freshness: stale feed")
+
+    @flow
+    @refusals_fail_quietly
+    def two_steps() -> str:
+        got = task_runner("read", flaky_read, (), True)
+        task_runner("gate", stale_feed, (), True)
+        return got
+
+    import flows
+
+    monkeypatch.setattr(flows, "RETRY_BACKOFF_SECONDS", 0)
+    state = two_steps(return_state=True)
+    assert calls == {"io": 3, "bad": 1} and state.name == flows.REFUSED and "stale feed" in state.message
 
 
 def test_outcome_flow_measures_stores_and_leaves_an_artifact(trained, synthetic_dir, config_path, tmp_path):
@@ -242,12 +156,12 @@ def test_outcome_flow_measures_stores_and_leaves_an_artifact(trained, synthetic_
     from flows.outcomes import outcomes_flow
 
     models, meta = trained
-    list_date = (pd.Timestamp(meta["as_of"]) - pd.Timedelta(days=75)).date().isoformat()
-    score_flow(str(synthetic_dir), list_date, str(tmp_path), str(models), config_path)
+    list_date = RunDate.parse(meta["as_of"]).days(-75)
+    pipeline.score_day(synthetic_dir, list_date, tmp_path, models, load_config(config_path))
     # Nothing listed yet: a normal run on a schedule, not a failure (the CLI still exits 1).
-    assert outcomes_flow(str(synthetic_dir), str(tmp_path / "empty"), config_path)["n_measured"] == 0
-    got = outcomes_flow(str(synthetic_dir), str(tmp_path), config_path)
-    assert got["list_dates"] == [list_date] and got["n_measured"] > 0
+    assert outcomes_flow(str(synthetic_dir), str(tmp_path / "empty"), str(config_path))["n_measured"] == 0
+    got = outcomes_flow(str(synthetic_dir), str(tmp_path), str(config_path))
+    assert got["list_dates"] == [str(list_date)] and got["n_measured"] > 0
     stored = warehouse.read_table(warehouse.path_in(tmp_path), "outcomes")
     assert len(stored) == got["n_measured"] and (tmp_path / "outcomes.csv").exists()
 
@@ -260,15 +174,19 @@ def test_outcome_flow_measures_stores_and_leaves_an_artifact(trained, synthetic_
     assert not any(cid in summary[0].data for cid in stored["customer_id"].astype(str).head(50))
 
 
-def test_broken_data_publishes_nothing_and_keeps_the_previous_run(trained, synthetic_dir, config_path, tmp_path):
-    models, meta = trained
-    score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path / "out"), str(models), config_path)
-    before = _digest(tmp_path / "out" / meta["as_of"])
-    broken = tmp_path / "broken"
-    shutil.copytree(synthetic_dir, broken)
-    orders = pd.read_parquet(broken / "orders.parquet")
-    orders.loc[5, "amount"] = -3.0
-    orders.to_parquet(broken / "orders.parquet")
-    with pytest.raises(ContractError, match="amount"):
-        score_flow(str(broken), meta["as_of"], str(tmp_path / "out"), str(models), config_path)
-    assert _digest(tmp_path / "out" / meta["as_of"]) == before
+def test_artifacts_render_the_shared_metrics_table():
+    from flows import artifacts
+
+    text = artifacts.score_markdown({"run_date": "2024-06-30", "model_version": "v1", "n_scored": 1200,
+                                     "risk_bands": {"high": 30}, "lists": {"callback": 2}, "holdout": 1,
+                                     "holdout_by_action": {"callback": 1}, "expected_value": {"callback": 55.4}})
+    assert "| callback | 2 | 1 | 55 |" in text and "1,200 customers scored" in text
+    meta = {"version": "v1", "as_of": "2024-06-30", "horizon_days": 60, "n_train": 10, "features": ["a"],
+            "backtest": {"test_cutoff": "2024-04-01", "n_test": 5, "base_rate": 0.2, "models": {
+                "xgboost": {"roc_auc": 0.8, "roc_auc_ci": [0.7, 0.9], "pr_auc": 0.5, "top_decile_lift": 3.0,
+                            "brier": 0.1, "ece": 0.02},
+                "recency": {"roc_auc": None, "roc_auc_ci": None, "pr_auc": None, "top_decile_lift": None,
+                            "brier": 0.2, "ece": 0.05}}}}
+    text = artifacts.train_markdown(meta)
+    assert "| xgboost | 0.800 (0.700-0.900) | 0.500 | 3.00 | 0.100 | 0.020 |" in text
+    assert "| recency | – | – | – | 0.200 | 0.050 |" in text

@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from churn.config import ACTIONS, DRIVERS, SEGMENTS, WinbackConfig
+from churn.types import cooldown_start, due_date
 
-__all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "assign", "candidates", "drivers", "holdout", "prior_uplift",
-           "service_lists", "talking_points"]
+__all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "assign", "candidates", "drivers", "holdout", "in_cooldown",
+           "listed_dates", "prior_uplift", "service_lists", "talking_points"]
 
 SERVICE_EVENTS = ("event_complaint_90d", "event_support_ticket_90d", "event_return_request_90d")
 Uplift = Mapping[str, Mapping[str, float]]  # action -> segment -> share of would-be churners won back
@@ -148,13 +149,14 @@ def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig
     value = np.nan_to_num(scores["value"].to_numpy(dtype="float64"))
     basket = np.nan_to_num(_column(scores, "avg_order_value_365d"))
     base = (p >= config.min_p_churn) & ~scores["customer_id"].isin(suppressed).to_numpy()
-    since = _days_since(scores["customer_id"], run_date, last_listed)
+    last = listed_dates(scores["customer_id"], last_listed)
     drv = drivers(scores, config)
     frames = []
     for action in ACTIONS:
         policy = config.action(action)
         ok = (base & (p >= policy.min_p_churn) & scores["lifecycle_stage"].isin(policy.stages).to_numpy()
-              & scores["value_tier"].isin(policy.value_tiers).to_numpy() & ~(since < policy.cooldown_days))
+              & scores["value_tier"].isin(policy.value_tiers).to_numpy()
+              & ~in_cooldown(last, run_date, policy.cooldown_days))
         if policy.drivers:
             ok &= drv[list(policy.drivers)].to_numpy().any(axis=1)
         rows = np.flatnonzero(ok)
@@ -169,13 +171,21 @@ def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig
     return pd.concat(frames, ignore_index=True)
 
 
-def _days_since(customer_ids: pd.Series, run_date, last_listed: pd.Series | None) -> np.ndarray:
-    """Days from each customer's last listing to the run date (inf when never listed)."""
-    if last_listed is None or run_date is None or not len(last_listed):
-        return np.full(len(customer_ids), np.inf)
-    last = pd.to_datetime(customer_ids.map(last_listed))
-    days = (pd.Timestamp(run_date).normalize() - last).dt.days.to_numpy(dtype="float64", na_value=np.inf)
-    return np.where(np.isnan(days), np.inf, days)
+def listed_dates(customer_ids: pd.Series, last_listed: pd.Series | None) -> np.ndarray:
+    """Each customer's last listing or contact date (datetime64; NaT when never), from `last_listed`."""
+    if last_listed is None or not len(last_listed):
+        return np.full(len(customer_ids), np.datetime64("NaT"), dtype="datetime64[ns]")
+    return pd.to_datetime(customer_ids.map(last_listed)).to_numpy(dtype="datetime64[ns]")
+
+
+def in_cooldown(last: np.ndarray, run_date: object, cooldown_days: int) -> np.ndarray:
+    """True for customers whose last listing or contact (`listed_dates`) falls inside D's cooldown.
+
+    The cooldown is defined once, by `churn.types.cooldown_start`; never listed (NaT) is never in it.
+    """
+    if run_date is None:
+        return np.zeros(len(last), dtype=bool)
+    return last > cooldown_start(run_date, cooldown_days).to_datetime64()
 
 
 def _segment(drv: pd.DataFrame, table: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -310,13 +320,12 @@ def service_lists(assignments: pd.DataFrame, run_date: pd.Timestamp | str,
                   config: WinbackConfig | None = None) -> dict[str, pd.DataFrame]:
     """The lists the service team works from: treated customers only, one frame per action."""
     config = config or WinbackConfig()
-    run_date = pd.Timestamp(run_date)
     lists = {}
     for action in ACTIONS:
         rows = assignments[(assignments["action"] == action) & (assignments["arm"] == "treated")]
         empty = pd.Series(index=rows.index, dtype=object)
         codes = rows.get("reason_code_1", empty)
-        due = (run_date + pd.Timedelta(days=config.action(action).due_days)).date().isoformat()
+        due = str(due_date(run_date, config.action(action).due_days))
         frame = pd.DataFrame({
             "rank": np.arange(1, len(rows) + 1),
             "customer_id": rows["customer_id"].astype(str).to_numpy(),

@@ -217,3 +217,48 @@ def backtest(dataset: Dataset, test_cutoff: object, config: Config, split: Split
                    for key in ("roc_auc", "pr_auc", "top_decile_lift", "brier", "ece")}
             for name in report["models"]}
     return report
+
+
+# --- the metrics table, as every face shows it ---------------------------------------------------
+
+METRIC_COLUMNS = ("model", "ROC-AUC (95% CI)", "PR-AUC", "top-decile lift", "Brier", "ECE")
+MISSING = "–"  # a metric that cannot be computed (a single class, no backtest)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return MISSING if value is None or value != value else format(value, spec)
+
+
+def metrics_rows(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The backtest report's headline metrics, one row of formatted cells per model (METRIC_COLUMNS).
+
+    The one rendering of the metrics table: the command line, the model card, the Prefect
+    artifact and the analyst report all show these cells; a missing metric shows as "–".
+    """
+    rows = []
+    for name, m in report["models"].items():
+        lo, hi = m.get("roc_auc_ci") or (None, None)
+        auc = _fmt(m.get("roc_auc"), ".3f")
+        rows.append(dict(zip(METRIC_COLUMNS, (
+            name, auc if lo is None else f"{auc} ({_fmt(lo, '.3f')}-{_fmt(hi, '.3f')})",
+            _fmt(m.get("pr_auc"), ".3f"), _fmt(m.get("top_decile_lift"), ".2f"), _fmt(m.get("brier"), ".3f"),
+            _fmt(m.get("ece"), ".3f")))))
+    return rows
+
+
+def metrics_markdown(report: dict[str, Any]) -> str:
+    """The metrics table in Markdown (model card, Prefect artifact)."""
+    lines = ["| " + " | ".join(METRIC_COLUMNS) + " |", "|" + "---|" * len(METRIC_COLUMNS)]
+    lines += ["| " + " | ".join(row[c] for c in METRIC_COLUMNS) + " |" for row in metrics_rows(report)]
+    return "\n".join(lines)
+
+
+def metrics_text(report: dict[str, Any]) -> str:
+    """The metrics table as plain text for a terminal, under a line naming the split."""
+    rows = metrics_rows(report)
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in METRIC_COLUMNS]
+    line = lambda cells: "  " + "  ".join(  # noqa: E731
+        cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(cells, widths)))
+    return "\n".join([f"backtest: horizon {report['horizon_days']} days, test cutoff {report['test_cutoff']}, "
+                      f"{report['n_test']} customers, churn rate {report['base_rate']:.1%}",
+                      line(METRIC_COLUMNS), *(line([r[c] for c in METRIC_COLUMNS]) for r in rows)])

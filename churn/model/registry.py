@@ -11,6 +11,7 @@ from typing import Any
 from churn.model.baselines import BGNBD_FILE, BGNBDChurnModel
 from churn.errors import ModelNotFoundError
 from churn.data.io import atomic_dir, write_json
+from churn.model.backtest import metrics_markdown
 from churn.model.classifier import ChurnModel
 
 CHAMPION_FILE = "champion.json"
@@ -88,12 +89,7 @@ def _model_card(meta: dict[str, Any]) -> str:
     if bt:
         lines += [f"## Out-of-time backtest (test cutoff {bt['test_cutoff']}, {bt['n_test']} customers, "
                   f"churn rate {bt['base_rate']:.1%})", "",
-                  "| model | ROC-AUC (95% CI) | PR-AUC | top-decile lift | Brier | ECE |",
-                  "|---|---|---|---|---|---|"]
-        for name, m in bt["models"].items():
-            lo, hi = m["roc_auc_ci"]
-            lines.append(f"| {name} | {m['roc_auc']:.3f} ({lo:.3f}-{hi:.3f}) | {m['pr_auc']:.3f} | "
-                         f"{m['top_decile_lift']:.2f} | {m['brier']:.3f} | {m['ece']:.3f} |")
+                  metrics_markdown(bt)]
         curve = bt.get("calibration_curve", {}).get(kind)
         if curve:
             lines += ["", "Calibration (test cutoff): predicted vs observed churn rate per probability bin.", "",

@@ -22,7 +22,7 @@ from churn.model import explain
 from churn.publish import charts
 from churn.config import Config, LifecycleConfig
 from churn.errors import DataError
-from churn.model.backtest import bootstrap_auc_ci, fit_and_score
+from churn.model.backtest import bootstrap_auc_ci, fit_and_score, metrics_rows
 from churn.features.catalogue import EPOCH
 from churn.features.engine import FeatureBuilder, occasions, to_day, valid_orders
 from churn.features.labels import churn_labels
@@ -410,17 +410,10 @@ def _quality_section(inputs: ReportInputs) -> str:
     bt = inputs.metadata.get("backtest")
     if not bt:
         return _section("Model quality", _p("This model was registered without a backtest."), "quality")
-    rows = []
-    for name in _model_first(bt["models"]):
-        m = bt["models"][name]
-        lo, hi = m["roc_auc_ci"]
-        rows.append({"model": name, "ROC-AUC": m["roc_auc"], "95% CI": f"{lo:.3f}-{hi:.3f}", "PR-AUC": m["pr_auc"],
-                     "top-decile lift": m["top_decile_lift"], "Brier": m["brier"], "ECE": m["ece"]})
-    fmt = {"ROC-AUC": ".3f", "PR-AUC": ".3f", "top-decile lift": ".2f", "Brier": ".3f", "ECE": ".3f"}
     body = [_p(f"Out of time: trained on cutoffs {bt['train_cutoffs'][0]} to {bt['train_cutoffs'][-1]}, early-stopped "
                f"on {bt['val_cutoff']}, tested on {bt['test_cutoff']} ({bt['n_test']:,} customers, churn rate "
                f"{bt['base_rate']:.1%}). Intervals: bootstrap over customers."),
-            _table(pd.DataFrame(rows), fmt)]
+            _table(pd.DataFrame(metrics_rows({"models": {n: bt["models"][n] for n in _model_first(bt["models"])}})))]
     if bt.get("rolling"):
         rolling = pd.DataFrame([{"test cutoff": r["test_cutoff"], "n": r["n_test"],
                                  **{name: m["roc_auc"] for name, m in r["models"].items()}} for r in bt["rolling"]])

@@ -15,14 +15,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
 
-__all__ = ["FILE_NAME", "path_in", "connect", "write_run", "previous_run", "last_listed", "uplift_estimates",
-           "read_table", "write_outcomes"]
+from churn.config import WinbackConfig
+from churn.decide.outcomes import uplift_for_run
+
+__all__ = ["FILE_NAME", "History", "path_in", "connect", "history", "write_run", "previous_run", "last_listed",
+           "uplift_estimates", "read_table", "write_outcomes"]
 
 FILE_NAME = "warehouse.duckdb"
 T = TypeVar("T")
@@ -192,3 +196,20 @@ def write_outcomes(path: str | Path, outcomes: pd.DataFrame, uplift: pd.DataFram
             con.execute("DELETE FROM uplift WHERE measured_through = CAST(? AS DATE)",
                         [str(pd.Timestamp(uplift["measured_through"].iloc[0]).date())])
             _insert(con, "uplift", uplift)
+
+
+@dataclass(frozen=True)
+class History:
+    """What earlier runs tell run date D: the last listing per customer, the uplift to use, the previous run."""
+
+    last_listed: pd.Series
+    uplift: dict[str, dict[str, float]]
+    uplift_report: dict[str, Any]
+    previous_run: dict[str, Any] | None
+
+
+def history(path: str | Path, run_date: object, contacts: pd.DataFrame | None, winback: WinbackConfig) -> History:
+    """Past listings (warehouse and contacts table), measured uplift and the previous run, all before D."""
+    run_date = str(run_date)
+    uplift, report = uplift_for_run(uplift_estimates(path, run_date), winback)
+    return History(last_listed(path, run_date, contacts), uplift, report, previous_run(path, run_date))

@@ -130,26 +130,3 @@ def test_report_command_writes_one_self_contained_file_without_customer_ids(
     flagged = re.findall(r'<tr class="flag"><td>([a-z0-9_]+)</td>', page)
     assert "orders_90d" in flagged
     assert "Buying less often" in page and "3 held out" in page
-
-
-def test_flow_artifacts_carry_headline_numbers_and_only_ids_and_reasons():
-    from flows import artifacts
-
-    lists = {"callback": pd.DataFrame({"rank": [1, 2], "customer_id": ["c1", "c2"], "p_churn_pct": [80.0, 70.0],
-                                       "value": [100.0, 90.0], "reason_1": ["No order for 47 days", None],
-                                       "reason_2": [None, None], "reason_3": [None, None],
-                                       "talking_points": ["Thank them", "Thank them"]})}
-    rows = artifacts.score_table(lists)
-    assert rows[0] == {"action": "callback", "rank": 1, "customer_id": "c1", "reason_1": "No order for 47 days",
-                       "reason_2": "", "reason_3": ""}
-    assert {key for row in rows for key in row} == {"action", "rank", "customer_id", "reason_1", "reason_2", "reason_3"}
-    text = artifacts.score_markdown({"run_date": "2024-06-30", "model_version": "v1", "n_scored": 1200,
-                                     "risk_bands": {"high": 30}, "lists": {"callback": 2}, "holdout": 1,
-                                     "holdout_by_action": {"callback": 1}, "expected_value": {"callback": 55.4}})
-    assert "| callback | 2 | 1 | 55 |" in text and "1,200 customers scored" in text
-    meta = {"version": "v1", "as_of": "2024-06-30", "horizon_days": 60, "n_train": 10, "features": ["a"],
-            "backtest": {"test_cutoff": "2024-04-01", "n_test": 5, "base_rate": 0.2, "models": {"xgboost": {
-                "roc_auc": 0.8, "roc_auc_ci": [0.7, 0.9], "pr_auc": 0.5, "top_decile_lift": 3.0, "brier": 0.1,
-                "ece": 0.02}}}}
-    assert "| xgboost | 0.800 (0.700-0.900) | 0.500 | 3.00 | 0.100 | 0.020 |" in artifacts.train_markdown(meta)
-    assert artifacts.train_table(meta)[0]["roc_auc"] == 0.8

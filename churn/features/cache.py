@@ -1,0 +1,128 @@
+"""The feature cache: a run date's features, reused while the data files, settings and code stay the same.
+
+The features of every customer as of a date are the longest step of a daily run on a large
+store, and a rerun of the same date on the same files (a retried run, `churn backfill --force`,
+a rerun after a failed publish) needs exactly the same frame. The key hashes the data
+fingerprint (SHA-256 of every input file, from the contract), the run date, the `[data]` and
+`[contract]` settings and the library's code. An entry is one Parquet file, written atomically
+(a reader sees a whole file or none). Only Parquet is ever read back: a file that does not read
+as Parquet (truncated, planted, from another tool) is a miss, deleted and recomputed; nothing
+is unpickled. Entries older than `[cache] feature_days` are deleted, then the oldest until the
+cache fits in `feature_max_gb`. Deleting the directory clears the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+import churn
+from churn.config import Config
+
+__all__ = ["FeatureCache", "code_version", "features_key"]
+
+log = logging.getLogger(__name__)
+SUFFIX = ".parquet"
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of churn's version and library code: new code, new cache entries.
+
+    All of the library's modules, not only the feature engine: the features draw on helpers in
+    other modules, and a missed helper would serve stale features. A code change is rare in
+    production, so the cost is one recomputation per date after an upgrade.
+    """
+    package = Path(churn.__file__).parent
+    digest = hashlib.sha256(churn.__version__.encode())
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
+def features_key(fingerprints: dict[str, str], run_date: object, config: Config) -> str | None:
+    """The cache key of a run date's features; None (no caching) for data not read from files."""
+    if not fingerprints:
+        return None
+    recipe = {"data": fingerprints, "run_date": str(run_date),
+              "settings": {"data": dataclasses.asdict(config.data), "contract": dataclasses.asdict(config.contract)},
+              "code": code_version()}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+    return f"features-{run_date}-{digest[:32]}"
+
+
+class FeatureCache:
+    """Parquet files of features under `directory`, one per key; `max_age_days` 0 turns the cache off."""
+
+    def __init__(self, directory: str | Path, max_age_days: float = 7, max_bytes: float = 20e9):
+        self.directory = Path(directory)
+        self.max_age_days = max_age_days
+        self.max_bytes = max_bytes
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_age_days > 0
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}{SUFFIX}"
+
+    def get(self, key: str | None) -> pd.DataFrame | None:
+        """The frame stored under `key`, or None: never stored, expired, or unreadable (then deleted)."""
+        if key is None or not self.enabled:
+            return None
+        path = self._path(key)
+        try:
+            if time.time() - path.stat().st_mtime > self.max_age_days * 86400:
+                path.unlink(missing_ok=True)
+                return None
+            return pd.read_parquet(path)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, pa.ArrowException) as err:
+            log.warning("feature cache: entry %s is unreadable (%s): recomputing", path.name, type(err).__name__)
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, key: str | None, frame: pd.DataFrame) -> None:
+        """Store `frame` under `key` (atomically), then prune the cache to its age and size limits."""
+        if key is None or not self.enabled:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f".{key}.{os.getpid()}.tmp"
+        try:
+            frame.to_parquet(tmp, compression="zstd")
+            os.replace(tmp, self._path(key))
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.prune()
+
+    def prune(self, now: float | None = None) -> list[str]:
+        """Delete entries older than the age limit, then the oldest until the rest fit; return their keys.
+
+        Leftover temporary files of a writer that died are deleted as well.
+        """
+        if not self.directory.is_dir():
+            return []
+        now = time.time() if now is None else now
+        for leftover in self.directory.glob(".*.tmp"):
+            if now - leftover.stat().st_mtime > 3600:
+                leftover.unlink(missing_ok=True)
+        entries = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in self.directory.glob(f"*{SUFFIX}"))
+        total = sum(size for _, size, _ in entries)
+        deleted = []
+        for mtime, size, path in entries:  # oldest first
+            if now - mtime <= self.max_age_days * 86400 and total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            deleted.append(path.name.removesuffix(SUFFIX))
+        return deleted

@@ -1,0 +1,329 @@
+"""The pipeline: one plain function per job, calling the stages in order.
+
+Every face calls these and nothing else: the command line (in-process), the Prefect flows
+(which only add scheduling, retries and observability by passing a step `runner`), and the
+benchmarks. Each function takes typed arguments (a `RunDate`, paths, the `Config`), runs named
+steps (each timed and logged as one line, see `churn.progress.Steps`), reports progress
+through the optional callback, and returns a typed result.
+
+    score_day         validate, features, quality gate, score, lists with reasons, publish
+    train_model       validate, fit, backtest, promotion gate, register
+    backtest          out-of-time evaluation of the model and the baselines
+    measure_outcomes  win-back rates of published lists, treated vs holdout; learned uplift
+    backfill          score_day for every date of a range that is not published yet
+
+Errors a user can fix are `churn.errors.ChurnError`s, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from churn.config import Config
+from churn.data import contract
+from churn.data.io import write_csv
+from churn.decide import outcomes, quality, scoring, winback
+from churn.errors import DataError, ModelNotFoundError
+from churn.features.cache import FeatureCache, features_key
+from churn.features.engine import FeatureBuilder
+from churn.model import backtest as evaluation
+from churn.model import registry, training
+from churn.model.classifier import ChurnModel
+from churn.progress import Progress, StepRunner, Steps, notify
+from churn.publish import files, manifest, warehouse
+from churn.types import RunDate
+
+__all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
+           "load_dataset", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
+           "published", "feature_cache"]
+
+SCORE_STEPS = ("validate", "features", "quality", "score", "lists", "publish")
+TRAIN_STEPS = ("validate", "fit", "backtest", "gate", "register")
+CACHE_DIR = Path(".cache") / "features"  # under the output root
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """A published daily run: its manifest (as in OUT/D/manifest.json) and where it was published."""
+
+    manifest: dict[str, Any]
+    path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.manifest, "path": str(self.path)}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A registered model: its metadata (as in models/<version>/metadata.json) and its directory."""
+
+    metadata: dict[str, Any]
+    path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metadata, "path": str(self.path)}
+
+
+@dataclass(frozen=True)
+class OutcomesResult:
+    """One measurement of the published lists, and the summary file written."""
+
+    measured: outcomes.Measured
+    summary_csv: Path
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    """The dates a backfill scored and the ones it skipped as already published."""
+
+    scored: list[str]
+    skipped: list[str]
+
+
+# --- shared steps ------------------------------------------------------------------------------
+
+
+def load_dataset(data_dir: str | Path, config: Config) -> contract.Dataset:
+    """Read and validate the data directory (raises ContractError naming file, column and rows)."""
+    return contract.validate(data_dir, config.contract)
+
+
+def _table_counts(dataset: contract.Dataset) -> str:
+    return ", ".join(f"{name} {n} rows" for name, n in dataset.row_counts.items())
+
+
+def feature_cache(out_dir: str | Path, config: Config) -> FeatureCache:
+    """The feature cache of an output root: `OUT/.cache/features`, sized by `[cache]`."""
+    return FeatureCache(Path(out_dir) / CACHE_DIR, config.cache.feature_days, config.cache.feature_max_gb * 1e9)
+
+
+# --- daily scoring -----------------------------------------------------------------------------
+
+
+def _features(dataset: contract.Dataset, run_date: RunDate, config: Config,
+              cache: FeatureCache) -> tuple[pd.DataFrame, bool]:
+    """Features of every customer in the population as of D, and whether they came from the cache."""
+    key = features_key(dataset.fingerprints, run_date, config)
+    frame = cache.get(key)
+    if frame is not None:
+        return frame, True
+    # The fast engine sums money exactly (integers), so a rerun publishes the same bytes on any
+    # number of threads.
+    frame = FeatureBuilder(dataset, config.data.lookback_days).build([run_date.timestamp])
+    if frame.empty:
+        raise DataError(f"no customer bought in the {config.data.lookback_days} days up to {run_date}: "
+                        f"is the data directory current?")
+    cache.put(key, frame)
+    return frame, False
+
+
+def _quality(dataset: contract.Dataset, n_population: int, run_date: RunDate, history: warehouse.History,
+             config: Config) -> dict[str, Any]:
+    """The data-quality gate: freshness, volume against the previous run, schema. Raises when it fails."""
+    measured = quality.figures(dataset, str(run_date), n_population, config.quality)
+    return {**measured, "passed": quality.check(measured, str(run_date), history.previous_run, config.quality)}
+
+
+def suppressed_ids(dataset: contract.Dataset) -> set[str]:
+    """Customers who must never be listed (the suppressions table)."""
+    return set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"])
+
+
+def _lists(scores: pd.DataFrame, model: ChurnModel, suppressed: set[str], history: warehouse.History,
+           run_date: RunDate, config: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """EV policy, reasons for the customers taken, and the per-action lists for the service team."""
+    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift)
+    scores = scoring.add_reasons(scores, model, taken["customer_id"])
+    reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
+    taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
+    return scores, taken, winback.service_lists(taken, run_date, config.winback)
+
+
+def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd.DataFrame,
+             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset) -> Path:
+    """Replace D's warehouse rows and OUT/D/ together: the rows commit only if the files are in place."""
+    warehouse.write_run(
+        warehouse.path_in(out_dir), run, scores, taken, dataset.contacts,
+        then=lambda: files.publish(out_dir, run["run_date"], scores, lists, run_manifest, dataset.quarantine))
+    return out_dir / run["run_date"]
+
+
+def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
+              config: Config, progress: Progress | None = None, runner: StepRunner | None = None) -> ScoreResult:
+    """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
+
+    Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, manifest.json) and D's
+    rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError, QualityError, DataError
+    or ModelNotFoundError (nothing written) for problems the user must fix.
+    """
+    out_dir = Path(out_dir)
+    steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
+    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    steps.done("validate", _table_counts(dataset))
+    model, meta = steps.run("load model", registry.load, models_dir, io=True)
+    config = config.with_horizon(meta["horizon_days"])
+    history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
+                        config.winback, io=True)
+    feats, cached = steps.run("features", _features, dataset, run_date, config, feature_cache(out_dir, config))
+    steps.done("features", f"{len(feats)} customers in the population" + (", from the cache" if cached else ""))
+    gate = steps.run("quality", _quality, dataset, len(feats), run_date, history, config)
+    steps.done("quality", "checks passed")
+    scores = steps.run("score", scoring.score, feats, model, config, False)
+    steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
+    suppressed = suppressed_ids(dataset)
+    scores, taken, lists = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
+    steps.done("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
+    run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, suppressed,
+                                         config)
+    run = manifest.warehouse_run(run_manifest, gate, config)
+    run_manifest["timings_seconds"] = dict(steps.timings)
+    kept = manifest.assignments_for_history(taken, history, run_date, config)
+    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
+    steps.done("publish", f"published to {path}")
+    return ScoreResult(run_manifest, path)
+
+
+def published(out_dir: str | Path, run_date: RunDate) -> bool:
+    """True when OUT/D/ holds a complete publication (publishing is atomic)."""
+    return (Path(out_dir) / str(run_date) / "manifest.json").exists()
+
+
+def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | Path, models_dir: str | Path,
+             config: Config, force: bool = False, progress: Progress | None = None,
+             score: Callable[[RunDate], Any] | None = None) -> BackfillResult:
+    """Score every date from `start` to `end` (included), one idempotent `score_day` per date.
+
+    Resumable: dates already published are skipped unless `force`, so rerunning after a failure
+    picks up where it stopped. `score` replaces `score_day` for one date (a flow passes its
+    tracked run); `progress` hears of each date.
+    """
+    if end < start:
+        raise DataError(f"backfill: --end {end} is before --start {start}")
+    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config))
+    days = [start.days(i) for i in range((end - start).days + 1)]
+    scored, skipped = [], []
+    for i, day in enumerate(days):
+        notify(progress, f"scoring {day}", i, len(days))
+        if not force and published(out_dir, day):
+            skipped.append(str(day))
+            continue
+        score(day)
+        scored.append(str(day))
+    notify(progress, f"scored {len(scored)} dates, skipped {len(skipped)}", len(days), len(days))
+    return BackfillResult(scored, skipped)
+
+
+# --- training and evaluation -------------------------------------------------------------------
+
+
+def _champion(models_dir: str | Path) -> tuple[Any, dict[str, Any]] | tuple[None, None]:
+    """The champion model and its metadata, or (None, None) when there is none yet."""
+    try:
+        return registry.load(models_dir)
+    except ModelNotFoundError:
+        return None, None
+
+
+def _register(result: training.TrainingResult, models_dir: str | Path, promoted: bool) -> Path:
+    """Save the model under models/<version>/; point the champion at it if the gate promoted it."""
+    registry.register(result.model, result.metadata, models_dir, make_champion=promoted)
+    return Path(models_dir) / result.metadata["version"]
+
+
+def _fit_counts(meta: dict[str, Any]) -> str:
+    """The fit step's log line: model kind, as-of date, training rows and cutoffs, search and calibration."""
+    split = meta["split"]
+    line = (f"{meta['model_kind']} as of {meta['as_of']}, {meta['n_train']} training rows from "
+            f"{len(split['train_cutoffs'])} cutoffs, validation cutoff {split['val_cutoff']}")
+    if meta["model_kind"] == "xgboost":
+        return (f"{line}, {meta['search_candidates']} candidates searched, {meta['best_iteration'] + 1} trees, "
+                f"{meta['calibration']['method']} calibration")
+    return f"{line} ({meta['fallback_reason']})"
+
+
+def _backtest_counts(meta: dict[str, Any]) -> str:
+    """The backtest step's log line: test cutoff, customers, churn rate and each model's ROC-AUC."""
+    bt = meta.get("backtest")
+    if not bt:
+        return "none: the data cannot support one"
+    aucs = ", ".join(f"{name} {m['roc_auc']:.3f}" for name, m in bt["models"].items() if m["roc_auc"] is not None)
+    return (f"test cutoff {bt['test_cutoff']}, {bt['n_test']} customers, churn rate {bt['base_rate']:.1%}; "
+            f"ROC-AUC {aucs}")
+
+
+def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as_of: RunDate | None = None,
+                progress: Progress | None = None, runner: StepRunner | None = None) -> TrainResult:
+    """Train, backtest and register a churn model for the data in `data_dir`; the gate decides the champion.
+
+    `as_of` (default: the day of the last order) is the day whose known labels train the model.
+    Writes models/<version>/ and, when the gate promotes it, models/champion.json.
+    """
+    steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
+    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    steps.done("validate", _table_counts(dataset))
+    as_of = as_of or RunDate.parse(training.default_as_of(dataset))
+    result = steps.run("fit", training.train, dataset, as_of.timestamp, config, False, progress)
+    steps.done("fit", _fit_counts(result.metadata))
+    result.metadata["backtest"] = steps.run("backtest", training.backtest_recipe, dataset, result.metadata, config,
+                                            progress)
+    steps.done("backtest", _backtest_counts(result.metadata))
+    champion, champion_meta = steps.run("read champion", _champion, models_dir, io=True)
+    gate = steps.run("gate", training.gate, dataset, result.metadata, champion, champion_meta, config)
+    result.metadata["gate"] = gate
+    steps.done("gate", f"{'champion' if gate['promoted'] else 'challenger'}: {gate['reason']}")
+    path = steps.run("register", _register, result, models_dir, gate["promoted"], io=True)
+    steps.done("register", f"model {result.metadata['version']} in {models_dir}")
+    return TrainResult(result.metadata, path)
+
+
+def backtest(data_dir: str | Path, test_cutoff: RunDate, config: Config,
+             test_cutoffs: list[RunDate] | None = None, n_rolling: int = 1,
+             progress: Progress | None = None) -> dict[str, Any]:
+    """Out-of-time evaluation of the model and the baselines on the same split(s): the backtest report.
+
+    With `test_cutoffs`, each is evaluated with its own split (the first is `test_cutoff`);
+    otherwise `n_rolling` monthly test cutoffs ending at `test_cutoff`.
+    """
+    dataset = load_dataset(data_dir, config)
+    cutoffs = None if test_cutoffs is None else [c.timestamp for c in [test_cutoff, *test_cutoffs]]
+    return evaluation.backtest(dataset, test_cutoff.timestamp, config, test_cutoffs=cutoffs, n_rolling=n_rolling,
+                               progress=progress)
+
+
+# --- outcomes ----------------------------------------------------------------------------------
+
+
+def _measure(dataset: contract.Dataset, out_dir: Path, config: Config) -> outcomes.Measured:
+    path = warehouse.path_in(out_dir)
+    return outcomes.measure(warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs"),
+                            dataset.orders, dataset.contacts, config, where=str(path))
+
+
+def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
+    """Store outcomes and estimates in the warehouse (one transaction) and the summary as OUT/outcomes.csv."""
+    warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates)
+    write_csv(found.table, out_dir / "outcomes.csv")
+    return out_dir / "outcomes.csv"
+
+
+def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
+                     runner: StepRunner | None = None) -> OutcomesResult:
+    """Measure every published list whose horizon window lies inside the data; store what it teaches.
+
+    Raises NothingToMeasure while no list has come of age (a normal state for a new schedule).
+    """
+    out_dir = Path(out_dir)
+    steps = Steps("outcomes", (), None, runner)
+    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    steps.done("validate", f"orders {len(dataset.orders)} rows")
+    found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
+    steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
+    csv = steps.run("write", _store_outcomes, found, out_dir, io=True)
+    steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
+    return OutcomesResult(found, csv)
+

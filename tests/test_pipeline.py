@@ -1,0 +1,258 @@
+"""The pipeline's jobs (train, score a day, measure outcomes) on small synthetic data, in-process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from churn import cli, pipeline
+from churn.config import load_config
+from churn.errors import ContractError, QualityError
+from churn.features.engine import FeatureBuilder
+from churn.model import registry
+from churn.publish import warehouse
+from churn.types import RunDate
+
+FAST_CONFIG = """
+[data]
+horizon_days = 60
+[model]
+n_train_cutoffs = 4
+n_estimators = 150
+learning_rate = 0.1
+early_stopping_rounds = 20
+[evaluate]
+n_bootstrap = 50
+"""
+
+
+@pytest.fixture(scope="module")
+def config_path(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("config") / "churn.toml"
+    path.write_text(FAST_CONFIG)
+    return str(path)
+
+
+class _Lines(logging.Handler):
+    """Keeps the messages of the run log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def train_log():
+    """The run log's lines while the module's model trains."""
+    lines = _Lines()
+    run_log, level = logging.getLogger("churn.run"), logging.getLogger("churn.run").level
+    run_log.addHandler(lines)
+    run_log.setLevel(logging.INFO)  # what [logging] level = "INFO" makes the command line do
+    yield lines.lines
+    run_log.removeHandler(lines)
+    run_log.setLevel(level)
+
+
+def score_flow(data_dir: str, run_date: str, out_dir: str, models_dir: str, config_path: str,
+               progress=None) -> dict:
+    """One daily run as `churn score` runs it: the library's pipeline, in-process."""
+    return pipeline.score_day(data_dir, RunDate.parse(run_date), out_dir, models_dir, load_config(config_path),
+                              progress).to_dict()
+
+
+@pytest.fixture(scope="module")
+def trained(train_log, synthetic_dir, config_path, tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    del train_log[:]  # only this training's lines
+    meta = pipeline.train_model(synthetic_dir, models, load_config(config_path)).to_dict()
+    # The scoring tests need this model as champion, whatever a promotion gate makes of it.
+    registry.set_champion(models, meta["version"])
+    return models, meta
+
+
+def test_training_logs_one_line_per_step_with_counts_and_timings_and_no_customer_ids(
+        trained, train_log, synthetic_small):
+    models, meta = trained
+    steps = [line.split(": ")[1] for line in train_log if line.startswith("train h60: ")]
+    assert steps == ["validate", "fit", "backtest", "gate", "register"], train_log
+    assert all(re.search(r"\(\d+\.\d s\)$", line) for line in train_log)
+    text = "\n".join(train_log)
+    assert f"{meta['n_train']} training rows" in text and f"test cutoff {meta['backtest']['test_cutoff']}" in text
+    assert meta["version"] in text and "orders " in text
+    ids = set(synthetic_small.tables["customers"]["customer_id"])
+    assert not {word.strip(",;()") for word in text.split()} & ids
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+
+
+def test_training_registers_a_champion_that_beats_the_recency_baseline(trained):
+    models, meta = trained
+    assert registry.champion_version(models) == meta["version"]
+    saved = json.loads((models / meta["version"] / "metadata.json").read_text())
+    assert saved["features"] == meta["features"] and (models / meta["version"] / "model_card.md").exists()
+    bt = saved["backtest"]["models"]
+    assert set(bt) == {"xgboost", "recency", "rfm_logistic", "bgnbd"}
+    assert bt["xgboost"]["roc_auc"] > bt["recency"]["roc_auc"]
+    assert saved["backtest"]["test_cutoff"] <= meta["as_of"]
+
+
+def test_a_daily_run_publishes_lists_without_suppressed_customers_and_a_rerun_changes_nothing(
+        trained, synthetic_dir, synthetic_small, config_path, tmp_path):
+    models, meta = trained
+    run_date = meta["as_of"]
+    first = score_flow(str(synthetic_dir), run_date, str(tmp_path), str(models), config_path)
+    out = Path(first["path"])
+    before = _digest(out)
+    assert {"scores.parquet", "winback.xlsx", "winback_callback.csv", "winback_exclusive_discount.csv",
+            "winback_trial.csv"} <= set(before)
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert scores["customer_id"].is_unique and scores["p_churn"].between(0, 1).all()
+    suppressed = set(synthetic_small.tables["suppressions"]["customer_id"])
+    listed = pd.concat([pd.read_csv(p, dtype={"customer_id": str}) for p in out.glob("winback_*.csv")])
+    assert len(listed) > 0 and not set(listed["customer_id"]) & suppressed
+    assert first["model_version"] == meta["version"]
+
+    rows = _warehouse_rows(tmp_path)
+    taken = rows["assignments"]
+    assert len(taken) > 0 and not set(taken["customer_id"]) & suppressed  # neither arm
+    assert set(listed["customer_id"]) == set(taken.loc[taken["arm"] == "treated", "customer_id"])
+    explained = set(scores.loc[scores["reason_code_1"].notna(), "customer_id"])
+    assert explained and explained <= set(taken["customer_id"])  # reasons for the customers taken only
+
+    again = score_flow(str(synthetic_dir), run_date, str(tmp_path), str(models), config_path)
+    assert _digest(out) == before
+    assert {k: v for k, v in again.items() if k != "timings_seconds"} == \
+        {k: v for k, v in first.items() if k != "timings_seconds"}
+    for table, frame in _warehouse_rows(tmp_path).items():  # no duplicates, nothing changed
+        pd.testing.assert_frame_equal(frame, rows[table], obj=table)
+
+
+def _warehouse_rows(out: Path) -> dict[str, pd.DataFrame]:
+    rows = {}
+    for table in ("runs", "scores", "assignments"):
+        frame = warehouse.read_table(warehouse.path_in(out), table)
+        rows[table] = frame.sort_values(list(frame.columns[:4])).reset_index(drop=True)
+    return rows
+
+
+def test_features_of_a_date_are_computed_once_and_again_when_the_data_or_settings_change(
+        trained, synthetic_dir, config_path, tmp_path, monkeypatch, caplog):
+    models, meta = trained
+    built: list[list[str]] = []
+    build = FeatureBuilder.build
+
+    def counted(self, cutoffs):
+        built.append([str(c) for c in cutoffs])
+        return build(self, cutoffs)
+
+    monkeypatch.setattr(FeatureBuilder, "build", counted)
+    caplog.set_level(logging.INFO, logger="churn.run")
+    run_date = (pd.Timestamp(meta["as_of"]) - pd.Timedelta(days=2)).date().isoformat()
+    told: list[tuple[str, int, int]] = []
+
+    def score(data: Path, out: str, config: str = config_path) -> pd.DataFrame:
+        manifest = score_flow(str(data), run_date, str(tmp_path / out), str(models), config,
+                              progress=lambda *step: told.append(step))
+        return pd.read_parquet(Path(manifest["path"]) / "scores.parquet")
+
+    first = score(synthetic_dir, "first")
+    assert len(built) == 1 and "from the cache" not in caplog.text
+    again = score(synthetic_dir, "first")  # a rerun of the date on the same files and settings
+    assert len(built) == 1 and f"score {run_date}: features: {len(first)} customers in the population, " \
+                                "from the cache" in caplog.text
+    pd.testing.assert_frame_equal(again, first)
+    assert told[:7] == [("validate", 0, 6), ("features", 1, 6), ("quality", 2, 6), ("score", 3, 6),
+                        ("lists", 4, 6), ("publish", 5, 6), ("done", 6, 6)]
+
+    changed = tmp_path / "changed"  # one order's amount corrected: another data fingerprint
+    shutil.copytree(synthetic_dir, changed)
+    orders = pd.read_parquet(changed / "orders.parquet")
+    orders.loc[0, "amount"] += 1.0
+    orders.to_parquet(changed / "orders.parquet")
+    score(changed, "changed")
+    assert len(built) == 2
+    shorter = tmp_path / "shorter.toml"  # another feature setting
+    shorter.write_text(Path(config_path).read_text().replace("[data]\n", "[data]\nlookback_days = 300\n"))
+    score(synthetic_dir, "shorter", str(shorter))
+    caches = [tmp_path / out / ".cache" / "features" for out in ("first", "again", "changed", "shorter")]
+    assert len(built) == 3 and [len(list(c.glob("*.parquet"))) for c in caches] == [1, 0, 1, 1]
+
+
+def test_the_next_day_respects_cooldown_and_a_stale_feed_is_stopped_by_the_gate(
+        trained, synthetic_dir, config_path, tmp_path):
+    models, meta = trained
+    day = pd.Timestamp(meta["as_of"])
+    previous = (day - pd.Timedelta(days=1)).date().isoformat()
+    score_flow(str(synthetic_dir), previous, str(tmp_path), str(models), config_path)
+    today = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), config_path)
+    taken = warehouse.read_table(warehouse.path_in(tmp_path), "assignments")
+    first = set(taken.loc[taken["run_date"] == pd.Timestamp(previous), "customer_id"])
+    second = set(taken.loc[taken["run_date"] == day, "customer_id"])
+    assert first and second and not first & second  # listed yesterday (either arm): not again today
+    assert today["previous_run"] == previous and "volume" in today["checks_passed"]
+
+    stale = (day + pd.Timedelta(days=30)).date().isoformat()
+    with pytest.raises(QualityError, match="freshness"):
+        score_flow(str(synthetic_dir), stale, str(tmp_path), str(models), config_path)
+    assert not (tmp_path / stale).exists()
+    assert pd.Timestamp(stale) not in set(warehouse.read_table(warehouse.path_in(tmp_path), "runs")["run_date"])
+
+
+def test_outcomes_measure_a_past_list_and_the_next_run_uses_the_measured_uplift(
+        trained, synthetic_dir, config_path, tmp_path, monkeypatch, capsys):
+    models, meta = trained
+    list_date = (pd.Timestamp(meta["as_of"]) - pd.Timedelta(days=75)).date().isoformat()
+    score_flow(str(synthetic_dir), list_date, str(tmp_path), str(models), config_path)
+    strict = tmp_path / "churn.toml"  # measure with the smallest holdout so that something is learnt
+    strict.write_text(Path(config_path).read_text() + "[outcomes]\nmin_holdout = 1\n")
+    monkeypatch.setattr(sys, "argv", ["churn", "outcomes", "--data", str(synthetic_dir), "--out", str(tmp_path),
+                                      "--config", str(strict)])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "treated" in out and (tmp_path / "outcomes.csv").exists()
+    report = pd.read_csv(tmp_path / "outcomes.csv")
+    assert {"rate_treated", "rate_holdout", "ci_low", "ci_high", "incremental_revenue"} <= set(report.columns)
+    measured = warehouse.read_table(warehouse.path_in(tmp_path), "outcomes")
+    assert set(measured["list_date"]) == {pd.Timestamp(list_date)}
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--json"])  # the same measure, for a script
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    document = json.loads(capsys.readouterr().out)
+    assert done.value.code in (0, None) and document["list_dates"] == [list_date]
+    assert document["n_measured"] == len(measured) and document["summary_csv"] == str(tmp_path / "outcomes.csv")
+    assert len(document["summary"]) == len(report)
+    assert {row["action"] for row in document["summary"]} == set(report["action"])
+    assert document["n_uplift_measured"] == sum(row["source"] == "measured" for row in document["uplift"]) > 0
+    later = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), str(strict))
+    sources = {v["source"] for by_segment in later["uplift"].values() for v in by_segment.values()}
+    assert "measured (shrunk to prior)" in sources and "prior" in sources
+
+
+def test_broken_data_publishes_nothing_and_keeps_the_previous_run(trained, synthetic_dir, config_path, tmp_path):
+    models, meta = trained
+    score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path / "out"), str(models), config_path)
+    before = _digest(tmp_path / "out" / meta["as_of"])
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_dir, broken)
+    orders = pd.read_parquet(broken / "orders.parquet")
+    orders.loc[5, "amount"] = -3.0
+    orders.to_parquet(broken / "orders.parquet")
+    with pytest.raises(ContractError, match="amount"):
+        score_flow(str(broken), meta["as_of"], str(tmp_path / "out"), str(models), config_path)
+    assert _digest(tmp_path / "out" / meta["as_of"]) == before
