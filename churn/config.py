@@ -75,6 +75,7 @@ class RegistryConfig:
 class ScoreConfig:
     risk_bands: tuple[float, float] = (0.3, 0.6)
     margin_rate: float = 0.25
+    value_tier_cuts: tuple[float, float] = (0.4, 0.8)  # value rank (share of customers): above 0.8 high, above 0.4 mid
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class WinbackConfig:
         default_factory=lambda: {"callback": 25, "exclusive_discount": 150, "trial": 100}
     )
     service_returns_share: float = 0.2
+    service_events: tuple[str, ...] = ("complaint", "support_ticket", "return_request")
+    coupon_valid_days: int = 14
     price_quantile: float = 0.7
     variety_quantile: float = 0.7
     callback: ActionPolicy = field(default_factory=lambda: ActionPolicy(
@@ -241,6 +244,11 @@ def _check(config: Config) -> Config:
     lo, hi = config.score.risk_bands
     if not 0 < lo < hi < 1:
         raise ConfigError("score.risk_bands must be two increasing numbers between 0 and 1")
+    cuts = config.score.value_tier_cuts
+    if len(cuts) != 2 or not 0 < cuts[0] < cuts[1] < 1:
+        raise ConfigError("score.value_tier_cuts must be two increasing shares between 0 and 1, e.g. [0.4, 0.8]")
+    if config.winback.coupon_valid_days < 1:
+        raise ConfigError("winback.coupon_valid_days must be at least 1")
     if config.model.calibration not in ("auto", "platt", "isotonic", "none"):
         raise ConfigError("model.calibration must be 'auto', 'platt', 'isotonic' or 'none'")
     if not 0 < config.model.calibration_share < 1 or config.model.search_budget < 1:

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,18 +51,26 @@ def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path, fmt: s
     return paths
 
 
-def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write a small table as CSV (4 decimals) atomically: a reader sees the old file or the new one."""
-    path = Path(path)
+def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write `path` through a temporary file beside it, renamed over it: a reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False, float_format="%.4f")
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a small table as CSV (4 decimals), atomically."""
+    _replace_atomically(Path(path), lambda tmp: frame.to_csv(tmp, index=False, float_format="%.4f"))
 
 
 def write_json(obj: Any, path: str | Path) -> None:
-    """Write JSON with sorted keys and a trailing newline (stable across reruns)."""
-    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    """Write JSON with sorted keys and a trailing newline (stable across reruns), atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    _replace_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 @contextmanager

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import NormalDist
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from churn.config import ACTIONS, SEGMENTS, Config, OutcomesConfig, WinbackConfig
+from churn.data import database
 from churn.errors import NothingToMeasure
 from churn.features.engine import valid_orders
 
@@ -42,7 +42,7 @@ def follow_up(assignments: pd.DataFrame, horizons: pd.Series, orders: pd.DataFra
     days = listed["list_date"].map(pd.Series(horizons.to_numpy(), index=pd.to_datetime(horizons.index)))
     listed["window_end"] = listed["list_date"] + pd.to_timedelta(days, unit="D")
     listed = listed[listed["window_end"] <= data_end]
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con = database.connect()
     con.register("listed", listed[["list_date", "customer_id", "action", "arm", "segment", "risk_band", "window_end"]])
     coupon = "coalesce(o.coupon_used, false)" if "coupon_used" in valid else "false"
     con.register("orders", valid[["customer_id", "order_ts", "amount"]

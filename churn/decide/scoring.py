@@ -32,7 +32,7 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config, explain: bo
     out["lifecycle_stage"] = lifecycle_stage(frame, config.lifecycle)
     # Value at stake: trailing-12-month net spend times the margin rate.
     out["value"] = frame["spend_365d"] * config.score.margin_rate
-    out["value_tier"] = value_tier(out["value"])
+    out["value_tier"] = value_tier(out["value"], config.score.value_tier_cuts)
     if explain:
         out = out.join(reasons(frame, model.contributions(frame)))
     else:

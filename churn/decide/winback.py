@@ -18,19 +18,18 @@ holdout mirrors the lists and the win-back rate can be measured against it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from churn.config import ACTIONS, DRIVERS, SEGMENTS, WinbackConfig
+from churn.data.hashing import stable_share
 from churn.types import cooldown_start, due_date
 
 __all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "assign", "candidates", "drivers", "holdout", "in_cooldown",
            "listed_dates", "prior_uplift", "service_lists", "talking_points"]
 
-SERVICE_EVENTS = ("event_complaint_90d", "event_support_ticket_90d", "event_return_request_90d")
 Uplift = Mapping[str, Mapping[str, float]]  # action -> segment -> share of would-be churners won back
 
 ASSIGNMENT_COLUMNS = ["customer_id", "action", "arm", "rank", "segment", "uplift", "cost", "expected_value",
@@ -38,13 +37,11 @@ ASSIGNMENT_COLUMNS = ["customer_id", "action", "arm", "rank", "segment", "uplift
 LIST_COLUMNS = ["rank", "customer_id", "lifecycle_stage", "value_tier", "p_churn_pct", "value",
                 "expected_value", "reason_1", "reason_2", "reason_3", "suggested_offer",
                 "talking_points", "due_date"]
-# Coupons are valid this long; the talking points say so.
-COUPON_VALID_DAYS = 14
 
 OFFERS = {
     "callback": "A personal call from the service team: listen, fix what went wrong, offer help",
     "exclusive_discount": "A personal comeback coupon worth {offer_value:,.2f} on the next order, "
-                          f"valid {COUPON_VALID_DAYS} days",
+                          "valid {coupon_valid_days} days",
     "trial": "A free sample of a product from a category they have not tried yet",
 }
 # Talking points by action and topic; the topic comes from the top reason (else the segment).
@@ -68,10 +65,10 @@ TALKING_POINTS: dict[str, dict[str, tuple[str, ...]]] = {
     "exclusive_discount": {
         "service": ("Apologise for the recent trouble; the coupon thanks them for their patience",
                     "Make sure the problem is solved before mentioning the coupon"),
-        "price": (f"The coupon is personal and valid {COUPON_VALID_DAYS} days",
+        "price": ("The coupon is personal and valid {coupon_valid_days} days",
                   "Point to products they bought before that are on offer now"),
         "default": ("Tell them we miss them",
-                    f"The coupon is personal and valid {COUPON_VALID_DAYS} days",
+                    "The coupon is personal and valid {coupon_valid_days} days",
                     "Point to products they bought before"),
     },
     "trial": {
@@ -105,13 +102,14 @@ def _column(scores: pd.DataFrame, name: str) -> np.ndarray:
 def drivers(scores: pd.DataFrame, config: WinbackConfig) -> pd.DataFrame:
     """Which risk drivers each customer's features show: service, price, variety (booleans).
 
-    service: a complaint, support ticket or return request in the last 90 days, or many returns;
+    service: an event of a `service_events` type (complaint, support ticket, return request) in the
+    last 90 days, or many returns;
     price: a discount share above the configured quantile of the scored customers;
     variety: many categories bought (last 90 days or the 90 before), by quantile likewise.
     Quantiles are relative so that a grocery and a fashion shop are read on their own scale.
     """
     service = np.zeros(len(scores), dtype=bool)
-    for col in SERVICE_EVENTS:
+    for col in (f"event_{event}_90d" for event in config.service_events):
         service |= np.nan_to_num(_column(scores, col)) > 0
     service |= np.nan_to_num(_column(scores, "returns_share_365d")) >= config.service_returns_share
     price = _above_quantile(_column(scores, "discount_share_365d"), config.price_quantile)
@@ -213,8 +211,7 @@ def holdout(customer_ids: pd.Series, campaign: str, share: float) -> pd.Series:
 
 
 def _draw(campaign: str, customer_id: str) -> float:
-    digest = hashlib.sha256(f"{campaign}:{customer_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return stable_share(f"{campaign}:{customer_id}")
 
 
 def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
@@ -303,11 +300,12 @@ def _neutralise(value: object) -> object:
     return value
 
 
-def talking_points(action: str, top_reason: object, segment: object) -> str:
+def talking_points(action: str, top_reason: object, segment: object, coupon_valid_days: int = 14) -> str:
     """2-3 numbered talking points for an action, chosen by the top reason (else the segment)."""
     options = TALKING_POINTS[action]
     topic = next((t for t in (_topic(top_reason), _topic(segment)) if t in options), "default")
-    return "\n".join(f"{i}) {point}" for i, point in enumerate(options[topic], start=1))
+    return "\n".join(f"{i}) {point.format(coupon_valid_days=coupon_valid_days)}"
+                     for i, point in enumerate(options[topic], start=1))
 
 
 def _topic(code: object) -> str | None:
@@ -337,8 +335,10 @@ def service_lists(assignments: pd.DataFrame, run_date: pd.Timestamp | str,
             "reason_1": rows.get("reason_1", empty).to_numpy(),
             "reason_2": rows.get("reason_2", empty).to_numpy(),
             "reason_3": rows.get("reason_3", empty).to_numpy(),
-            "suggested_offer": [OFFERS[action].format(offer_value=v) for v in rows["offer_value"]],
-            "talking_points": [talking_points(action, c, s) for c, s in zip(codes, rows["segment"])],
+            "suggested_offer": [OFFERS[action].format(offer_value=v, coupon_valid_days=config.coupon_valid_days)
+                                for v in rows["offer_value"]],
+            "talking_points": [talking_points(action, c, s, config.coupon_valid_days)
+                               for c, s in zip(codes, rows["segment"])],
             "due_date": due,
         }, columns=LIST_COLUMNS)
         lists[action] = frame.map(_neutralise)

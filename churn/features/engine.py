@@ -31,11 +31,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from churn.data import database
 from churn.errors import DataError
 from churn.features import kernels
 from churn.features.catalogue import DEFAULT_MEMORY_LIMIT, EPOCH, EXCLUDED_STATUSES, Feature, _sql_str, catalogue
@@ -113,10 +113,7 @@ class FeatureBuilder:
             raise ValueError(f"engine must be 'fast' or 'sql', not {engine!r}")
         self.engine = engine
         self.lookback_days = int(lookback_days)
-        self.con = duckdb.connect(config={"autoinstall_known_extensions": False,
-                                          "autoload_known_extensions": False,
-                                          "memory_limit": memory_limit,
-                                          "preserve_insertion_order": False})
+        self.con = database.connect(memory_limit=memory_limit, preserve_insertion_order=False)
         columns = self._register_sources(dataset)
         self.available = {"orders"} | {f"orders.{c}" for c in ("discount", "coupon_used", "n_items", "status")
                                        if c in columns.get("orders", ())}

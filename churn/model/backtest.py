@@ -35,12 +35,14 @@ def top_decile_lift(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
-    """Mean |predicted - observed| churn rate over 10 equal-width probability bins, weighted by size."""
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    """Mean |predicted - observed| churn rate over equal-width probability bins, weighted by size.
+
+    The bins are those of `calibration_curve` (Naeini, Cooper and Hauskrecht 2015, "Obtaining well
+    calibrated probabilities using Bayesian binning").
+    """
     total = 0.0
-    for b in np.unique(bins):
-        mask = bins == b
-        total += mask.sum() * abs(p[mask].mean() - y[mask].mean())
+    for b in calibration_curve(y, p, n_bins):
+        total += b["n"] * abs(b["mean_predicted"] - b["observed"])
     return float(total / len(y))
 
 
@@ -127,7 +129,7 @@ def segment_report(test: pd.DataFrame, scores: dict[str, np.ndarray], config: Co
     y = test["churned"].to_numpy()
     segments = {
         "lifecycle_stage": lifecycle_stage(test, config.lifecycle).astype(str).to_numpy(),
-        "value_tier": value_tier(test["spend_365d"] * config.score.margin_rate).astype(str).to_numpy(),
+        "value_tier": value_tier(test["spend_365d"] * config.score.margin_rate, config.score.value_tier_cuts).astype(str).to_numpy(),
     }
     ev = config.evaluate
     out: dict[str, Any] = {}

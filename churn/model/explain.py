@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["FAMILIES", "THEMES", "THEME_LABELS", "family", "theme", "family_contributions", "reasons",
-           "top_contributions", "global_drivers", "segment_drivers", "distinctive_drivers", "top_reason_shares", "rfm_segment"]
+           "top_contributions", "global_drivers", "segment_drivers", "distinctive_drivers", "top_reason_shares"]
 
 # A template turns the rows of a features frame into one sentence per row.
 Template = Callable[[pd.DataFrame], list[str]]
@@ -277,22 +277,3 @@ def top_reason_shares(reason_codes: pd.Series, segment: pd.Series) -> pd.DataFra
     shares = pd.crosstab(frame["segment"], frame["theme"], normalize="index")
     shares.index.name = segment.name or "segment"
     return shares
-
-
-RFM_SEGMENTS = ("champions", "loyal", "promising", "needs_attention", "at_risk", "hibernating")
-
-
-def rfm_segment(features: pd.DataFrame) -> pd.Series:
-    """Classic RFM segment from recency and frequency terciles among the given customers.
-
-    R (recent = 3) from recency_days, F (frequent = 3) from orders_365d; value has its own tier.
-    champions R3 F3; loyal R2 F3; promising R3 F<3; at_risk R1 F>1; hibernating R1 F1;
-    needs_attention the rest.
-    """
-    def tercile(values: pd.Series) -> np.ndarray:
-        return np.ceil(3 * values.rank(pct=True, method="average")).clip(1, 3).to_numpy()
-
-    r, f = tercile(-features["recency_days"]), tercile(features["orders_365d"])
-    seg = np.select([(r == 3) & (f == 3), (r == 2) & (f == 3), r == 3, (r == 1) & (f > 1), r == 1],
-                    ["champions", "loyal", "promising", "at_risk", "hibernating"], default="needs_attention")
-    return pd.Series(pd.Categorical(seg, categories=RFM_SEGMENTS), index=features.index, name="rfm_segment")

@@ -22,12 +22,13 @@ from churn.model import explain
 from churn.publish import charts
 from churn.config import Config, LifecycleConfig
 from churn.errors import DataError
-from churn.model.backtest import bootstrap_auc_ci, fit_and_score, metrics_rows
+from churn.model.backtest import (bootstrap_auc_ci, calibration_curve, fit_and_score, gain_table,
+                                  metrics_rows)
 from churn.features.catalogue import EPOCH
 from churn.features.engine import FeatureBuilder, occasions, to_day, valid_orders
 from churn.features.labels import churn_labels
 from churn.model.classifier import ChurnModel
-from churn.features.segments import lifecycle_stage, value_tier
+from churn.features.segments import lifecycle_stage, rfm_segment, value_tier
 
 if TYPE_CHECKING:
     from churn.data.contract import Dataset
@@ -106,17 +107,14 @@ def monthly_kpis(dataset: Dataset, horizon_days: int, lifecycle: LifecycleConfig
 
 
 def curves(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
-    """ROC curve, cumulative gains, lift per decile and a reliability curve (equal-width bins)."""
+    """ROC curve, cumulative gains, lift per decile and a reliability curve (the backtest's own tables)."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     fpr, tpr, _ = roc_curve(y, p)
     order = np.argsort(-p, kind="stable")
     captured = np.concatenate([[0.0], np.cumsum(y[order]) / max(y.sum(), 1)])
     contacted = np.arange(len(y) + 1) / len(y)
-    deciles = np.array_split(y[order], n_bins)
-    lift = [float(d.mean() / y.mean()) if len(d) and y.mean() else np.nan for d in deciles]
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    calibration = [(float(p[bins == b].mean()), float(y[bins == b].mean()), int((bins == b).sum()))
-                   for b in range(n_bins) if (bins == b).any()]
+    lift = [row["lift"] for row in gain_table(y, p, n_bins)]
+    calibration = [(b["mean_predicted"], b["observed"], b["n"]) for b in calibration_curve(y, p, n_bins)]
     return {"roc": (fpr, tpr), "gains": (contacted, captured), "lift": lift, "calibration": calibration}
 
 
@@ -429,7 +427,8 @@ def _quality_section(inputs: ReportInputs) -> str:
         found = {name: curves(y, p) for name, p in inputs.test_scores.items()}
         test = inputs.test
         segs = {"lifecycle stage": lifecycle_stage(test, inputs.config.lifecycle).astype(str),
-                "value tier": value_tier(test["spend_365d"] * inputs.config.score.margin_rate).astype(str)}
+                "value tier": value_tier(test["spend_365d"] * inputs.config.score.margin_rate,
+                                         inputs.config.score.value_tier_cuts).astype(str)}
         segments = segment_metrics(y, inputs.test_scores, segs, inputs.config.evaluate.n_bootstrap,
                                    inputs.config.evaluate.confidence, inputs.config.model.random_state)
         source = "scores re-computed on the backtest's split (its JSON holds no curves)"
@@ -459,7 +458,7 @@ def _driver_section(inputs: ReportInputs) -> str:
             _img(charts.beeswarm(contributions[top], feats[top]), "Beeswarm of the top features"), "</div>"]
     segments = {"Lifecycle stage": scores["lifecycle_stage"].astype(str),
                 "Value tier": scores["value_tier"].astype(str),
-                "RFM segment": explain.rfm_segment(feats).astype(str)}
+                "RFM segment": rfm_segment(scores).astype(str)}
     body.append(_p("Mean contribution per reason family and segment: red cells raise the segment's risk. "
                    "Below each map, the story that sets each segment apart (its theme furthest above the "
                    "average, in standard deviations) and how often it is a customer's strongest reason."))

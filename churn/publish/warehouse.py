@@ -23,6 +23,7 @@ import duckdb
 import pandas as pd
 
 from churn.config import WinbackConfig
+from churn.data import database
 from churn.decide.outcomes import uplift_for_run
 
 __all__ = ["FILE_NAME", "History", "path_in", "connect", "history", "write_run", "previous_run", "last_listed",
@@ -65,8 +66,7 @@ def connect(path: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDB
     if read_only and not path.exists():
         read_only = False  # nothing to protect yet; create an empty warehouse
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only,
-                         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con = database.connect(path, read_only=read_only)
     try:
         if not read_only:
             for name, columns in SCHEMA.items():

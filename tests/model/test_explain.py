@@ -80,12 +80,6 @@ def test_global_and_segment_drivers_by_hand():
     assert shares.loc["b", "service"] == 0.5 and shares.loc["a", "drift"] == 1.0
 
 
-def test_rfm_segment_names_recent_frequent_customers_champions_and_old_rare_ones_hibernating():
-    feats = pd.DataFrame({"recency_days": [1, 2, 3, 100, 200, 300], "orders_365d": [50, 3, 40, 2, 1, 30]})
-    seg = explain.rfm_segment(feats)
-    assert seg.tolist() == ["champions", "promising", "loyal", "needs_attention", "hibernating", "at_risk"]
-
-
 @pytest.fixture(scope="module")
 def planted(synthetic_small):
     """A fast model on the small synthetic data; contributions at three cutoffs with the planted truth."""
