@@ -164,6 +164,7 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     out_dir = Path(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
     dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    steps.run("freshness", quality.check_freshness, dataset, run_date, config.quality)
     steps.done("validate", _table_counts(dataset))
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
