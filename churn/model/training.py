@@ -18,6 +18,7 @@ from churn.progress import Progress, notify, prefixed
 from churn.model.registry import data_fingerprint, model_version, promotion_decision
 from churn.features.snapshots import build_snapshots, data_range
 from churn.model.split import Split, plan_split
+from churn.types import last_labelled_cutoff
 
 if TYPE_CHECKING:
     from churn.data.contract import Dataset
@@ -39,7 +40,7 @@ def default_as_of(dataset: Dataset) -> pd.Timestamp:
 
 def latest_test_cutoff(as_of: pd.Timestamp, horizon_days: int) -> pd.Timestamp:
     """The latest cutoff whose label window ends by `as_of`: where the backtest can look."""
-    return as_of - pd.Timedelta(days=horizon_days)
+    return last_labelled_cutoff(as_of, horizon_days)
 
 
 def small_store_reason(train_rows: pd.DataFrame, config: Config) -> str | None:
