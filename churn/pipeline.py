@@ -39,7 +39,7 @@ from churn.publish import files, manifest, warehouse
 from churn.types import RunDate
 
 __all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
-           "load_dataset", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
+           "load_dataset", "ValidatedData", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
            "published", "feature_cache"]
 
 SCORE_STEPS = ("validate", "features", "quality", "score", "lists", "publish")
@@ -154,18 +154,24 @@ def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd
 
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
-              config: Config, progress: Progress | None = None, runner: StepRunner | None = None) -> ScoreResult:
+              config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
+              validated: ValidatedData | None = None) -> ScoreResult:
     """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
 
     Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, manifest.json) and D's
     rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError, QualityError, DataError
-    or ModelNotFoundError (nothing written) for problems the user must fix.
+    or ModelNotFoundError (nothing written) for problems the user must fix. `validated` (a
+    backfill's) reuses a validation of `data_dir` while its files stay the same.
     """
     out_dir = Path(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
-    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    if validated is None:
+        dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    else:
+        dataset = steps.run("validate", validated.dataset, io=True)
     steps.run("freshness", quality.check_freshness, dataset, run_date, config.quality)
-    steps.done("validate", _table_counts(dataset))
+    steps.done("validate", _table_counts(dataset) + (", validated before (files unchanged)"
+                                                     if validated is not None and validated.reused else ""))
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
     history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
@@ -189,6 +195,36 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     return ScoreResult(run_manifest, path)
 
 
+class ValidatedData:
+    """A data directory validated once and reused while its files stay the same.
+
+    A backfill scores many dates from the same files: validating (and hashing) them again for
+    every date would repeat the same work. The files' names, sizes and modification times (to the
+    nanosecond) are noted at validation; when any of them differs, the directory is validated again.
+    """
+
+    def __init__(self, data_dir: str | Path, config: Config):
+        self.data_dir, self.config = Path(data_dir), config
+        self._stamp: tuple | None = None
+        self._dataset: contract.Dataset | None = None
+        self.reused = False
+
+    def _files(self) -> tuple:
+        if not self.data_dir.is_dir():
+            return ()
+        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in self.data_dir.iterdir() if p.is_file()))
+
+    def dataset(self) -> contract.Dataset:
+        """The validated data set: from memory when the files are unchanged, else validated now."""
+        stamp = self._files()
+        self.reused = self._dataset is not None and stamp == self._stamp
+        if not self.reused:
+            self._dataset = load_dataset(self.data_dir, self.config)
+            self._stamp = stamp
+        return self._dataset
+
+
 def published(out_dir: str | Path, run_date: RunDate) -> bool:
     """True when OUT/D/ holds a complete publication (publishing is atomic)."""
     return (Path(out_dir) / str(run_date) / "manifest.json").exists()
@@ -205,7 +241,8 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
     """
     if end < start:
         raise DataError(f"backfill: --end {end} is before --start {start}")
-    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config))
+    validated = ValidatedData(data_dir, config)
+    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, validated=validated))
     days = [start.days(i) for i in range((end - start).days + 1)]
     scored, skipped = [], []
     for i, day in enumerate(days):

@@ -256,3 +256,26 @@ def test_broken_data_publishes_nothing_and_keeps_the_previous_run(trained, synth
     with pytest.raises(ContractError, match="amount"):
         score_flow(str(broken), meta["as_of"], str(tmp_path / "out"), str(models), config_path)
     assert _digest(tmp_path / "out" / meta["as_of"]) == before
+
+
+def test_a_backfill_validates_unchanged_files_once_and_again_when_one_changes(trained, synthetic_dir, config_path,
+                                                                                tmp_path, monkeypatch):
+    from churn.data import contract
+
+    models, meta = trained
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data)
+    validations = []
+    validate = contract.validate
+    monkeypatch.setattr(contract, "validate", lambda *a, **k: validations.append(1) or validate(*a, **k))
+    end = RunDate.parse(meta["as_of"])
+    config = load_config(config_path)
+    done = pipeline.backfill(data, end.days(-2), end, tmp_path / "out", models, config)
+    assert done.scored == [str(end.days(-2)), str(end.days(-1)), str(end)] and len(validations) == 1
+    validated = pipeline.ValidatedData(data, config)
+    first = validated.dataset()
+    assert validated.dataset() is first and validated.reused
+    orders = pd.read_parquet(data / "orders.parquet")
+    orders.loc[0, "amount"] += 1.0
+    orders.to_parquet(data / "orders.parquet")  # the feed was corrected: validate the new file
+    assert validated.dataset() is not first and not validated.reused and len(validations) == 3
