@@ -28,6 +28,7 @@ class DataConfig:
 class ContractConfig:
     duplicate_rows: Policy = "quarantine"
     unknown_customers: Policy = "quarantine"
+    unmatched_suppressions: Literal["fail", "warn"] = "warn"
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,8 @@ def _check(config: Config) -> Config:
     for name in ("duplicate_rows", "unknown_customers"):
         if getattr(c, name) not in ("fail", "quarantine"):
             raise ConfigError(f"contract.{name} must be 'fail' or 'quarantine'")
+    if c.unmatched_suppressions not in ("fail", "warn"):
+        raise ConfigError("contract.unmatched_suppressions must be 'fail' or 'warn'")
     if config.data.horizon_days < 1 or config.data.lookback_days < 1:
         raise ConfigError("data.horizon_days and data.lookback_days must be positive")
     lo, hi = config.score.risk_bands
