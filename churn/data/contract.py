@@ -24,9 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churn.config import ContractConfig
+from churn.config import ORDER_STATUSES, ContractConfig
 from churn.errors import ContractError
-from churn.data import spelling
+from churn.data import spelling, statuses
 from churn.data.io import SUFFIXES, read_raw, table_path
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 __all__ = ["TABLES", "ColumnSpec", "TableSpec", "Dataset", "Unmatched", "validate", "validate_tables",
            "write_quarantine"]
 
-Kind = Literal["id", "text", "timestamp", "date", "float", "int", "bool"]
+Kind = Literal["id", "label", "text", "timestamp", "date", "float", "int", "bool"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ TABLES: dict[str, TableSpec] = {
                 _col("coupon_used", "bool"),
                 _col("n_items", "int"),
                 _col("channel", "text"),
-                _col("status", "text"),
+                _col("status", "label"),
             ),
             required=True,
             key="order_id",
@@ -115,7 +115,7 @@ TABLES: dict[str, TableSpec] = {
             (
                 _col("customer_id", "id", True),
                 _col("event_ts", "timestamp", True),
-                _col("event_type", "text", True),
+                _col("event_type", "label", True),
             ),
             customer_rows=True,
         ),
@@ -124,8 +124,8 @@ TABLES: dict[str, TableSpec] = {
             (
                 _col("customer_id", "id", True),
                 _col("list_date", "date", True),
-                _col("action", "text", True),
-                _col("arm", "text", True, allowed=frozenset({"treated", "holdout"})),
+                _col("action", "label", True),
+                _col("arm", "label", True, allowed=frozenset({"treated", "holdout"})),
                 _col("contacted_ts", "timestamp"),
                 _col("outcome", "text"),
             ),
@@ -135,7 +135,7 @@ TABLES: dict[str, TableSpec] = {
             "suppressions",
             (
                 _col("customer_id", "id", True),
-                _col("reason", "text", True, allowed=frozenset({"opt_out", "do_not_contact", "deleted", "complaint"})),
+                _col("reason", "label", True, allowed=frozenset({"opt_out", "do_not_contact", "deleted", "complaint"})),
                 _col("since", "date"),
             ),
         ),
@@ -304,6 +304,8 @@ def _check(
     frames = {
         name: _parse_table(spec, raw[name], source[name], problems) for name, spec in TABLES.items() if name in raw
     }
+    if "orders" in frames and "status" in frames["orders"]:
+        frames["orders"] = _map_statuses(frames["orders"], source["orders"], found)
     for name, frame in frames.items():
         dup = _exact_duplicates(frame)
         message = _rows(source[name], None, dup, "", noun="exact duplicate row")
@@ -393,6 +395,22 @@ def _exact_duplicates(frame: pd.DataFrame) -> pd.Series:
     if candidates.any():
         flagged[candidates] = frame[candidates].duplicated(keep="first").to_numpy()
     return pd.Series(flagged, index=frame.index)
+
+
+def _map_statuses(orders: pd.DataFrame, source: str, found: _Findings) -> pd.DataFrame:
+    """orders.status as canonical statuses (`churn.data.statuses`); unknown values fail or go to quarantine."""
+    mapped, unknown = statuses.canonical(orders["status"], found.policy.statuses)
+    orders = orders.assign(status=mapped)
+    if not unknown.any():
+        return orders
+    counts = orders.loc[unknown, "status"].value_counts().sort_index().sort_values(ascending=False, kind="stable")
+    values = ", ".join(f"{value!r} ({n} row{'s' if n != 1 else ''})" for value, n in counts.iloc[:10].items())
+    values += ", ..." if len(counts) > 10 else ""
+    example = counts.index[0]
+    message = (_rows(source, "status", unknown, "with a status churn does not know", orders["status"])
+               + f"; unknown values: {values}; say what each means in churn.toml, e.g. [contract.statuses] "
+                 f'{example} = "cancelled" (one of {", ".join(ORDER_STATUSES)}: only completed orders are purchases)')
+    return found.soft("orders", orders, unknown, "unknown_statuses", "unknown_status", message)
 
 
 def _check_unique_key(frame: pd.DataFrame, spec: TableSpec, source: str, problems: list[str]) -> None:
@@ -535,6 +553,11 @@ def _parse_id(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return ids, spelling.scientific_ids(ids)
 
 
+def _parse_label(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Labels in one written form: `Return Request` and `return-request` are `return_request`."""
+    return spelling.normal_labels(_as_text(raw)), _none(raw)
+
+
 def _parse_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return _as_text(raw), _none(raw)
 
@@ -591,6 +614,7 @@ def _parse_bool(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 _PARSERS = {
     "id": _parse_id,
+    "label": _parse_label,
     "text": _parse_text,
     "timestamp": _parse_timestamp,
     "date": _parse_date,

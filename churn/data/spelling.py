@@ -35,7 +35,8 @@ _NUMERIC = r"^[+-]?\d+(?:\.0*)?$"
 
 
 def _arrow(values: pd.Series) -> pa.Array:
-    return pa.array(values, type=pa.large_string(), from_pandas=True)
+    arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
 def _series(values: pa.Array, like: pd.Series) -> pd.Series:

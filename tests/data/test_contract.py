@@ -728,3 +728,49 @@ def test_a_policy_that_would_empty_the_orders_stops_the_run(tmp_path):
     assert str(err.value) == ("orders.csv: column customer_id: 3 rows not in customers.csv (rows 1, 2, 3: 'x1', 'x2', "
                               "'x3'); not one row matches, so these are not the same ids as in customers.csv ('a1', "
                               "'a2', ...): export both with the same ids")
+
+
+# --- labels: one event type, action, arm or reason in several spellings (issue 13, case 3) ---
+
+
+@pytest.mark.parametrize(("kind", "spellings"), corpus.EVENT_TYPE_SPELLINGS.items())
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_event_type_spellings_become_one_type(tmp_path, fmt, kind, spellings):
+    n = len(spellings)
+    events = pd.DataFrame({"customer_id": ["c1"] * n, "event_ts": [f"2017-03-{i + 1:02d}" for i in range(n)],
+                           "event_type": spellings})
+    data = validate(write(tmp_path, {"orders": valid_tables()["orders"], "events": events}, fmt))
+
+    assert data.events["event_type"].tolist() == [kind] * n
+
+
+def test_the_issue_case_complaint_beside_Complaint_counts_as_one_type():
+    # Issue 13, case 3: before, `churn score` and `churn train` exited 70 with KeyError 'event_complaint_30d'.
+    from churn.features.engine import build_features
+
+    orders = corpus.orders(["a", "b"])
+    events = pd.DataFrame({"customer_id": ["a", "a", "b"], "event_ts": ["2024-01-20", "2024-01-25", "2024-01-26"],
+                           "event_type": ["complaint", "Complaint", "COMPLAINT "]})
+    got = build_features(validate_tables({"orders": orders, "events": events}), ["2024-01-31"]).set_index("customer_id")
+
+    assert got["event_complaint_30d"].to_dict() == {"a": 2.0, "b": 1.0}
+    assert [c for c in got.columns if "omplaint" in c] == ["event_complaint_30d", "event_complaint_90d",
+                                                             "event_complaint_all"]
+
+
+def test_arms_reasons_and_actions_are_read_in_any_spelling(tmp_path):
+    contacts = valid_tables()["contacts"].assign(arm=["Treated", " HOLDOUT"], action=["Callback", "Exclusive Discount"])
+    suppressions = valid_tables()["suppressions"].assign(reason=["Opt-Out"])
+    data = validate(write(tmp_path, {**valid_tables(), "contacts": contacts, "suppressions": suppressions}))
+
+    assert data.contacts["arm"].tolist() == ["treated", "holdout"]
+    assert data.contacts["action"].tolist() == ["callback", "exclusive_discount"]
+    assert data.suppressions["reason"].tolist() == ["opt_out"]
+
+
+def test_event_types_sharing_a_feature_name_are_a_clear_error_without_the_contract():
+    from churn.errors import DataError
+    from churn.features.catalogue import catalogue
+
+    with pytest.raises(DataError, match=r"event types \['Complaint', 'complaint'\] would share feature names"):
+        catalogue(["complaint", "Complaint"])
