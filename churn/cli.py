@@ -126,11 +126,14 @@ def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) 
     dataset = contract.validate(data, _config(config).contract)
     if as_json:
         _print_json({"row_counts": dataset.row_counts, "fingerprints": dataset.fingerprints,
-                     "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()}})
+                     "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()},
+                     "unmatched": {name: u.as_dict() for name, u in dataset.unmatched.items()}})
         return
     for name, count in dataset.row_counts.items():
         typer.echo(f"{name}: {count} rows ok" + (f", {len(dataset.quarantine[name])} quarantined"
                                                   if len(dataset.quarantine.get(name, [])) else ""))
+        if name in dataset.unmatched:
+            typer.echo(f"  customer_id: {dataset.unmatched[name].describe()}")
 
 
 TrackedOpt = Annotated[bool, typer.Option("--tracked", help="Run as a tracked Prefect flow run (the same outputs), "
@@ -292,10 +295,13 @@ def explain_customer(
     from churn.errors import DataError
     from churn.features.segments import lifecycle_stage, risk_band
 
+    from churn.data.spelling import normal_id
+
     model, meta = registry.load(models)
     cfg = _config(config, meta["horizon_days"])
     dataset = contract.validate(data, cfg.contract)
     frame = build_features(dataset, [date], cfg.data.lookback_days)
+    customer_id = normal_id(customer_id)  # the written form the contract gives ids: 13482.0 is 13482
     row = frame[frame["customer_id"] == customer_id]
     if row.empty:
         raise DataError(f"customer {customer_id!r} is not scored as of {date}: no purchase in the "

@@ -16,6 +16,8 @@ ACTIONS = ("callback", "exclusive_discount", "trial")
 # "none" is the segment of customers with no driver. Uplift priors are set per segment.
 DRIVERS = ("service", "price", "variety")
 SEGMENTS = (*DRIVERS, "none")
+# The canonical order statuses (see churn.data.statuses): only "completed" orders are purchases.
+ORDER_STATUSES = ("completed", "cancelled", "returned")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ class DataConfig:
 class ContractConfig:
     duplicate_rows: Policy = "quarantine"
     unknown_customers: Policy = "quarantine"
+    unmatched_suppressions: Literal["fail", "warn"] = "warn"
+    unknown_statuses: Policy = "fail"
+    # A shop's own status values: spelling -> "completed" | "cancelled" | "returned" (see churn.data.statuses).
+    statuses: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -236,9 +242,14 @@ def _build(cls: type, values: dict[str, Any], where: str, base: Any = None) -> A
 def _check(config: Config) -> Config:
     """Reject settings that would silently give nonsense."""
     c = config.contract
-    for name in ("duplicate_rows", "unknown_customers"):
+    for name in ("duplicate_rows", "unknown_customers", "unknown_statuses"):
         if getattr(c, name) not in ("fail", "quarantine"):
             raise ConfigError(f"contract.{name} must be 'fail' or 'quarantine'")
+    if c.unmatched_suppressions not in ("fail", "warn"):
+        raise ConfigError("contract.unmatched_suppressions must be 'fail' or 'warn'")
+    for spelling, status in c.statuses.items():
+        if status not in ORDER_STATUSES:
+            raise ConfigError(f"contract.statuses.{spelling}: {status!r} is not one of {', '.join(ORDER_STATUSES)}")
     if config.data.horizon_days < 1 or config.data.lookback_days < 1:
         raise ConfigError("data.horizon_days and data.lookback_days must be positive")
     lo, hi = config.score.risk_bands

@@ -75,3 +75,32 @@ def test_validate_and_models_speak_json_for_scripts(monkeypatch, capsys, synthet
     assert code == 0 and report["row_counts"]["orders"] > 0 and set(report["fingerprints"]) >= {"orders"}
     code, out, _ = run(monkeypatch, capsys, "models", "--models", str(tmp_path), "--json")
     assert code == 0 and json.loads(out) == []
+
+
+def test_validate_float_ids_against_integer_customers_keeps_every_order(monkeypatch, capsys, tmp_path):
+    # Issue 13, case 1: before, "orders: 0 rows ok, 3 quarantined" and exit 0.
+    pd.DataFrame({"customer_id": ["12346.0", "12347.0", "12347.0"], "order_id": ["1", "2", "3"],
+                  "order_ts": ["2024-01-01", "2024-01-02", "2024-01-03"], "amount": ["5", "6", "7"]}
+                 ).to_csv(tmp_path / "orders.csv", index=False)
+    pd.DataFrame({"customer_id": [12346, 12347]}).to_parquet(tmp_path / "customers.parquet")
+    pd.DataFrame({"customer_id": ["12346.0", "99999.0"], "reason": ["opt_out", "opt_out"]}
+                 ).to_csv(tmp_path / "suppressions.csv", index=False)
+    code, out, _ = run(monkeypatch, capsys, "validate", "--data", str(tmp_path), "--json")
+    report = json.loads(out)
+
+    assert code == 0 and report["row_counts"]["orders"] == 3 and report["quarantined"] == {}
+    assert report["unmatched"] == {"suppressions": {"rows": 1, "customers": 1, "first_ids": ["99999"],
+                                                    "against": "customers.parquet", "handling": "kept"}}
+    code, out, _ = run(monkeypatch, capsys, "validate", "--data", str(tmp_path))
+    assert code == 0 and "suppressions: 2 rows ok\n  customer_id: 1 row (1 customer id) matches no customer in " \
+                         "customers.parquet, kept; first ids: '99999'" in out
+
+
+def test_validate_ids_that_match_nothing_exits_1_in_one_line(monkeypatch, capsys, tmp_path):
+    pd.DataFrame({"customer_id": ["x1", "x2"], "order_id": ["1", "2"], "order_ts": ["2024-01-01", "2024-01-02"],
+                  "amount": ["5", "6"]}).to_csv(tmp_path / "orders.csv", index=False)
+    pd.DataFrame({"customer_id": ["a1", "a2"]}).to_csv(tmp_path / "customers.csv", index=False)
+    code, out, err = run(monkeypatch, capsys, "validate", "--data", str(tmp_path), "--json")
+
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.startswith("error: orders.csv: column customer_id: 2 rows not in customers.csv")

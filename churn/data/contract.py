@@ -13,6 +13,7 @@ missing from `customers`) follow `ContractConfig`: fail, or set the rows aside i
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +24,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churn.config import ContractConfig
+from churn.config import ORDER_STATUSES, ContractConfig
 from churn.errors import ContractError
+from churn.data import spelling, statuses
 from churn.data.io import SUFFIXES, read_raw, table_path
 
-__all__ = ["TABLES", "ColumnSpec", "TableSpec", "Dataset", "validate", "validate_tables", "write_quarantine"]
+log = logging.getLogger(__name__)
 
-Kind = Literal["id", "text", "timestamp", "date", "float", "int", "bool"]
+__all__ = ["TABLES", "ColumnSpec", "TableSpec", "Dataset", "Unmatched", "validate", "validate_tables",
+           "write_quarantine"]
+
+Kind = Literal["id", "label", "text", "timestamp", "date", "float", "int", "bool"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ TABLES: dict[str, TableSpec] = {
                 _col("coupon_used", "bool"),
                 _col("n_items", "int"),
                 _col("channel", "text"),
-                _col("status", "text"),
+                _col("status", "label"),
             ),
             required=True,
             key="order_id",
@@ -110,7 +115,7 @@ TABLES: dict[str, TableSpec] = {
             (
                 _col("customer_id", "id", True),
                 _col("event_ts", "timestamp", True),
-                _col("event_type", "text", True),
+                _col("event_type", "label", True),
             ),
             customer_rows=True,
         ),
@@ -119,8 +124,8 @@ TABLES: dict[str, TableSpec] = {
             (
                 _col("customer_id", "id", True),
                 _col("list_date", "date", True),
-                _col("action", "text", True),
-                _col("arm", "text", True, allowed=frozenset({"treated", "holdout"})),
+                _col("action", "label", True),
+                _col("arm", "label", True, allowed=frozenset({"treated", "holdout"})),
                 _col("contacted_ts", "timestamp"),
                 _col("outcome", "text"),
             ),
@@ -130,7 +135,7 @@ TABLES: dict[str, TableSpec] = {
             "suppressions",
             (
                 _col("customer_id", "id", True),
-                _col("reason", "text", True, allowed=frozenset({"opt_out", "do_not_contact", "deleted", "complaint"})),
+                _col("reason", "label", True, allowed=frozenset({"opt_out", "do_not_contact", "deleted", "complaint"})),
                 _col("since", "date"),
             ),
         ),
@@ -149,9 +154,41 @@ _FALSE = ("false", "0", "no")
 _SHOWN = 5  # offending rows quoted per problem
 
 
+@dataclass(frozen=True)
+class Unmatched:
+    """Rows of a table whose customer_id matches no known customer (see `Dataset.unmatched`)."""
+
+    rows: int  # rows with such an id
+    customers: int  # distinct such ids
+    first_ids: tuple[str, ...]  # the first few, in file order
+    against: str  # the file the ids were looked up in: customers (when present), else orders
+    handling: str  # "quarantined" (rows set aside) or "kept"
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready, for a run manifest."""
+        return {"rows": self.rows, "customers": self.customers, "first_ids": list(self.first_ids),
+                "against": self.against, "handling": self.handling}
+
+    def describe(self) -> str:
+        """'3 rows (2 customer ids) match no customer in orders.csv, kept; first ids: '17', '18''."""
+        ids = ", ".join(repr(i) for i in self.first_ids) + (", ..." if self.customers > len(self.first_ids) else "")
+        return (f"{self.rows} row{'s' if self.rows != 1 else ''} ({self.customers} customer "
+                f"id{'s' if self.customers != 1 else ''}) match{'es' if self.rows == 1 else ''} no customer in "
+                f"{self.against}, "
+                f"{self.handling}; first ids: {ids}")
+
+
 @dataclass
 class Dataset:
-    """Validated tables with canonical dtypes; absent optional tables are None."""
+    """Validated tables with canonical dtypes; absent optional tables are None.
+
+    `unmatched` says, per table (orders when a customers table exists, events, contacts,
+    suppressions), how many rows name a customer_id that no known customer has: known
+    customers are the `customers` table when present, else the customers in `orders`. Such
+    rows are quarantined (orders, events, contacts, under `contract.unknown_customers`, when a
+    customers table exists) or kept (a visitor who never bought; a suppression, which keeps
+    applying should that customer appear). Nothing is dropped without being counted there.
+    """
 
     orders: pd.DataFrame
     order_items: pd.DataFrame | None = None
@@ -162,6 +199,8 @@ class Dataset:
     quarantine: dict[str, pd.DataFrame] = field(default_factory=dict)  # rows set aside, with file_row, reason
     fingerprints: dict[str, str] = field(default_factory=dict)  # sha256 of each file read
     row_counts: dict[str, int] = field(default_factory=dict)  # rows kept per present table
+    unmatched: dict[str, Unmatched] = field(default_factory=dict)  # per table, ids matching no customer
+    sources: dict[str, str] = field(default_factory=dict)  # the file (or name) each table came from
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The present tables, by name."""
@@ -265,13 +304,16 @@ def _check(
     frames = {
         name: _parse_table(spec, raw[name], source[name], problems) for name, spec in TABLES.items() if name in raw
     }
+    if "orders" in frames and "status" in frames["orders"]:
+        frames["orders"] = _map_statuses(frames["orders"], source["orders"], found)
     for name, frame in frames.items():
         dup = _exact_duplicates(frame)
         message = _rows(source[name], None, dup, "", noun="exact duplicate row")
         frames[name] = found.soft(name, frame, dup, "duplicate_rows", "duplicate_row", message)
         _check_unique_key(frames[name], TABLES[name], source[name], problems)
     _check_order_items(frames, source, problems)
-    _handle_unknown_customers(frames, source, found)
+    unmatched = _match_customers(frames, source, found)
+    _check_required_left(frames, raw, source, found)
     if problems:
         raise ContractError("\n".join(problems))
     kept = {name: frame.reset_index(drop=True) for name, frame in frames.items()}
@@ -279,7 +321,10 @@ def _check(
         name: pd.concat(parts).sort_values("file_row", kind="stable").reset_index(drop=True)
         for name, parts in found.quarantine.items()
     }
-    return Dataset(**kept, quarantine=set_aside, row_counts={name: len(frame) for name, frame in kept.items()})
+    for name, what in unmatched.items():
+        (log.warning if name == "suppressions" else log.info)("%s: %s", source[name], what.describe())
+    return Dataset(**kept, quarantine=set_aside, row_counts={name: len(frame) for name, frame in kept.items()},
+                   unmatched=unmatched, sources=dict(source))
 
 
 def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str]) -> pd.DataFrame:
@@ -352,6 +397,22 @@ def _exact_duplicates(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(flagged, index=frame.index)
 
 
+def _map_statuses(orders: pd.DataFrame, source: str, found: _Findings) -> pd.DataFrame:
+    """orders.status as canonical statuses (`churn.data.statuses`); unknown values fail or go to quarantine."""
+    mapped, unknown = statuses.canonical(orders["status"], found.policy.statuses)
+    orders = orders.assign(status=mapped)
+    if not unknown.any():
+        return orders
+    counts = orders.loc[unknown, "status"].value_counts().sort_index().sort_values(ascending=False, kind="stable")
+    values = ", ".join(f"{value!r} ({n} row{'s' if n != 1 else ''})" for value, n in counts.iloc[:10].items())
+    values += ", ..." if len(counts) > 10 else ""
+    example = counts.index[0]
+    message = (_rows(source, "status", unknown, "with a status churn does not know", orders["status"])
+               + f"; unknown values: {values}; say what each means in churn.toml, e.g. [contract.statuses] "
+                 f'{example} = "cancelled" (one of {", ".join(ORDER_STATUSES)}: only completed orders are purchases)')
+    return found.soft("orders", orders, unknown, "unknown_statuses", "unknown_status", message)
+
+
 def _check_unique_key(frame: pd.DataFrame, spec: TableSpec, source: str, problems: list[str]) -> None:
     """Each key value (order_id in orders, customer_id in customers) on one row only."""
     if spec.key is None or spec.key not in frame:
@@ -375,29 +436,95 @@ def _check_order_items(frames: dict[str, pd.DataFrame], source: dict[str, str], 
         problems.append(_rows(source["order_items"], "order_id", orphan, rule, items["order_id"]))
 
 
-def _handle_unknown_customers(frames: dict[str, pd.DataFrame], source: dict[str, str], found: _Findings) -> None:
-    """Rows whose customer is not in `customers` (when it exists) fail or go to quarantine.
+def _match_customers(frames: dict[str, pd.DataFrame], source: dict[str, str], found: _Findings) -> dict[str, Unmatched]:
+    """Look every table's customer_id up among the known customers; return what matched nothing.
 
-    The items of a quarantined order follow it, so order_items never points at a missing order.
+    Known customers are the `customers` table when present, else the customers in `orders`.
+    With a customers table, unknown orders, events and contacts fail or go to quarantine
+    (`contract.unknown_customers`), and the items of a quarantined order follow it, so
+    order_items never points at a missing order. Suppressions are kept and counted, or refused
+    under `contract.unmatched_suppressions = "fail"`. Always an error, whatever the policy: ids
+    that match a known customer once case, separators and leading zeros are ignored (two files
+    spell ids differently), and orders, events or contacts none of whose rows is in the customers
+    table (not the same ids: the policy would set the whole table aside). A suppression list may
+    hold only people who never bought, so it is not refused for that; its unmatched ids are
+    counted and logged as a warning.
     """
     customers = frames.get("customers")
-    if customers is None or "customer_id" not in customers:
-        return
-    for name in [name for name, spec in TABLES.items() if spec.customer_rows and name in frames]:
-        frame = frames[name]
-        if "customer_id" not in frame:
+    reference = "customers" if customers is not None else "orders"
+    known_frame = frames.get(reference)
+    if known_frame is None or "customer_id" not in known_frame:
+        return {}
+    known = known_frame["customer_id"].dropna()
+    unmatched = {}
+    for name in ("orders", "events", "contacts", "suppressions"):
+        frame = frames.get(name)
+        if name == reference or frame is None or "customer_id" not in frame:
             continue
         ids = frame["customer_id"]
-        unknown = ids.notna() & ~_isin(ids, customers["customer_id"])
-        message = _rows(source[name], "customer_id", unknown, f"not in {source['customers']}", ids)
+        unknown = ids.notna() & ~_isin(ids, known)
+        if not unknown.any():
+            continue
+        against = source[reference]
+        loose = _loosely_known(ids[unknown], known)
+        if loose.any():
+            found.problems.append(_rows(
+                source[name], "customer_id", loose.reindex(ids.index, fill_value=False),
+                f"not in {against} as written, but in it once case, separators and leading zeros are ignored", ids)
+                + "; the two files spell the same ids differently: export both with the same ids")
+            continue
+        if unknown.all() and customers is not None and name != "suppressions":
+            first = ", ".join(repr(i) for i in known.iloc[:3])
+            found.problems.append(_rows(source[name], "customer_id", unknown, f"not in {against}", ids)
+                                  + f"; not one row matches, so these are not the same ids as in {against} "
+                                    f"({first}, ...): export both with the same ids")
+            continue
+        quarantine = customers is not None and name != "suppressions" and found.policy.unknown_customers == "quarantine"
+        unmatched[name] = _unmatched(ids[unknown], against, "quarantined" if quarantine else "kept")
+        if name == "suppressions":
+            if found.policy.unmatched_suppressions == "fail":
+                found.problems.append(_rows(source[name], "customer_id", unknown, f"not in {against}", ids)
+                                      + '; contract.unmatched_suppressions is "fail": fix the ids, or set it to '
+                                        '"warn" to keep them (they still apply should these customers appear)')
+            continue
+        if customers is None:
+            continue  # events or contacts of people who never bought: kept, counted
+        message = _rows(source[name], "customer_id", unknown, f"not in {against}", ids)
         frames[name] = found.soft(name, frame, unknown, "unknown_customers", "unknown_customer", message)
         items = frames.get("order_items")
-        if name == "orders" and items is not None and found.policy.unknown_customers == "quarantine" and unknown.any():
-            if "order_id" in frame and "order_id" in items:
-                kept_orders = frames["orders"]["order_id"]
-                gone = frame.loc[unknown, "order_id"]
-                follow = _isin(items["order_id"], gone) & ~_isin(items["order_id"], kept_orders)
-                frames["order_items"] = found.set_aside("order_items", items, follow, "unknown_customer")
+        if name == "orders" and items is not None and quarantine and "order_id" in frame and "order_id" in items:
+            kept_orders = frames["orders"]["order_id"]
+            gone = frame.loc[unknown, "order_id"]
+            follow = _isin(items["order_id"], gone) & ~_isin(items["order_id"], kept_orders)
+            frames["order_items"] = found.set_aside("order_items", items, follow, "unknown_customer")
+    return unmatched
+
+
+def _unmatched(ids: pd.Series, against: str, handling: str) -> Unmatched:
+    distinct = ids.drop_duplicates()
+    return Unmatched(rows=len(ids), customers=len(distinct), first_ids=tuple(distinct.iloc[:_SHOWN]),
+                     against=against, handling=handling)
+
+
+def _loosely_known(ids: pd.Series, known: pd.Series) -> pd.Series:
+    """True where an id matches a known id only loosely (case, separators, leading zeros ignored)."""
+    loose_known = spelling.loose_ids(known.drop_duplicates())
+    return _isin(spelling.loose_ids(ids), loose_known)
+
+
+def _check_required_left(frames: dict[str, pd.DataFrame], raw: dict[str, pd.DataFrame], source: dict[str, str],
+                         found: _Findings) -> None:
+    """A required table whose every row a policy set aside is an error, never an empty run."""
+    for name, spec in TABLES.items():
+        if not spec.required or name not in frames or len(frames[name]) or not len(raw[name]):
+            continue
+        parts = found.quarantine.get(name, [])
+        reasons = pd.concat(parts)["reason"].value_counts() if parts else pd.Series(dtype=int)
+        if not len(reasons):
+            continue  # already reported as a problem
+        why = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
+        found.problems.append(f"{source[name]}: all {len(raw[name])} rows were set aside ({why}): nothing is "
+                              f"left to work with; see the quarantine, fix the file or the [contract] policy")
 
 
 # --- parsers: raw column -> (canonical values, mask of present but unparsable cells) -------
@@ -421,7 +548,14 @@ def _cells(raw: pd.Series) -> pd.Series:
 
 
 def _parse_id(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    return _cells(raw), _none(raw)
+    """Ids in one written form (see `churn.data.spelling`); scientific notation is unparsable."""
+    ids = spelling.normal_ids(_cells(raw))
+    return ids, spelling.scientific_ids(ids)
+
+
+def _parse_label(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Labels in one written form: `Return Request` and `return-request` are `return_request`."""
+    return spelling.normal_labels(_as_text(raw)), _none(raw)
 
 
 def _parse_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -480,6 +614,7 @@ def _parse_bool(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 _PARSERS = {
     "id": _parse_id,
+    "label": _parse_label,
     "text": _parse_text,
     "timestamp": _parse_timestamp,
     "date": _parse_date,
@@ -488,6 +623,8 @@ _PARSERS = {
     "bool": _parse_bool,
 }
 _UNPARSABLE = {
+    "id": "in scientific notation, among numeric ids: a spreadsheet keeps six digits of such numbers, so the "
+          "exact id may be lost; export the column as text",
     "timestamp": "not an ISO 8601 timestamp (e.g. 2017-03-01T10:20:00)",
     "date": "not an ISO 8601 date (e.g. 2017-03-01)",
     "float": "not a number",

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from churn.errors import DataError
 from churn.features import segments
 
-EXCLUDED_STATUSES = ("returned", "cancelled")
 WINDOWS = (30, 90, 180, 365)
 EPOCH = pd.Timestamp("1970-01-01")
 # Event types that mean the customer came to look (engagement): login and visit.
@@ -181,6 +181,11 @@ ITEM_DERIVED = [
 def _event_features(event_types: Iterable[str]) -> list[Feature]:
     """Engagement and service features: days since, counts per type in windows and to date."""
     types = sorted(set(event_types))
+    slugs = pd.Series(types, dtype=object).map(_slug)
+    if slugs.duplicated().any():
+        clash = sorted(t for t, dup in zip(types, slugs.duplicated(keep=False)) if dup)
+        raise DataError(f"event types {clash} would share feature names: validate the data (churn.data.contract), "
+                        f"which writes each event type one way")
     feats = [Feature("days_since_event", "days since the last recorded event of any kind", "all history",
                      "events", "t - max(day)", "engagement")]
     engaged = [k for k in ENGAGEMENT_EVENTS if k in types]

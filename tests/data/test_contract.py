@@ -11,6 +11,7 @@ from churn.data import io
 from churn.config import ContractConfig
 from churn.data.contract import TABLES, Dataset, validate, validate_tables, write_quarantine
 from churn.errors import ContractError
+from tests.data import corpus
 
 FORMATS = ["csv", "parquet"]
 FAIL = ContractConfig(duplicate_rows="fail", unknown_customers="fail")
@@ -547,3 +548,229 @@ def test_validate_tables_default_source_is_table_name_and_no_fingerprints():
     assert data.row_counts["orders"] == 4
     with pytest.raises(ContractError, match=r"^orders: 1 exact duplicate row \(row 5\)"):
         validate_tables(with_duplicates(), FAIL)
+
+
+# --- ids written differently by different tools (issue 13, case 1) -------------------------
+
+
+def _mixed_dir(tmp_path, **tables):
+    """A data directory with each table in its own format: tables given as (frame, "csv" | "parquet")."""
+    for name, (frame, fmt) in tables.items():
+        io.write_tables({name: frame}, tmp_path, fmt)
+    return tmp_path
+
+
+@pytest.mark.parametrize("written", corpus.ID_SPELLINGS_CSV)
+def test_float_and_padded_ids_in_csv_match_the_customers(tmp_path, written):
+    customers = pd.DataFrame({"customer_id": [corpus.ID, "13483"]})
+    orders = corpus.orders([written, "13483"])
+    events = pd.DataFrame({"customer_id": [written], "event_ts": ["2024-01-02"], "event_type": ["visit"]})
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), customers=(customers, "csv"),
+                               events=(events, "csv")))
+
+    assert data.orders["customer_id"].tolist() == [corpus.ID, "13483"]
+    assert data.events["customer_id"].tolist() == [corpus.ID]
+    assert data.quarantine == {} and data.unmatched == {}
+
+
+@pytest.mark.parametrize("value", corpus.ID_VALUES_PARQUET)
+@pytest.mark.parametrize("customers_fmt", FORMATS)
+def test_parquet_ids_of_any_type_match_csv_ids(tmp_path, value, customers_fmt):
+    customers = pd.DataFrame({"customer_id": ["13482.0", " 13483"]})
+    orders = corpus.orders([value, 13483 if not isinstance(value, str) else "13483"])
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "parquet"), customers=(customers, customers_fmt)))
+
+    assert data.orders["customer_id"].tolist() == data.customers["customer_id"].tolist() == [corpus.ID, "13483"]
+    assert data.quarantine == {}
+
+
+def test_float_ids_with_gaps_in_parquet_become_integer_text(tmp_path):
+    suppressions = pd.DataFrame({"customer_id": [13482.0, float("nan"), 13483.0], "reason": ["opt_out"] * 3})
+    orders = corpus.orders([corpus.ID, "13483"])
+    with pytest.raises(ContractError, match=r"suppressions.parquet: column customer_id: 1 row empty \(row 2\)"):
+        validate(_mixed_dir(tmp_path, orders=(orders, "csv"), suppressions=(suppressions, "parquet")))
+
+
+@pytest.mark.parametrize("written", corpus.ID_SCIENTIFIC)
+def test_ids_in_scientific_notation_are_refused_naming_the_rows(tmp_path, written):
+    orders = corpus.orders(["13481", written])
+    with pytest.raises(ContractError) as err:
+        validate(_mixed_dir(tmp_path, orders=(orders, "csv")))
+
+    assert str(err.value).startswith(f"orders.csv: column customer_id: 1 row in scientific notation")
+    assert f"(row 2: '{written}')" in str(err.value) and "export the column as text" in str(err.value)
+
+
+def test_scientific_looking_codes_among_letter_codes_are_ordinary_ids(tmp_path):
+    orders = corpus.orders(["A12", "1E5", "7E4B"])
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv")))
+
+    assert data.orders["customer_id"].tolist() == ["A12", "1E5", "7E4B"]
+
+
+def test_the_issue_case_float_orders_int_customers_keeps_every_order(tmp_path):
+    # Issue 13, case 1: orders carry 13482.0, customers 13482; before, every order was quarantined.
+    ids = [str(12346 + i) for i in range(50)]
+    customers = pd.DataFrame({"customer_id": [int(i) for i in ids]})
+    orders = corpus.orders([f"{i}.0" for i in ids])
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), customers=(customers, "parquet")))
+
+    assert data.row_counts["orders"] == 50 and data.quarantine == {} and data.unmatched == {}
+
+
+def test_suppressions_written_as_floats_keep_customers_off_the_lists(tmp_path):
+    # Issue 13, case 1: a suppressions.csv listing every customer as opt_out with ids like 12346.0
+    # was ignored, and the lists were full of opted-out customers.
+    from churn.config import WinbackConfig
+    from churn.decide import winback
+
+    ids = [str(12346 + i) for i in range(40)]
+    orders = corpus.orders([int(i) for i in ids])
+    suppressions = pd.DataFrame({"customer_id": [f"{i}.0" for i in ids], "reason": ["opt_out"] * 40})
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "parquet"), suppressions=(suppressions, "csv")))
+    scores = pd.DataFrame({"customer_id": data.orders["customer_id"], "p_churn": 0.9, "value": 500.0,
+                           "lifecycle_stage": "active", "value_tier": "high", "avg_basket": 50.0,
+                           "risk_band": "high"})
+    suppressed = set(data.suppressions["customer_id"])
+
+    assert suppressed == set(scores["customer_id"]) and data.unmatched == {}
+    for column in ("service", "price", "variety"):
+        scores[f"driver_{column}"] = False
+    taken = winback.assign(scores, suppressed, WinbackConfig(), "2024-06-30")
+    assert len(taken) == 0
+
+
+def test_without_customers_events_and_float_orders_stay_attached(tmp_path):
+    # Issue 13, case 1: no customers table, events 12346 and orders 12346.0 used to detach.
+    from churn.features.engine import build_features
+
+    orders = corpus.orders(["12346.0", "12347.0"])
+    events = pd.DataFrame({"customer_id": ["12346", "12347"], "event_ts": ["2024-01-05", "2024-01-06"],
+                           "event_type": ["complaint", "complaint"]})
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), events=(events, "csv")))
+    got = build_features(data, ["2024-01-31"]).set_index("customer_id")
+
+    assert got["event_complaint_all"].to_dict() == {"12346": 1.0, "12347": 1.0}
+    assert data.unmatched == {}
+
+
+def test_unmatched_suppressions_are_kept_counted_and_warned(tmp_path, caplog):
+    orders = corpus.orders(["1", "2"])
+    suppressions = pd.DataFrame({"customer_id": ["2", "8", "9", "9"], "reason": ["opt_out", "opt_out", "deleted",
+                                                                                   "complaint"]})
+    with caplog.at_level("WARNING", logger="churn.data.contract"):
+        data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), suppressions=(suppressions, "csv")))
+
+    assert data.suppressions["customer_id"].tolist() == ["2", "8", "9", "9"]
+    assert data.unmatched["suppressions"].as_dict() == {
+        "rows": 3, "customers": 2, "first_ids": ["8", "9"], "against": "orders.csv", "handling": "kept"}
+    assert "suppressions.csv: 3 rows (2 customer ids) match no customer in orders.csv, kept; first ids: '8', '9'" \
+        in caplog.text
+
+
+def test_unmatched_suppressions_fail_policy(tmp_path):
+    orders = corpus.orders(["1", "2"])
+    suppressions = pd.DataFrame({"customer_id": ["2", "8"], "reason": ["opt_out", "opt_out"]})
+    with pytest.raises(ContractError) as err:
+        validate(_mixed_dir(tmp_path, orders=(orders, "csv"), suppressions=(suppressions, "csv")),
+                 ContractConfig(unmatched_suppressions="fail"))
+
+    assert str(err.value).startswith("suppressions.csv: column customer_id: 1 row not in orders.csv (row 2: '8'); "
+                                     'contract.unmatched_suppressions is "fail"')
+
+
+def test_events_and_contacts_of_people_who_never_bought_are_kept_and_counted(tmp_path):
+    orders = corpus.orders(["1", "2"])
+    events = pd.DataFrame({"customer_id": ["1", "7", "7"], "event_ts": ["2024-01-05", "2024-01-05", "2024-01-06"],
+                           "event_type": ["visit"] * 3})
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), events=(events, "csv")))
+
+    assert data.events["customer_id"].tolist() == ["1", "7", "7"]
+    assert data.unmatched["events"].as_dict() == {
+        "rows": 2, "customers": 1, "first_ids": ["7"], "against": "orders.csv", "handling": "kept"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_quarantined_unknown_customers_are_counted_as_unmatched(tmp_path, fmt):
+    data = validate(write(tmp_path, with_unknown_customers(), fmt))
+
+    assert {name: u.handling for name, u in data.unmatched.items()} == {
+        "orders": "quarantined", "events": "quarantined", "suppressions": "kept"}  # c3 is suppressed, not a customer
+    assert data.unmatched["orders"].first_ids == ("c3",) and data.unmatched["events"].rows == 1
+
+
+@pytest.mark.parametrize(("in_table", "in_customers"), corpus.ID_LOOSE_MISMATCHES)
+@pytest.mark.parametrize("table", ["orders", "suppressions"])
+def test_ids_spelled_differently_across_files_are_refused_naming_the_rows(tmp_path, table, in_table, in_customers):
+    customers = pd.DataFrame({"customer_id": [in_customers, "99"]})
+    frames = {"orders": corpus.orders(["99"]), "customers": customers}
+    if table == "orders":
+        frames["orders"] = corpus.orders(["99", in_table])
+    else:
+        frames["suppressions"] = pd.DataFrame({"customer_id": [in_table], "reason": ["opt_out"]})
+    with pytest.raises(ContractError) as err:
+        validate(_mixed_dir(tmp_path, **{name: (frame, "csv") for name, frame in frames.items()}))
+    message = str(err.value)
+
+    row = 2 if table == "orders" else 1
+    assert message == (f"{table}.csv: column customer_id: 1 row not in customers.csv as written, but in it once case, "
+                       f"separators and leading zeros are ignored (row {row}: '{in_table}'); the two files spell the "
+                       f"same ids differently: export both with the same ids")
+
+
+def test_a_policy_that_would_empty_the_orders_stops_the_run(tmp_path):
+    # Before, `churn validate` said "orders: 0 rows ok, 46629 quarantined" and exited 0.
+    customers = pd.DataFrame({"customer_id": ["a1", "a2"]})
+    orders = corpus.orders(["x1", "x2", "x3"])
+    with pytest.raises(ContractError) as err:
+        validate(_mixed_dir(tmp_path, orders=(orders, "csv"), customers=(customers, "csv")))
+
+    assert str(err.value) == ("orders.csv: column customer_id: 3 rows not in customers.csv (rows 1, 2, 3: 'x1', 'x2', "
+                              "'x3'); not one row matches, so these are not the same ids as in customers.csv ('a1', "
+                              "'a2', ...): export both with the same ids")
+
+
+# --- labels: one event type, action, arm or reason in several spellings (issue 13, case 3) ---
+
+
+@pytest.mark.parametrize(("kind", "spellings"), corpus.EVENT_TYPE_SPELLINGS.items())
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_event_type_spellings_become_one_type(tmp_path, fmt, kind, spellings):
+    n = len(spellings)
+    events = pd.DataFrame({"customer_id": ["c1"] * n, "event_ts": [f"2017-03-{i + 1:02d}" for i in range(n)],
+                           "event_type": spellings})
+    data = validate(write(tmp_path, {"orders": valid_tables()["orders"], "events": events}, fmt))
+
+    assert data.events["event_type"].tolist() == [kind] * n
+
+
+def test_the_issue_case_complaint_beside_Complaint_counts_as_one_type():
+    # Issue 13, case 3: before, `churn score` and `churn train` exited 70 with KeyError 'event_complaint_30d'.
+    from churn.features.engine import build_features
+
+    orders = corpus.orders(["a", "b"])
+    events = pd.DataFrame({"customer_id": ["a", "a", "b"], "event_ts": ["2024-01-20", "2024-01-25", "2024-01-26"],
+                           "event_type": ["complaint", "Complaint", "COMPLAINT "]})
+    got = build_features(validate_tables({"orders": orders, "events": events}), ["2024-01-31"]).set_index("customer_id")
+
+    assert got["event_complaint_30d"].to_dict() == {"a": 2.0, "b": 1.0}
+    assert [c for c in got.columns if "omplaint" in c] == ["event_complaint_30d", "event_complaint_90d",
+                                                             "event_complaint_all"]
+
+
+def test_arms_reasons_and_actions_are_read_in_any_spelling(tmp_path):
+    contacts = valid_tables()["contacts"].assign(arm=["Treated", " HOLDOUT"], action=["Callback", "Exclusive Discount"])
+    suppressions = valid_tables()["suppressions"].assign(reason=["Opt-Out"])
+    data = validate(write(tmp_path, {**valid_tables(), "contacts": contacts, "suppressions": suppressions}))
+
+    assert data.contacts["arm"].tolist() == ["treated", "holdout"]
+    assert data.contacts["action"].tolist() == ["callback", "exclusive_discount"]
+    assert data.suppressions["reason"].tolist() == ["opt_out"]
+
+
+def test_event_types_sharing_a_feature_name_are_a_clear_error_without_the_contract():
+    from churn.errors import DataError
+    from churn.features.catalogue import catalogue
+
+    with pytest.raises(DataError, match=r"event types \['Complaint', 'complaint'\] would share feature names"):
+        catalogue(["complaint", "Complaint"])
