@@ -339,7 +339,8 @@ def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) ->
     if as_json:
         _print_json([{"version": m["version"], "champion": m["version"] == champion,
                       "model_kind": m.get("model_kind", "xgboost"), "horizon_days": m["horizon_days"],
-                      "as_of": m["as_of"], "gate": m.get("gate"),
+                      "as_of": m["as_of"], "gate": m.get("gate"), "quality": registry.quality(m),
+                      "served_reason": m.get("served_reason"),
                       "backtest": {k: (m.get("backtest") or {}).get(k) for k in ("test_cutoff", "models")}}
                      for m in registry.list_versions(models)])
         return
@@ -349,10 +350,13 @@ def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) ->
         mark = "*" if meta["version"] == champion else " "
         text = (f"ROC-AUC {m['roc_auc']:.3f} ECE {m['ece']:.3f} on {bt['test_cutoff']}"
                 if m.get("roc_auc") is not None else "not backtested")
+        band = registry.quality(meta)
+        text += f"  quality {band['band']}" if band else ""
         gate = meta.get("gate") or {}
         note = "" if meta["version"] == champion or not gate else f"  [challenger: {gate.get('reason', '')}]"
+        served = f"  [{meta['served_reason']}]" if meta.get("served_reason") else ""
         typer.echo(f"{mark} {meta['version']}  {meta.get('model_kind', 'xgboost')}  horizon "
-                   f"{meta['horizon_days']}d  {text}{note}")
+                   f"{meta['horizon_days']}d  {text}{note}{served}")
 
 
 @app.command()
