@@ -225,12 +225,18 @@ def outcomes(data: DataOpt,
     if as_json:
         _print_json({"n_measured": len(found.follow), "list_dates": dates,
                      "orders_through": found.orders_through, "summary": _records(table),
+                     "ranking": _records(found.ranking) if found.ranking is not None else [],
                      "uplift": _records(found.estimates), "n_uplift_measured": len(learned),
                      "summary_csv": str(out / "outcomes.csv")})
         return
     typer.echo(f"outcomes of {len(found.follow)} listed customers, list dates {dates[0]} to {dates[-1]}, "
                f"orders through {found.orders_through}")
     typer.echo(_outcomes_table(table))
+    if found.ranking is not None:
+        for r in found.ranking.itertuples():
+            typer.echo(f"  {r.action:<19}" + (f"uplift@capacity {r.uplift_at_capacity:+.3f} ({r.ci_low:+.3f}..{r.ci_high:+.3f}),"
+                                                f" Qini of the list's ranking {r.qini_list:+.4f}" if r.claim == "measured"
+                                                else r.claim))
     typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
                f"summary written to {out / 'outcomes.csv'}")
 

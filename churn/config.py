@@ -139,6 +139,9 @@ class OutcomesConfig:
     prior_strength: float = 200.0
     min_holdout: int = 20
     confidence: float = 0.95
+    learned_strength: float = 500.0
+    min_claim_treated: int = 200
+    min_claim_holdout: int = 50
 
 
 @dataclass(frozen=True)
