@@ -178,6 +178,8 @@ def backtest(data: DataOpt, test_cutoff: Annotated[str, typer.Option("--test-cut
     for run in report.get("rolling", []):
         if run["test_cutoff"] != report["test_cutoff"]:
             typer.echo(_metrics_table(run))
+    if report.get("rolling"):
+        typer.echo("calibration per test cutoff:\n  " + "\n  ".join(evaluate.rolling_calibration(report)))
     typer.echo(f"written to {out}")
 
 

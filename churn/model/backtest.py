@@ -292,3 +292,15 @@ def backtest(dataset: Dataset, test_cutoff: object, config: Config, split: Split
                    for key in ("roc_auc", "pr_auc", "top_decile_lift", "brier", "ece")}
             for name in report["models"] if all(name in r["models"] for r in runs)}
     return report
+
+
+def rolling_calibration(report: dict[str, Any]) -> list[str]:
+    """One line per rolling test cutoff: each model's ECE, and the seasonal correction XGBoost used."""
+    lines = []
+    for run in report.get("rolling", []):
+        eces = ", ".join(f"{name} {m['ece']:.3f}" for name, m in run["models"].items() if m.get("ece") is not None)
+        season = (run.get("season") or {}).get("method")
+        lines.append(f"{run['test_cutoff']}: churn rate {run['base_rate']:.1%}, ECE {eces}"
+                     + (f" (seasonal correction: {season})" if season else ""))
+    return lines
+

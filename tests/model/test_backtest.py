@@ -86,3 +86,16 @@ def test_quality_band_where_most_customers_churn_reads_the_ranking_not_the_lift(
     # At a 97% churn rate a perfect top decile lifts 1.03x: the ROC-AUC's Gini decides instead.
     assert _band(1.03, 0.01, auc=0.92, ci=(0.87, 0.97), base_rate=0.97)["band"] == "Excellent"
     assert _band(1.03, 0.01, auc=0.62, ci=(0.55, 0.7), base_rate=0.97)["band"] == "Fair"
+
+
+def test_rolling_calibration_gives_one_line_per_month_with_each_models_ece_and_the_correction():
+    from churn.model.backtest import rolling_calibration
+
+    run = lambda day, ece, season: {"test_cutoff": day, "base_rate": 0.3,  # noqa: E731
+                                    "models": {"xgboost": {"ece": ece}, "bgnbd": {"ece": 0.05}},
+                                    "season": season}
+    report = {"rolling": [run("2024-05-01", 0.184, {"method": "none"}), run("2024-06-01", 0.034, None)]}
+    assert rolling_calibration(report) == [
+        "2024-05-01: churn rate 30.0%, ECE xgboost 0.184, bgnbd 0.050 (seasonal correction: none)",
+        "2024-06-01: churn rate 30.0%, ECE xgboost 0.034, bgnbd 0.050"]
+    assert rolling_calibration({"models": {}}) == []
