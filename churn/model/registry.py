@@ -139,7 +139,8 @@ def _model_card(meta: dict[str, Any]) -> str:
               "- Scores are valid for customers active in the year before the scoring date; a customer's "
               "first weeks carry little history.",
               "- Calibration is fitted on one recent month: a shift in the churn rate (season, a campaign) "
-              "moves the probabilities before it moves the ranking; watch the calibration curve after each retrain.",
+              "moves the probabilities before it moves the ranking; the seasonal correction covers a season "
+              "that repeats yearly once two years of orders show it; watch the calibration curve after each retrain.",
               "- Metrics come from one data set's past months; a new store or channel needs its own backtest.",
               "- BG/NBD treats every customer as buying at a steady rate until an unseen drop-out; it knows "
               "nothing of the season or of service trouble.", ""]
