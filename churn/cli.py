@@ -198,6 +198,7 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
     """Out-of-time evaluation of the model and the baselines on the same split(s)."""
     from churn import pipeline
     from churn.data.io import write_json
+    from churn.model.backtest import rolling_calibration
 
     cfg = _config(config, horizon)
     with _progress_bar() as progress:
@@ -207,6 +208,8 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
     for run in report.get("rolling", []):
         if run["test_cutoff"] != report["test_cutoff"]:
             typer.echo(_metrics_table(run))
+    if report.get("rolling"):
+        typer.echo("calibration per test cutoff:\n  " + "\n  ".join(rolling_calibration(report)))
     typer.echo(f"written to {out}")
 
 
@@ -253,12 +256,18 @@ def outcomes(data: DataOpt,
     if as_json:
         _print_json({"n_measured": len(found.follow), "list_dates": dates,
                      "orders_through": found.orders_through, "summary": _records(table),
+                     "ranking": _records(found.ranking) if found.ranking is not None else [],
                      "uplift": _records(found.estimates), "n_uplift_measured": len(learned),
                      "summary_csv": str(result.summary_csv)})
         return
     typer.echo(f"outcomes of {len(found.follow)} listed customers, list dates {dates[0]} to {dates[-1]}, "
                f"orders through {found.orders_through}")
     typer.echo(_outcomes_table(table))
+    if found.ranking is not None:
+        for r in found.ranking.itertuples():
+            typer.echo(f"  {r.action:<19}" + (f"uplift@capacity {r.uplift_at_capacity:+.3f} ({r.ci_low:+.3f}..{r.ci_high:+.3f}),"
+                                                f" Qini of the list's ranking {r.qini_list:+.4f}" if r.claim == "measured"
+                                                else r.claim))
     typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
                f"summary written to {result.summary_csv}")
 
@@ -370,7 +379,8 @@ def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) ->
     if as_json:
         _print_json([{"version": m["version"], "champion": m["version"] == champion,
                       "model_kind": m.get("model_kind", "xgboost"), "horizon_days": m["horizon_days"],
-                      "as_of": m["as_of"], "gate": m.get("gate"),
+                      "as_of": m["as_of"], "gate": m.get("gate"), "quality": registry.quality(m),
+                      "served_reason": m.get("served_reason"),
                       "backtest": {k: (m.get("backtest") or {}).get(k) for k in ("test_cutoff", "models")}}
                      for m in registry.list_versions(models)])
         return
@@ -380,10 +390,13 @@ def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) ->
         mark = "*" if meta["version"] == champion else " "
         text = (f"ROC-AUC {m['roc_auc']:.3f} ECE {m['ece']:.3f} on {bt['test_cutoff']}"
                 if m.get("roc_auc") is not None else "not backtested")
+        band = registry.quality(meta)
+        text += f"  quality {band['band']}" if band else ""
         gate = meta.get("gate") or {}
         note = "" if meta["version"] == champion or not gate else f"  [challenger: {gate.get('reason', '')}]"
+        served = f"  [{meta['served_reason']}]" if meta.get("served_reason") else ""
         typer.echo(f"{mark} {meta['version']}  {meta.get('model_kind', 'xgboost')}  horizon "
-                   f"{meta['horizon_days']}d  {text}{note}")
+                   f"{meta['horizon_days']}d  {text}{note}{served}")
 
 
 @app.command()

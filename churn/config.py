@@ -60,6 +60,9 @@ class ModelConfig:
     calibration_share: float = 0.5
     min_train_customers: int = 500
     min_train_churners: int = 50
+    min_train_minority: int = 50
+    season_correction: str = "auto"
+    season_min_checks: int = 3
     n_jobs: int = 1
 
 
@@ -69,6 +72,11 @@ class EvaluateConfig:
     n_bootstrap_segments: int = 100
     confidence: float = 0.95
     n_rolling: int = 1
+    # Quality band: the backtest's top-decile lift as a share of the best lift possible at its
+    # churn rate, at least this for Excellent / Good / Fair (below: Poor).
+    band_excellent: float = 0.6
+    band_good: float = 0.4
+    band_fair: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,9 @@ class OutcomesConfig:
     prior_strength: float = 200.0
     min_holdout: int = 20
     confidence: float = 0.95
+    learned_strength: float = 500.0
+    min_claim_treated: int = 200
+    min_claim_holdout: int = 50
 
 
 @dataclass(frozen=True)
@@ -277,6 +288,14 @@ def _check(config: Config) -> Config:
         raise ConfigError("quality: max_lag_days >= 0, volume_window_days >= 1 and max_volume_change > 0")
     if config.outcomes.prior_strength <= 0 or not 0 < config.outcomes.confidence < 1:
         raise ConfigError("outcomes: prior_strength must be positive and confidence in (0, 1)")
+    ev = config.evaluate
+    if not 0 <= ev.band_fair <= ev.band_good <= ev.band_excellent <= 1:
+        raise ConfigError("evaluate.band_fair <= evaluate.band_good <= evaluate.band_excellent, all within 0-1")
+    if config.model.min_train_minority < 0:
+        raise ConfigError("model.min_train_minority must be >= 0")
+    if config.model.season_correction not in ("auto", "none", "prior_shift") or config.model.season_min_checks < 1:
+        raise ConfigError("model.season_correction must be 'auto', 'none' or 'prior_shift' and "
+                          "model.season_min_checks at least 1")
     if config.cache.feature_days < 0 or config.cache.feature_max_gb <= 0:
         raise ConfigError("cache: feature_days must be >= 0 (0 turns the cache off) and feature_max_gb positive")
     return config

@@ -57,6 +57,7 @@ def test_train_then_score_through_the_cli(monkeypatch, capsys, synthetic_dir, tm
     assert "registered" in out and "xgboost" in out
     code, out, _ = run(monkeypatch, capsys, "models", "--models", str(models))
     assert code == 0 and out.startswith("* ") and "horizon 60d" in out
+    assert any(f"quality {band}" in out for band in ("Excellent", "Good", "Fair", "Poor"))
     code, out, err = run(monkeypatch, capsys, "score", "--data", str(synthetic_dir), "--date", "2024-06-30",
                          "--out", str(tmp_path / "out"), "--models", str(models), "--config", str(config))
     assert code == 0, err

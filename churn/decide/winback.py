@@ -134,13 +134,16 @@ def prior_uplift(config: WinbackConfig) -> dict[str, dict[str, float]]:
 
 def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
                run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
-               uplift: Uplift | None = None, positive_only: bool = False) -> pd.DataFrame:
+               uplift: Uplift | None = None, positive_only: bool = False,
+               customer_uplift: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every eligible (customer, action) pair with its segment, uplift, cost and EV.
 
     `row` is the customer's position in `scores`. `last_listed`: the last date each customer
     was listed (either arm) or contacted, indexed by customer id; a customer listed within an
     action's cooldown is not a candidate for it. Suppressed customers are never candidates,
-    whatever else holds. `positive_only` keeps the pairs with EV > 0 only.
+    whatever else holds. `positive_only` keeps the pairs with EV > 0 only. `customer_uplift`
+    (one row per row of `scores`, one column per action: `churn.decide.uplift.UpliftModel.predict`)
+    replaces the segment's uplift customer by customer where it has a value.
     """
     uplift = prior_uplift(config) if uplift is None else uplift
     p = scores["p_churn"].to_numpy(dtype="float64")
@@ -159,6 +162,9 @@ def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig
             ok &= drv[list(policy.drivers)].to_numpy().any(axis=1)
         rows = np.flatnonzero(ok)
         segment, lift = _segment(drv.iloc[rows], uplift[action])
+        if customer_uplift is not None and action in customer_uplift:
+            learned = customer_uplift[action].to_numpy(dtype="float64")[rows]
+            lift = np.where(np.isnan(learned), lift, learned)
         offer_value = policy.basket_share_cost * basket[rows]
         cost = (policy.fixed_cost + offer_value) * policy.cost_probability
         ev = p[rows] * lift * value[rows] - cost
@@ -216,9 +222,11 @@ def _draw(campaign: str, customer_id: str) -> float:
 
 def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
            run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
-           uplift: Uplift | None = None, rank_by: str = "ev", random_state: int = 0) -> pd.DataFrame:
+           uplift: Uplift | None = None, rank_by: str = "ev", random_state: int = 0,
+           customer_uplift: pd.DataFrame | None = None) -> pd.DataFrame:
     """The customers taken for the lists: one action each, with arm (treated/holdout) and rank.
 
+    `customer_uplift`: learned uplift per customer and action (see `candidates`).
     `rank_by="ev"` is the policy. "risk" (p_churn order; each customer gets the first action in
     callback, exclusive_discount, trial order with room left) and "random" ignore EV: they are
     the baselines of bench/winback_sim.py. Returns the score columns of the customers taken
@@ -226,7 +234,8 @@ def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
     """
     if rank_by not in ("ev", "risk", "random"):
         raise ValueError(f"rank_by must be 'ev', 'risk' or 'random', not {rank_by!r}")
-    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=rank_by == "ev")
+    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=rank_by == "ev",
+                       customer_uplift=customer_uplift)
     if rank_by == "random":
         priority = np.random.default_rng(random_state).random(len(pairs))
     else:

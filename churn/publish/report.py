@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from churn.model import explain
+from churn.model import explain, registry
 from churn.publish import charts
 from churn.config import Config, LifecycleConfig
 from churn.errors import DataError
@@ -412,6 +412,10 @@ def _quality_section(inputs: ReportInputs) -> str:
                f"on {bt['val_cutoff']}, tested on {bt['test_cutoff']} ({bt['n_test']:,} customers, churn rate "
                f"{bt['base_rate']:.1%}). Intervals: bootstrap over customers."),
             _table(pd.DataFrame(metrics_rows({"models": {n: bt["models"][n] for n in _model_first(bt["models"])}})))]
+    band = registry.quality(inputs.metadata)
+    if band:
+        body.insert(0, _p(f"Quality of the model served ({inputs.metadata.get('model_kind', 'xgboost')}): "
+                          f"{band['text']}."))
     if bt.get("rolling"):
         rolling = pd.DataFrame([{"test cutoff": r["test_cutoff"], "n": r["n_test"],
                                  **{name: m["roc_auc"] for name, m in r["models"].items()}} for r in bt["rolling"]])

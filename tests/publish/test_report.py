@@ -130,3 +130,4 @@ def test_report_command_writes_one_self_contained_file_without_customer_ids(
     flagged = re.findall(r'<tr class="flag"><td>([a-z0-9_]+)</td>', page)
     assert "orders_90d" in flagged
     assert "Buying less often" in page and "3 held out" in page
+    assert re.search(r"Quality of the model served \(\w+\): (Excellent|Good|Fair|Poor) \(", page)
