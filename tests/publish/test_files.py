@@ -35,3 +35,19 @@ def test_a_failed_publish_leaves_the_previous_outputs_untouched(tmp_path):
             raise RuntimeError("disk full")
     assert (target / "manifest.json").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["2024-05-01"]  # no staging left behind
+
+
+def test_published_folders_respect_the_umask_not_owner_only(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "2024-05-01") as staging:
+            (staging / "manifest.json").write_text("{}")
+        assert (tmp_path / "2024-05-01").stat().st_mode & 0o777 == 0o755  # a team share can read it
+        os.umask(0o077)
+        with atomic_dir(tmp_path / "2024-05-02") as staging:
+            pass
+        assert (tmp_path / "2024-05-02").stat().st_mode & 0o777 == 0o700  # a private umask stays private
+    finally:
+        os.umask(old)
