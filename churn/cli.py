@@ -306,7 +306,7 @@ def explain_customer(
     stage = lifecycle_stage(row, cfg.lifecycle).iloc[0]
     typer.echo(f"customer {customer_id} as of {date}: churn risk {p:.1%} ({band}), stage {stage}; "
                f"model {meta['version']}, horizon {meta['horizon_days']} days")
-    found = explain.reasons(row, contributions)
+    found = explain.reasons(row, contributions, currency=cfg.business.currency)
     typer.echo("reasons raising the risk:")
     for i in (1, 2, 3):
         if isinstance(found[f"reason_{i}"].iloc[0], str):

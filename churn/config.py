@@ -160,6 +160,23 @@ class ReportConfig:
     dependence_plots: int = 4
     psi_bins: int = 10
     psi_threshold: float = 0.2
+    min_per_arm: int = 30  # fewer treated or holdout customers than this in a row: "too few to tell"
+
+
+@dataclass(frozen=True)
+class BusinessConfig:
+    """What the lists and the report say about money and offers."""
+
+    currency: str = "USD"
+    coupon_min_value: float = 5.0
+    coupon_step: float = 1.0
+    coupon_valid_days: int = 14
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    webhook_url: str = ""
+    webhook_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +195,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    business: BusinessConfig = field(default_factory=BusinessConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def with_horizon(self, horizon_days: int | None) -> Config:
         """Return a copy with another churn horizon (None keeps this one)."""
@@ -260,7 +279,24 @@ def _check(config: Config) -> Config:
         raise ConfigError("outcomes: prior_strength must be positive and confidence in (0, 1)")
     if config.cache.feature_days < 0 or config.cache.feature_max_gb <= 0:
         raise ConfigError("cache: feature_days must be >= 0 (0 turns the cache off) and feature_max_gb positive")
+    if config.report.min_per_arm < 1:
+        raise ConfigError("report.min_per_arm must be at least 1")
+    _check_business(config.business)
+    url = config.alerts.webhook_url
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"alerts.webhook_url must start with http:// or https:// (or be empty), not {url!r}")
+    if config.alerts.webhook_timeout_seconds <= 0:
+        raise ConfigError("alerts.webhook_timeout_seconds must be positive")
     return config
+
+
+def _check_business(business: BusinessConfig) -> None:
+    if len(business.currency) > 8 or any(c.isspace() or c.isdigit() for c in business.currency):
+        raise ConfigError(f"business.currency: a code or symbol such as 'USD', 'EUR' or '£', not {business.currency!r}")
+    if business.coupon_min_value < 0 or business.coupon_step < 0:
+        raise ConfigError("business.coupon_min_value and business.coupon_step must be >= 0")
+    if business.coupon_valid_days < 1:
+        raise ConfigError("business.coupon_valid_days must be at least 1")
 
 
 def _check_actions(winback: WinbackConfig) -> None:

@@ -138,7 +138,7 @@ def _lists(scores: pd.DataFrame, model: ChurnModel, suppressed: set[str], histor
            run_date: RunDate, config: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
     """EV policy, reasons for the customers taken, and the per-action lists for the service team."""
     taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift)
-    scores = scoring.add_reasons(scores, model, taken["customer_id"])
+    scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
     reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
     taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
     return scores, taken, winback.service_lists(taken, run_date, config.winback)
