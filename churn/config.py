@@ -91,6 +91,11 @@ class ActionPolicy:
     uplift: dict[str, float] = field(default_factory=lambda: {s: 0.05 for s in SEGMENTS})
     cooldown_days: int = 30  # no new list for a customer contacted or held out this recently
     due_days: int = 7  # the list's due date: run date + due_days
+    # An offer priced on the basket (the comeback coupon): at least min_offer_value, rounded up to
+    # a multiple of offer_step (0: not rounded), valid offer_valid_days; the list says so.
+    min_offer_value: float = 0.0
+    offer_step: float = 0.0
+    offer_valid_days: int = 14
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class WinbackConfig:
         stages=("new", "active", "dormant"), value_tiers=("mid", "high"), fixed_cost=12.0,
         uplift={"service": 0.30, "price": 0.08, "variety": 0.08, "none": 0.10}, cooldown_days=60, due_days=2))
     exclusive_discount: ActionPolicy = field(default_factory=lambda: ActionPolicy(
-        basket_share_cost=0.2, cost_probability=0.35,
+        basket_share_cost=0.2, cost_probability=0.35, min_offer_value=5.0, offer_step=1.0,
         uplift={"service": 0.05, "price": 0.25, "variety": 0.06, "none": 0.06}))
     trial: ActionPolicy = field(default_factory=lambda: ActionPolicy(
         value_tiers=("low", "mid"), fixed_cost=6.0,
@@ -165,12 +170,9 @@ class ReportConfig:
 
 @dataclass(frozen=True)
 class BusinessConfig:
-    """What the lists and the report say about money and offers."""
+    """What the lists and the report say about money."""
 
     currency: str = "USD"
-    coupon_min_value: float = 5.0
-    coupon_step: float = 1.0
-    coupon_valid_days: int = 14
 
 
 @dataclass(frozen=True)
@@ -293,10 +295,7 @@ def _check(config: Config) -> Config:
 def _check_business(business: BusinessConfig) -> None:
     if len(business.currency) > 8 or any(c.isspace() or c.isdigit() for c in business.currency):
         raise ConfigError(f"business.currency: a code or symbol such as 'USD', 'EUR' or '£', not {business.currency!r}")
-    if business.coupon_min_value < 0 or business.coupon_step < 0:
-        raise ConfigError("business.coupon_min_value and business.coupon_step must be >= 0")
-    if business.coupon_valid_days < 1:
-        raise ConfigError("business.coupon_valid_days must be at least 1")
+
 
 
 def _check_actions(winback: WinbackConfig) -> None:
@@ -314,10 +313,12 @@ def _check_actions(winback: WinbackConfig) -> None:
             raise ConfigError(f"winback.{action}.uplift: unknown segment(s) {unknown}; segments: {list(SEGMENTS)}")
         if not all(0 <= u <= 1 for u in policy.uplift.values()):
             raise ConfigError(f"winback.{action}.uplift: each uplift is a share of would-be churners, in [0, 1]")
-        if min(policy.fixed_cost, policy.basket_share_cost, policy.cooldown_days, policy.due_days) < 0 \
-                or not 0 <= policy.cost_probability <= 1:
-            raise ConfigError(f"winback.{action}: costs, cooldown_days and due_days must be >= 0 and "
-                              f"cost_probability in [0, 1]")
+        if min(policy.fixed_cost, policy.basket_share_cost, policy.cooldown_days, policy.due_days,
+               policy.min_offer_value, policy.offer_step) < 0 or not 0 <= policy.cost_probability <= 1:
+            raise ConfigError(f"winback.{action}: costs, cooldown_days, due_days, min_offer_value and offer_step "
+                              f"must be >= 0 and cost_probability in [0, 1]")
+        if policy.offer_valid_days < 1:
+            raise ConfigError(f"winback.{action}.offer_valid_days must be at least 1")
 
 
 def load_config(path: str | Path | None = None) -> Config:

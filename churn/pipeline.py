@@ -129,27 +129,50 @@ def _quality(dataset: contract.Dataset, n_population: int, run_date: RunDate, hi
     return {**measured, "passed": quality.check(measured, str(run_date), history.previous_run, config.quality)}
 
 
-def suppressed_ids(dataset: contract.Dataset) -> set[str]:
-    """Customers who must never be listed (the suppressions table)."""
-    return set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"])
+def suppressed_ids(dataset: contract.Dataset, history: warehouse.History | None = None) -> set[str]:
+    """Customers who must never be listed: the data's suppressions table and the warehouse's
+    (customers the team marked "do not contact again", see `import_contacts`)."""
+    ours = set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"].astype(str))
+    return ours | (history.suppressed if history is not None else set())
+
+
+@dataclass(frozen=True)
+class Lists:
+    """The day's decisions: scores with reasons, the customers taken, the team's lists, and the funnel."""
+
+    scores: pd.DataFrame
+    taken: pd.DataFrame
+    lists: dict[str, pd.DataFrame]
+    funnel: dict[str, dict[str, Any]]
 
 
 def _lists(scores: pd.DataFrame, model: ChurnModel, suppressed: set[str], history: warehouse.History,
-           run_date: RunDate, config: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """EV policy, reasons for the customers taken, and the per-action lists for the service team."""
+           run_date: RunDate, config: Config) -> Lists:
+    """EV policy, reasons for the customers taken, the per-action lists, and what kept each list short."""
     taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift)
     scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
     reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
     taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
-    return scores, taken, winback.service_lists(taken, run_date, config.winback)
+    funnel = winback.funnel(scores, suppressed, config.winback, taken, run_date, history.last_listed, history.uplift)
+    return Lists(scores, taken, winback.service_lists(taken, run_date, config.winback, config.business.currency),
+                 funnel)
+
+
+def _offers(taken: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each list's offer values, in list order (treated customers)."""
+    treated = taken[taken["arm"] == "treated"]
+    return {action: treated.loc[treated["action"] == action, "offer_value"].reset_index(drop=True)
+            for action in treated["action"].unique()}
 
 
 def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd.DataFrame,
-             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset) -> Path:
+             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset,
+             config: Config) -> Path:
     """Replace D's warehouse rows and OUT/D/ together: the rows commit only if the files are in place."""
     warehouse.write_run(
         warehouse.path_in(out_dir), run, scores, taken, dataset.contacts,
-        then=lambda: files.publish(out_dir, run["run_date"], scores, lists, run_manifest, dataset.quarantine))
+        then=lambda: files.publish(out_dir, run["run_date"], scores, lists, run_manifest, dataset.quarantine,
+                                   config.business.currency, _offers(taken)))
     return out_dir / run["run_date"]
 
 
@@ -175,15 +198,16 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     steps.done("quality", "checks passed")
     scores = steps.run("score", scoring.score, feats, model, config, False)
     steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
-    suppressed = suppressed_ids(dataset)
-    scores, taken, lists = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
-    steps.done("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
+    suppressed = suppressed_ids(dataset, history)
+    made = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
+    scores, taken, lists = made.scores, made.taken, made.lists
+    steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
     run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, suppressed,
-                                         config)
+                                         config, made.funnel)
     run = manifest.warehouse_run(run_manifest, gate, config)
     run_manifest["timings_seconds"] = dict(steps.timings)
     kept = manifest.assignments_for_history(taken, history, run_date, config)
-    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
+    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config, io=True)
     steps.done("publish", f"published to {path}")
     return ScoreResult(run_manifest, path)
 
