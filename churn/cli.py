@@ -27,6 +27,8 @@ app = typer.Typer(help="Which customers are slipping away, why, and what to do a
 datasets_app = typer.Typer(help="Write example data directories in the data contract's format.",
                            no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+contacts_app = typer.Typer(help="What the service team did with the lists.", no_args_is_help=True)
+app.add_typer(contacts_app, name="contacts")
 
 
 def _run_date(value: str | RunDate) -> RunDate:
@@ -258,6 +260,30 @@ def outcomes(data: DataOpt,
     typer.echo(_outcomes_table(table))
     typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
                f"summary written to {result.summary_csv}")
+
+
+@contacts_app.command("import")
+def contacts_import(
+        file: Annotated[Path, typer.Argument(help="The filled-in winback.xlsx, or one winback_<action>.csv.")],
+        out: Annotated[Path, typer.Option("--out", help="Output root the lists were published to (holds "
+                                                        "warehouse.duckdb).")] = Path("out"),
+        as_json: JsonOpt = False) -> None:
+    """Read the team's outcomes (called, reached, outcome, offer accepted) back into the warehouse.
+
+    Every filled-in row is checked; any problem names its sheet and row and nothing is recorded.
+    Importing the same list again after more calls replaces its earlier rows. "do not contact
+    again" suppresses the customer at once. `churn outcomes` then uses what was recorded.
+    """
+    from churn import pipeline
+
+    done = pipeline.import_contacts(file, out)
+    if as_json:
+        _print_json(done.to_dict())
+        return
+    outcomes_seen = ", ".join(f"{name} {n}" for name, n in done.outcomes.items()) or "none"
+    typer.echo(f"recorded {done.n_recorded} of {done.n_read} listed customers ({done.n_blank} not filled in yet) "
+               f"for list date(s) {', '.join(done.list_dates) or '-'}; outcomes: {outcomes_seen}; "
+               f"{done.n_suppressed} marked do not contact again (suppressed from the next run on)")
 
 
 def _outcomes_table(table) -> str:

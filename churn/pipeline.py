@@ -11,6 +11,7 @@ through the optional callback, and returns a typed result.
     backtest          out-of-time evaluation of the model and the baselines
     measure_outcomes  win-back rates of published lists, treated vs holdout; learned uplift
     backfill          score_day for every date of a range that is not published yet
+    import_contacts   the team's filled-in lists back into the warehouse; "do not contact" suppresses
 
 Errors a user can fix are `churn.errors.ChurnError`s, raised before anything is written.
 """
@@ -40,7 +41,7 @@ from churn.types import RunDate
 
 __all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
            "load_dataset", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
-           "published", "feature_cache"]
+           "published", "feature_cache", "import_contacts", "ContactsImport", "reported_contacts"]
 
 SCORE_STEPS = ("validate", "features", "quality", "score", "lists", "publish")
 TRAIN_STEPS = ("validate", "fit", "backtest", "gate", "register")
@@ -322,10 +323,22 @@ def backtest(data_dir: str | Path, test_cutoff: RunDate, config: Config,
 # --- outcomes ----------------------------------------------------------------------------------
 
 
+def reported_contacts(dataset: contract.Dataset, out_dir: str | Path) -> pd.DataFrame | None:
+    """What the team did: the data directory's contacts table and the lists imported into the
+    warehouse (`import_contacts`); for the same list date, customer and action the import wins."""
+    imported = warehouse.imported_contacts(warehouse.path_in(out_dir))
+    frames = [f for f in (imported, dataset.contacts) if f is not None and len(f)]
+    if not frames:
+        return dataset.contacts
+    both = pd.concat([f.assign(list_date=pd.to_datetime(f["list_date"]), customer_id=f["customer_id"].astype(str))
+                      for f in frames], ignore_index=True)
+    return both.drop_duplicates(["list_date", "customer_id", "action"], keep="first").reset_index(drop=True)
+
+
 def _measure(dataset: contract.Dataset, out_dir: Path, config: Config) -> outcomes.Measured:
     path = warehouse.path_in(out_dir)
     return outcomes.measure(warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs"),
-                            dataset.orders, dataset.contacts, config, where=str(path))
+                            dataset.orders, reported_contacts(dataset, out_dir), config, where=str(path))
 
 
 def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
@@ -351,3 +364,46 @@ def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
     steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
     return OutcomesResult(found, csv)
 
+
+
+# --- the team's filled-in lists ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactsImport:
+    """What one import recorded: rows read, left blank, recorded per outcome, and new suppressions."""
+
+    n_read: int
+    n_blank: int
+    n_recorded: int
+    outcomes: dict[str, int]
+    n_suppressed: int
+    list_dates: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def import_contacts(path: str | Path, out_dir: str | Path) -> ContactsImport:
+    """Read the team's filled-in list (winback.xlsx or winback_<action>.csv) into the warehouse.
+
+    Every filled row is checked (choices, dates, consistent answers, a customer on that list);
+    with any problem, a ContractError names every bad row and nothing is recorded. Otherwise the
+    rows replace earlier imports of the same list date, customer and action in the `contacts`
+    table (so importing a list again after more calls is safe), and "do not contact again"
+    becomes a suppression at once: the next daily run will not list the customer, whatever the
+    date. `churn outcomes` then reports the share of treated customers the team reached.
+    """
+    from churn.publish import contacts
+
+    where = warehouse.path_in(out_dir)
+    filled = contacts.read_filled_lists(path)
+    assignments = warehouse.read_table(where, "assignments")
+    if assignments.empty and len(filled.rows):
+        raise DataError(f"no win-back lists in {where}: import into the output root the lists were published "
+                        f"to (--out)")
+    rows, stop = contacts.to_contacts(filled.rows, assignments, str(where))
+    warehouse.write_contacts(where, rows, stop)
+    counts = rows["outcome"].fillna("(no outcome)").value_counts().sort_index()
+    return ContactsImport(filled.n_read, filled.n_blank, len(rows), {k: int(v) for k, v in counts.items()},
+                          len(stop), sorted({str(d) for d in filled.rows["list_date"]}))
