@@ -443,10 +443,13 @@ def synthetic(out: Annotated[Path, typer.Option("--out", help="Directory to writ
 @app.command()
 def serve(data: DataOpt, out: Annotated[Path, typer.Option("--out", help="Output root for the daily runs.")] = Path("out"),
           models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
-    """Serve the scheduled deployments (daily scoring, monthly retraining, backfill) until stopped.
+    """Serve the scheduled deployments until stopped: daily scoring, monthly retraining, weekly outcome
+    measurement, and backfill (on demand).
 
-    Uses the Prefect server named by PREFECT_API_URL, or starts a local one (loopback only, state
-    under ./.prefect) and stops it on exit. Schedules come from [schedule] in churn.toml.
+    Uses the Prefect server named by PREFECT_API_URL, or starts a local one with its UI (loopback
+    only, state under ./.prefect) and stops it on exit; prints the UI's address and deployment run
+    commands that work as printed. Schedules come from the \\[schedule] table of churn.toml. A failed
+    scheduled run writes OUT/alerts/*.json and posts to \\[alerts] webhook_url when set.
     """
     from flows.deploy import serve as serve_deployments
 
@@ -527,11 +530,14 @@ def _metrics_table(report: dict[str, Any]) -> str:
 
 
 def _score_summary(manifest: dict[str, Any]) -> str:
-    lists = ", ".join(f"{action} {n}" for action, n in manifest["lists"].items())
+    funnel = manifest.get("funnel") or {}
+    lists = "\n".join(f"  {action}: {funnel[action]['blocked'] if action in funnel else n}"
+                      for action, n in manifest["lists"].items())
     bands = ", ".join(f"{band} {n}" for band, n in manifest["risk_bands"].items())
     sources = sorted({v["source"] for by_segment in manifest.get("uplift", {}).values() for v in by_segment.values()})
     return (f"scored {manifest['n_scored']} customers as of {manifest['run_date']} (risk: {bands})\n"
-            f"win-back lists: {lists}; holdout {manifest['holdout']}; uplift: {', '.join(sources) or 'prior'}\n"
+            f"win-back lists (listed of capacity, and what kept a list short):\n{lists}\n"
+            f"holdout {manifest['holdout']}; uplift: {', '.join(sources) or 'prior'}\n"
             f"outputs in {manifest['path']}")
 
 
