@@ -306,6 +306,9 @@ def explain_customer(
         date: Annotated[RunDate, typer.Option("--date", help="Explain the score as of the end of this day "
                                                              "(YYYY-MM-DD).", parser=_run_date)],
         top: Annotated[int, typer.Option(help="How many contributions to show.")] = 8,
+        plot: Annotated[Path | None, typer.Option("--plot", help="Also write shap's waterfall plot of the "
+                                                                 "contributions to this PNG file.",
+                                                  show_default="no plot")] = None,
         models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
     """One customer's churn score as of D, its largest contributions, and the facts behind them."""
     import pandas as pd
@@ -344,6 +347,18 @@ def explain_customer(
     for r in table.itertuples():
         value = "missing" if r.value != r.value else f"{r.value:,.2f}".rstrip("0").rstrip(".")
         typer.echo(f"  {r.contribution:+6.2f}  {r.feature:<28}{value:>12}  {meaning.get(r.feature, '')}")
+    if plot is not None:
+        import base64
+
+        from churn.features.catalogue import labels
+        from churn.publish import charts, report
+
+        feats = row[model.feature_names_]
+        explained = charts.explanation(contributions, feats, report.base_log_odds(model, feats, contributions),
+                                       labels(model.feature_names_))
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot.write_bytes(base64.b64decode(charts.waterfall(explained[0], top)))
+        typer.echo(f"waterfall (shap, log-odds before calibration) written to {plot}")
     orders = valid_orders(dataset.orders)
     mine = orders[(orders["customer_id"] == customer_id)
                   & (orders["order_ts"] < pd.Timestamp(date) + pd.Timedelta(days=1))].sort_values("order_ts")

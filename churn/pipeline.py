@@ -41,7 +41,7 @@ from churn.types import RunDate
 
 __all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
            "load_dataset", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
-           "published", "feature_cache", "import_contacts", "ContactsImport", "reported_contacts"]
+           "published", "feature_cache", "import_contacts", "ContactsImport"]
 
 SCORE_STEPS = ("validate", "features", "quality", "score", "lists", "publish")
 TRAIN_STEPS = ("validate", "fit", "backtest", "gate", "register")
@@ -323,22 +323,11 @@ def backtest(data_dir: str | Path, test_cutoff: RunDate, config: Config,
 # --- outcomes ----------------------------------------------------------------------------------
 
 
-def reported_contacts(dataset: contract.Dataset, out_dir: str | Path) -> pd.DataFrame | None:
-    """What the team did: the data directory's contacts table and the lists imported into the
-    warehouse (`import_contacts`); for the same list date, customer and action the import wins."""
-    imported = warehouse.imported_contacts(warehouse.path_in(out_dir))
-    frames = [f for f in (imported, dataset.contacts) if f is not None and len(f)]
-    if not frames:
-        return dataset.contacts
-    both = pd.concat([f.assign(list_date=pd.to_datetime(f["list_date"]), customer_id=f["customer_id"].astype(str))
-                      for f in frames], ignore_index=True)
-    return both.drop_duplicates(["list_date", "customer_id", "action"], keep="first").reset_index(drop=True)
-
-
 def _measure(dataset: contract.Dataset, out_dir: Path, config: Config) -> outcomes.Measured:
     path = warehouse.path_in(out_dir)
     return outcomes.measure(warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs"),
-                            dataset.orders, reported_contacts(dataset, out_dir), config, where=str(path))
+                            dataset.orders, warehouse.contacts_with_imports(path, dataset.contacts), config,
+                            where=str(path))
 
 
 def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:

@@ -29,7 +29,7 @@ from churn.config import WinbackConfig
 from churn.decide.outcomes import uplift_for_run
 
 __all__ = ["FILE_NAME", "History", "path_in", "connect", "history", "write_run", "previous_run", "last_listed",
-           "uplift_estimates", "read_table", "write_outcomes", "write_contacts", "imported_contacts", "suppressed"]
+           "uplift_estimates", "read_table", "write_outcomes", "write_contacts", "imported_contacts", "contacts_with_imports", "suppressed"]
 
 FILE_NAME = "warehouse.duckdb"
 T = TypeVar("T")
@@ -243,6 +243,17 @@ def imported_contacts(path: str | Path) -> pd.DataFrame:
     if "source" not in frame:  # written before imports existed
         return frame.iloc[:0]
     return frame[frame["source"].fillna("") == FROM_IMPORT].drop(columns="source").reset_index(drop=True)
+
+
+def contacts_with_imports(path: str | Path, data_contacts: pd.DataFrame | None) -> pd.DataFrame | None:
+    """What the team did: the data directory's contacts table and the lists imported into the
+    warehouse; for the same list date, customer and action the import wins."""
+    frames = [f for f in (imported_contacts(path), data_contacts) if f is not None and len(f)]
+    if not frames:
+        return data_contacts
+    both = pd.concat([f.assign(list_date=pd.to_datetime(f["list_date"]), customer_id=f["customer_id"].astype(str))
+                      for f in frames], ignore_index=True)
+    return both.drop_duplicates(["list_date", "customer_id", "action"], keep="first").reset_index(drop=True)
 
 
 def suppressed(path: str | Path) -> set[str]:
