@@ -245,7 +245,8 @@ def outcomes(data: DataOpt,
     """
     from churn import pipeline
 
-    result = pipeline.measure_outcomes(data, out, _config(config))
+    cfg = _config(config)
+    result = pipeline.measure_outcomes(data, out, cfg)
     found = result.measured
     table, dates = found.table, found.list_dates
     learned = found.estimates[found.estimates["source"] == "measured"]
@@ -257,7 +258,7 @@ def outcomes(data: DataOpt,
         return
     typer.echo(f"outcomes of {len(found.follow)} listed customers, list dates {dates[0]} to {dates[-1]}, "
                f"orders through {found.orders_through}")
-    typer.echo(_outcomes_table(table))
+    typer.echo(_outcomes_table(table, cfg.report.min_per_arm))
     typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
                f"summary written to {result.summary_csv}")
 
@@ -286,7 +287,8 @@ def contacts_import(
                f"{done.n_suppressed} marked do not contact again (suppressed from the next run on)")
 
 
-def _outcomes_table(table) -> str:
+def _outcomes_table(table, least: int = 30) -> str:
+    """The outcomes summary as text; below `least` customers in an arm (report.min_per_arm) no interval is claimed."""
     lines = [f"  {'action':<19}{'band':<8}{'treated':>8}{'holdout':>8}{'rate T':>8}{'rate H':>8}"
              f"{'diff':>8}  {'CI':<16}{'incr. revenue':>14}{'coupons':>9}"]
     def show(x: float, fmt: str, width: int) -> str:  # "-" where there is nothing to compare
@@ -294,6 +296,8 @@ def _outcomes_table(table) -> str:
 
     for r in table.itertuples():
         ci = "-" if r.ci_low != r.ci_low else f"{r.ci_low:+.3f}..{r.ci_high:+.3f}"
+        if min(r.n_treated, r.n_holdout) < least:  # one held-out customer proves nothing
+            ci = "too few to tell"
         lines.append(f"  {r.action:<19}{r.risk_band:<8}{r.n_treated:>8}{r.n_holdout:>8}{show(r.rate_treated, '.3f', 8)}"
                      f"{show(r.rate_holdout, '.3f', 8)}{show(r.difference, '+.3f', 8)}  {ci:<16}"
                      f"{show(r.incremental_revenue, ',.2f', 14)}{show(r.coupon_redemption, '.1%', 9)}")
@@ -502,32 +506,52 @@ def backfill(data: DataOpt,
     typer.echo(f"scored {len(result['scored'])} dates, skipped {len(result['skipped'])} already published")
 
 
+DEMO_PAST_DATES = (RunDate(2017, 10, 1), RunDate(2017, 10, 16), RunDate(2017, 11, 1), RunDate(2017, 11, 16))
+
+
 @app.command()
 def demo(out: Annotated[Path, typer.Option("--out", help="Output root.")] = Path("out"),
          models: ModelsOpt = Path("models")) -> None:
-    """The whole pipeline on the Complete Journey data: export, validate, train (H=30), backtest, score."""
+    """The whole loop on the Complete Journey data: export, validate, train (H=30) and backtest, score past
+    dates whose horizon has passed, measure their outcomes, then score 2017-12-31 with what was learnt."""
     from churn import pipeline
     from churn.data.datasets import complete_journey as cj
     from churn.data.io import write_json
+    from churn.errors import NothingToMeasure
 
     started = time.perf_counter()
     data_dir = out / "data" / "complete_journey"
     day = RunDate(2017, 12, 31)
     config = _config(None, 30)
     with _progress_bar() as progress:
-        _say(f"1/4 exporting Complete Journey to {data_dir}")
+        _say(f"1/6 exporting Complete Journey to {data_dir}")
         cj.export(data_dir)
-        _say("2/4 validating")
-        pipeline.load_dataset(data_dir, config)
-        _say(f"3/4 training and backtesting (horizon 30 days, as of {day}, test cutoff 2017-12-01)")
+        _say("2/6 validating")
+        dataset = pipeline.load_dataset(data_dir, config)
+        _say(f"3/6 training and backtesting (horizon 30 days, as of {day}, test cutoff 2017-12-01)")
         meta = pipeline.train_model(data_dir, models, config, day, progress).to_dict()
         write_json(meta["backtest"], out / "backtest.json")
-        _say(f"4/4 scoring {day} and building the win-back lists")
-        manifest = pipeline.score_day(data_dir, day, out, models, config, progress).to_dict()
+        past = ", ".join(str(d) for d in DEMO_PAST_DATES)
+        _say(f"4/6 scoring past dates whose 30-day horizon has passed ({past}), as a running shop would have")
+        for past_day in DEMO_PAST_DATES:  # validated once above: the same files
+            pipeline.score_day(data_dir, past_day, out, models, config, progress, dataset=dataset)
+        _say("5/6 measuring their outcomes: win-back rates, treated vs holdout; the uplift learnt")
+        try:
+            measured = pipeline.measure_outcomes(data_dir, out, config, dataset=dataset)
+        except NothingToMeasure:
+            measured = None
+        _say(f"6/6 scoring {day} and building the win-back lists")
+        manifest = pipeline.score_day(data_dir, day, out, models, config, progress, dataset=dataset).to_dict()
     typer.echo("\n" + _gate_summary(meta))
     typer.echo(_metrics_table(meta["backtest"]))
     typer.echo(f"backtest report: {out / 'backtest.json'}")
+    if measured is not None:
+        found = measured.measured
+        typer.echo(f"outcomes of {len(found.follow)} listed customers, list dates {', '.join(found.list_dates)}:")
+        typer.echo(_outcomes_table(found.table, config.report.min_per_arm))
     typer.echo(_score_summary(manifest))
+    typer.echo(f"next: churn report --data {data_dir} --out {out} --models {models}   (the analyst report); "
+               f"churn contacts import {out / str(day) / 'winback.xlsx'} --out {out}   (after the team fills it in)")
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 

@@ -178,17 +178,21 @@ def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd
 
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
-              config: Config, progress: Progress | None = None, runner: StepRunner | None = None) -> ScoreResult:
+              config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
+              dataset: contract.Dataset | None = None) -> ScoreResult:
     """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
 
-    Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, manifest.json) and D's
-    rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError, QualityError, DataError
-    or ModelNotFoundError (nothing written) for problems the user must fix.
+    Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, crm_import.csv,
+    manifest.json) and D's rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError,
+    QualityError, DataError or ModelNotFoundError (nothing written) for problems the user must
+    fix. `dataset`: `data_dir` already validated (a caller scoring several dates in one process).
     """
     out_dir = Path(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
-    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
-    steps.done("validate", _table_counts(dataset))
+    given = dataset is not None
+    if dataset is None:
+        dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    steps.done("validate", _table_counts(dataset) + (" (validated once by the caller)" if given else ""))
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
     history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
@@ -338,14 +342,16 @@ def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
 
 
 def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
-                     runner: StepRunner | None = None) -> OutcomesResult:
+                     runner: StepRunner | None = None, dataset: contract.Dataset | None = None) -> OutcomesResult:
     """Measure every published list whose horizon window lies inside the data; store what it teaches.
 
     Raises NothingToMeasure while no list has come of age (a normal state for a new schedule).
+    `dataset`: `data_dir` already validated.
     """
     out_dir = Path(out_dir)
     steps = Steps("outcomes", (), None, runner)
-    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    if dataset is None:
+        dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     steps.done("validate", f"orders {len(dataset.orders)} rows")
     found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
     steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")

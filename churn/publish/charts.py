@@ -77,8 +77,7 @@ def kpi_panel(kpis: pd.DataFrame, partial: np.ndarray | None = None, currency: s
             last = int(np.flatnonzero(partial).max())
             ax.axvspan(-0.5, last + 0.5, color="#999", alpha=0.15, lw=0)
     if partial is not None and partial.any():
-        axes[0].text(0, 1.0, "grey: data-start months", transform=axes[0].transAxes, fontsize=8, va="bottom",
-                     color="#555")
+        axes[0].set_title("Customers by lifecycle stage (month end; grey: data start)")
     fig.tight_layout()
     return _png(fig)
 
@@ -179,7 +178,7 @@ def segment_heatmap(by_family: pd.DataFrame, name: str) -> str:
             v = values.iat[i, j]
             ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=8,
                     color="white" if abs(v) > 0.6 * limit else "black")
-    ax.set_title(f"Mean contribution per reason family, by {name.lower()}")
+    ax.set_title(f"Mean SHAP value per feature family, by {name.lower()}")
     ax.spines[:].set_visible(False)
     fig.tight_layout()
     return _png(fig)
@@ -212,8 +211,7 @@ def outcome_rates(summary: pd.DataFrame, min_per_arm: int) -> str:
         rate = rows[f"rate_{arm}"].to_numpy(dtype=float)
         err = 1.96 * np.sqrt(np.nan_to_num(rate * (1 - rate)) / np.maximum(n, 1))
         few = np.minimum(rows["n_treated"], rows["n_holdout"]).to_numpy() < min_per_arm
-        bars = ax.bar(x + (k - 0.5) * 0.38, np.nan_to_num(rate), 0.36, yerr=err, color=colour, capsize=3,
-                      label="held out (not contacted)" if arm == "holdout" else "treated")
+        bars = ax.bar(x + (k - 0.5) * 0.38, np.nan_to_num(rate), 0.36, yerr=err, color=colour, capsize=3)
         for bar, f, count in zip(bars, few, n):
             bar.set_hatch("//" if f else "")
             ax.annotate(f"n={int(count):,}", (bar.get_x() + bar.get_width() / 2, 0), xytext=(0, 3),
@@ -224,7 +222,11 @@ def outcome_rates(summary: pd.DataFrame, min_per_arm: int) -> str:
     ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
     ax.set_ylabel("came back within the horizon")
     ax.set_title("Win-back rate, treated against held out (95% intervals)")
-    ax.legend(fontsize=8)
+    patches = plt.matplotlib.patches
+    ax.legend(handles=[patches.Patch(color="#1f5fa8", label="treated"),
+                       patches.Patch(color="#999999", label="held out (not contacted)"),
+                       patches.Patch(facecolor="white", edgecolor="#555", hatch="//", label="too few to tell")],
+              fontsize=8)
     fig.tight_layout()
     return _png(fig)
 

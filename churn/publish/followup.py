@@ -89,7 +89,7 @@ def verdict(row: pd.Series, min_per_arm: int) -> str:
     """What a treated-vs-holdout row allows us to say, in words."""
     n_t, n_h = int(row["n_treated"]), int(row["n_holdout"])
     if min(n_t, n_h) < min_per_arm:
-        return f"{TOO_FEW} ({n_t} treated, {n_h} held out; {min_per_arm} each needed)"
+        return f"{TOO_FEW}: {n_t} treated, {n_h} held out ({min_per_arm} each needed)"
     if row["ci_low"] > 0:
         return "won back more than the holdout"
     if row["ci_high"] < 0:
@@ -130,7 +130,7 @@ def outcomes_section(found: Followup, config: Config, horizon_days: int) -> str:
         "action": s["action"].map(lambda a: ACTION_NAMES.get(a, a)), "risk band": s["risk_band"],
         "treated": s["n_treated"], "held out": s["n_holdout"],
         "win-back treated": s["rate_treated"], "win-back held out": s["rate_holdout"],
-        "difference (95% CI)": [f"{_pts(r.difference)} ({_pts(r.ci_low)} to {_pts(r.ci_high)})" if ok else TOO_FEW
+        "difference (95% CI)": [f"{_pts(r.difference)} ({_pts(r.ci_low)} to {_pts(r.ci_high)})" if ok else "–"
                                 for r, ok in zip(s.itertuples(), enough)],
         "what it says": [verdict(r, least) for _, r in s.iterrows()],
         f"incremental revenue ({currency})": s["incremental_revenue"].where(enough),

@@ -32,7 +32,8 @@ def table(frame: pd.DataFrame, formats: dict[str, str | Callable[[object], str]]
                 text = spec(value)
             else:
                 text = format(value, spec) if spec else str(value)
-            cells.append(f"<td>{html.escape(text)}</td>")
+            kind = ' class="t"' if isinstance(value, str) else ""  # words read from the left, numbers right
+            cells.append(f"<td{kind}>{html.escape(text)}</td>")
         mark = ' class="flag"' if flag is not None and bool(flag.iloc[i]) else ""
         body.append(f"<tr{mark}>{''.join(cells)}</tr>")
     return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'

@@ -335,13 +335,13 @@ def _intro(inputs: ReportInputs) -> str:
     return f'<section id="summary"><div class="cards">{cards}</div>{_p(facts)}{notes}</section>'
 
 
-def data_start_months(months: pd.DatetimeIndex, data_start: pd.Timestamp | None, lookback_days: int) -> np.ndarray:
-    """True for month ends less than one lookback after the data starts: there the data cannot know the
-    population yet (a customer who last bought before the data began looks new or absent), so stages,
-    repurchase and retention are data-start artefacts, not the business."""
+def data_start_months(months: pd.DatetimeIndex, data_start: pd.Timestamp | None, stage_days: int) -> np.ndarray:
+    """True for month ends less than `stage_days` (lifecycle.dormant_days) after the data starts: before
+    then no customer can be lapsed, everyone first seen looks new, and repurchase and retention have
+    little "before" to look at; those months describe the data's beginning, not the business."""
     if data_start is None:
         return np.zeros(len(months), dtype=bool)
-    return np.asarray(months < data_start + pd.Timedelta(days=lookback_days))
+    return np.asarray(months <= data_start + pd.Timedelta(days=stage_days))
 
 
 KPI_HEADERS = {"month": "month", "new": "new", "active": "active", "dormant": "dormant", "lapsed": "lapsed",
@@ -355,17 +355,20 @@ def _kpi_section(inputs: ReportInputs) -> str:
         return _section("Business over time", _p("Run `churn report --data DIR` to include the KPIs."), "kpis")
     currency = inputs.config.business.currency
     lookback = inputs.config.data.lookback_days
-    partial = data_start_months(k.index, inputs.data_start, lookback)
+    stage_days = inputs.config.lifecycle.dormant_days
+    partial = data_start_months(k.index, inputs.data_start, stage_days)
     body = [_p("Calendar months wholly inside the data. Stages at each month end (population: bought in the "
                f"last {lookback} days); churn rate: no purchase in the next "
                f"{inputs.metadata['horizon_days']} days; retention: last month's buyers who bought again; "
                f"repurchase: this month's buyers who had bought before; ARPU: net spend per buyer ({currency})."),
             _img(charts.kpi_panel(k, partial, currency), "Business KPIs per month")]
     if partial.any():
-        body.append(f'<p class="note">Data-start artefacts: the data starts on {inputs.data_start.date()}, so until '
-                    f"one lookback ({lookback} days) has passed the population, the stages (everyone looks new), "
-                    f"repurchase and retention describe the data's beginning, not the business. Those months are "
-                    f"shaded in the charts and marked † below.</p>")
+        body.append(f'<p class="note">Data-start artefacts: the data starts on {inputs.data_start.date()}. In the '
+                    f"first {stage_days} days (lifecycle.dormant_days) no customer can be lapsed, every customer first "
+                    f"seen looks new, and repurchase and retention have little history to look back on: those "
+                    f"months (shaded, marked †) describe the data's beginning, not the business. Until a full "
+                    f"lookback ({lookback} days) of data, customers who last bought before the data began are "
+                    f"missing, so dormant and lapsed counts stay low.</p>")
     table = k.reset_index()
     table["month"] = table["month"].dt.strftime("%Y-%m") + np.where(partial, " †", "")
     fmt = {c: ".1%" for c in ("churn_rate", "retention_rate", "repurchase_rate", "coupon_redemption_rate")}
@@ -547,6 +550,7 @@ def _stability_section(inputs: ReportInputs) -> str:
     why = drift_reasons(table["feature"], inputs.metadata["split"]["train_cutoffs"], inputs.data_start,
                         inputs.run_date)
     table["flag"] = np.where(table["psi"] > cfg.psi_threshold, why, "")
+    table = table.rename(columns={"flag": "why it drifted"})
     if len(flagged):
         body.append(_p("Why a feature drifted: \"data start\" means its window needs more history than the training "
                        "cutoffs had (the data begins on " + (str(inputs.data_start.date()) if inputs.data_start is not
@@ -627,7 +631,7 @@ img{max-width:100%;height:auto;margin:6px 0}.row{display:flex;flex-wrap:wrap;gap
 table{border-collapse:collapse;font-size:12.5px}
 th,td{border:1px solid #e3e6ea;padding:4px 7px;text-align:right}th{background:#eef1f5;vertical-align:bottom}
 p.alert{color:#fff;background:#c0392b;padding:8px 12px;border-radius:4px;font-weight:600}
-td:first-child,th:first-child{text-align:left}tr.flag td{background:#ffe3e0}
+td:first-child,th:first-child,td.t{text-align:left}tr.flag td{background:#ffe3e0}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
 .card{background:#eef4ff;border-radius:6px;padding:10px 16px;min-width:150px}
 .card .v{font-size:22px;font-weight:600}.card .k{font-size:12px;color:#4a5868}

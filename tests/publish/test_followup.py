@@ -17,7 +17,7 @@ def test_one_held_out_customer_is_too_few_to_tell_and_enough_of_them_give_a_verd
     # The case: `churn outcomes` called a trial effect significant on one held-out customer.
     config = Config()
     few = followup.outcomes_section(followup.Followup(summary=_summary(1), list_dates=["2017-11-01"]), config, 30)
-    assert "too few to tell (40 treated, 1 held out; 30 each needed)" in few
+    assert "too few to tell: 40 treated, 1 held out (30 each needed)" in few
     assert "+50.0 pts" not in few and "1,234 USD" not in few  # no difference, no revenue claimed
     assert "qini" in few  # columns outcomes.measure adds are shown too
     enough = followup.outcomes_section(followup.Followup(summary=_summary(35), list_dates=["2017-11-01"]), config, 30)
