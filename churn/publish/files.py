@@ -115,6 +115,15 @@ def _cell(sheet, row: int, column: int, value: object):
     return cell
 
 
+LINE_HEIGHT = 15  # points per line of wrapped text
+PRINT_PAGES_WIDE = 3  # a printed list spreads its columns over three landscape pages, titles repeated
+
+
+def _lines(text: str, width: float) -> int:
+    """How many lines `text` takes wrapped in a column `width` characters wide."""
+    return sum(max(1, -(-len(part) // max(int(width), 1))) for part in text.split("\n"))
+
+
 def _list_sheet(book, action: str, frame: pd.DataFrame, currency: str) -> None:
     from openpyxl.styles import Alignment, Font
     from openpyxl.utils import get_column_letter
@@ -132,18 +141,26 @@ def _list_sheet(book, action: str, frame: pd.DataFrame, currency: str) -> None:
     number = {**NUMBER_FORMATS, **{c: money_format(currency) for c in MONEY_COLUMNS},
               **{c: DATE_FORMAT for c in DATE_COLUMNS}}
     wrap = Alignment(wrap_text=True, vertical="top")
+    sheet.row_dimensions[1].height = LINE_HEIGHT * 2
     for i, record in enumerate(frame.itertuples(index=False), start=2):
+        lines = 1
         for j, (column, value) in enumerate(zip(columns, record), start=1):
             cell = _cell(sheet, i, j, value)
             cell.alignment = wrap
             if column in number:
                 cell.number_format = number[column]
+            if isinstance(value, str):
+                lines = max(lines, _lines(value, COLUMN_WIDTHS.get(column, 14)))
+        # Rows as tall as their wrapped text: not every program grows them when it opens the file.
+        sheet.row_dimensions[i].height = LINE_HEIGHT * lines
     last = len(frame) + 1
     sheet.freeze_panes = "C2"  # rank and customer stay in view
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{last}"
-    sheet.print_title_rows = "1:1"
+    # Printed: landscape pages of readable size; the header row and the rank and customer columns
+    # repeat on every page, so a page of talking points still says whose they are.
+    sheet.print_title_rows, sheet.print_title_cols = "1:1", "A:B"
     sheet.page_setup.orientation = "landscape"
-    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
+    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = PRINT_PAGES_WIDE, 0
     sheet.sheet_properties.pageSetUpPr.fitToPage = True
     if len(frame):
         choices = {"called": YES_NO, "reached": YES_NO, "offer_accepted": YES_NO, "outcome": OUTCOMES}
@@ -176,17 +193,30 @@ def _summary_sheet(book, run_date: str, lists: dict[str, pd.DataFrame], manifest
                      f.get("eligible"), f.get("above_risk_floor"), f.get("suppressed"), f.get("in_cooldown"),
                      f.get("ev_positive"), f.get("to_other_action"), f.get("blocked")])
     rows += [[], ["What the columns mean"]]
+    explained_from = len(rows) + 1
     rows += [[text] for text in MEANINGS.values()]
+    widths = [20, 8, 9, 12, 10, 11, 11, 11, 9, 12, 60]
+    wrap = Alignment(wrap_text=True, vertical="top")
     for i, row in enumerate(rows, start=1):
         for j, value in enumerate(row, start=1):
             cell = _cell(sheet, i, j, value)
             if i in (1, 4) or value == "What the columns mean":
                 cell.font = bold
-            if i == 4:
-                cell.alignment = Alignment(wrap_text=True, vertical="top")
-    widths = [20, 8, 9, 12, 10, 11, 11, 11, 9, 12, 70]
+            if i == 4 or (isinstance(value, str) and j == len(widths)):
+                cell.alignment = wrap
+        if i == 4:
+            sheet.row_dimensions[i].height = LINE_HEIGHT * 2
+        elif 4 < i < explained_from - 2 and isinstance(row[-1], str):
+            sheet.row_dimensions[i].height = LINE_HEIGHT * _lines(row[-1], widths[-1])
+        elif i >= explained_from:  # a sentence across the whole table's width
+            sheet.merge_cells(start_row=i, start_column=1, end_row=i, end_column=len(widths))
+            sheet.cell(row=i, column=1).alignment = wrap
+            sheet.row_dimensions[i].height = LINE_HEIGHT * _lines(row[0], sum(widths))
     for j, width in enumerate(widths, start=1):
         sheet.column_dimensions[chr(ord("A") + j - 1)].width = width
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
 
 
 def write_workbook(lists: dict[str, pd.DataFrame], path: Path, run_date: str, manifest: dict[str, Any] | None = None,

@@ -77,7 +77,7 @@ def test_the_workbook_has_drop_downs_a_filter_print_titles_and_a_summary(tmp_pat
     rules = {str(r.sqref): r.formula1 for r in sheet.data_validations.dataValidation}
     assert rules == {"P2": '"yes,no"', "Q2": '"yes,no"', "S2": '"yes,no"',
                      "R2": '"accepted,declined,call back later,wrong number,do not contact again"'}
-    assert sheet.auto_filter.ref == "A1:T2" and sheet.print_title_rows == "$1:$1"
+    assert sheet.auto_filter.ref == "A1:T2" and sheet.print_title_rows == "$1:$1" and sheet.print_title_cols == "$A:$B"
     summary = [[c.value for c in row] for row in book["Summary"].iter_rows()]
     assert ["Callback", 1, 25, 0, 900, 120, 2, 4, 3, 2, "1 of 25: only 3 of the 114 left have EV > 0"] in summary
     assert any("Value at stake" in str(row[0]) for row in summary)
