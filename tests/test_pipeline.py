@@ -307,6 +307,16 @@ def test_the_spreadsheet_round_trip_publish_fill_import_measure(trained, synthet
     row = summary[(summary["action"] == "exclusive_discount") & (summary["risk_band"] == "all")].iloc[0]
     assert code == 0 and row["contacted_share"] == pytest.approx(3 / row["n_treated"])
 
+    # The report's look back reads the same: outcomes per action, and the list date's scores checked
+    # against what customers did once the horizon passed (in sample: the model was trained on them).
+    from churn.publish import followup
+
+    found = followup.collect(tmp_path, models, meta, load_config(config_path).with_horizon(60),
+                             pipeline.load_dataset(synthetic_dir, load_config(config_path)))
+    assert set(found.summary["action"]) >= {"exclusive_discount"} and found.list_dates == [list_date]
+    realised = found.realised.set_index(found.realised["run_date"].dt.strftime("%Y-%m-%d"))
+    assert realised.loc[list_date, "roc_auc"] > 0.7 and bool(realised.loc[list_date, "in_sample"])
+
     # "do not contact again" is a suppression at once: a rerun of the same day no longer lists them.
     score_flow(str(synthetic_dir), list_date, str(tmp_path), str(models), config_path)
     listed = pd.concat([pd.read_csv(p, dtype=str) for p in (tmp_path / list_date).glob("winback_*.csv")])
