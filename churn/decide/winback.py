@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import ACTIONS, DRIVERS, SEGMENTS, WinbackConfig
+from churn.model.explain import theme
 from churn.types import RunDate, cooldown_start, due_date
 
 __all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "OUTCOME_COLUMNS", "OUTCOMES", "assign", "candidates", "drivers",
@@ -469,9 +470,7 @@ def _topic(code: object) -> str | None:
         return None
     if code in _TOPIC_OF:
         return _TOPIC_OF[code]
-    from churn.model.explain import theme  # event families of any shop's spelling
-
-    return _TOPIC_OF.get(theme(code))
+    return _TOPIC_OF.get(theme(code))  # event families of any shop's spelling
 
 
 def _amount(value: float, currency: str) -> str:

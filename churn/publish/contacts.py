@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from churn.decide.winback import OUTCOME_COLUMNS, OUTCOMES, YES_NO
+from churn.decide.winback import OUTCOMES
 from churn.errors import ContractError
 from churn.publish.files import HEADERS, SHEET_TITLES, SUMMARY_SHEET, unguard
 

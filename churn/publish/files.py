@@ -101,7 +101,7 @@ def money_format(currency: str) -> str:
 
 def _cell(sheet, row: int, column: int, value: object):
     """Write a value as its true type: text as a string cell (never a formula), dates as dates."""
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return sheet.cell(row=row, column=column)
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime().date()
