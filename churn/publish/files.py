@@ -202,10 +202,10 @@ def _summary_sheet(book, run_date: str, lists: dict[str, pd.DataFrame], manifest
             cell = _cell(sheet, i, j, value)
             if i in (1, 4) or value == "What the columns mean":
                 cell.font = bold
-            if i == 4 or (isinstance(value, str) and j == len(widths)):
+            if 4 <= i < explained_from - 1:  # the table: top-aligned, numbers beside the start of their sentence
                 cell.alignment = wrap
         if i == 4:
-            sheet.row_dimensions[i].height = LINE_HEIGHT * 2
+            sheet.row_dimensions[i].height = LINE_HEIGHT * 3
         elif 4 < i < explained_from - 2 and isinstance(row[-1], str):
             sheet.row_dimensions[i].height = LINE_HEIGHT * _lines(row[-1], widths[-1])
         elif i >= explained_from:  # a sentence across the whole table's width
