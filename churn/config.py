@@ -106,6 +106,11 @@ class ActionPolicy:
     uplift: dict[str, float] = field(default_factory=lambda: {s: 0.05 for s in SEGMENTS})
     cooldown_days: int = 30  # no new list for a customer contacted or held out this recently
     due_days: int = 7  # the list's due date: run date + due_days
+    # An offer priced on the basket (the comeback coupon): at least min_offer_value, rounded up to
+    # a multiple of offer_step (0: not rounded), valid offer_valid_days; the list says so.
+    min_offer_value: float = 0.0
+    offer_step: float = 0.0
+    offer_valid_days: int = 14
 
 
 @dataclass(frozen=True)
@@ -118,14 +123,13 @@ class WinbackConfig:
     )
     service_returns_share: float = 0.2
     service_events: tuple[str, ...] = ("complaint", "support_ticket", "return_request")
-    coupon_valid_days: int = 14
     price_quantile: float = 0.7
     variety_quantile: float = 0.7
     callback: ActionPolicy = field(default_factory=lambda: ActionPolicy(
         stages=("new", "active", "dormant"), value_tiers=("mid", "high"), fixed_cost=12.0,
         uplift={"service": 0.30, "price": 0.08, "variety": 0.08, "none": 0.10}, cooldown_days=60, due_days=2))
     exclusive_discount: ActionPolicy = field(default_factory=lambda: ActionPolicy(
-        basket_share_cost=0.2, cost_probability=0.35,
+        basket_share_cost=0.2, cost_probability=0.35, min_offer_value=5.0, offer_step=1.0,
         uplift={"service": 0.05, "price": 0.25, "variety": 0.06, "none": 0.06}))
     trial: ActionPolicy = field(default_factory=lambda: ActionPolicy(
         value_tiers=("low", "mid"), fixed_cost=6.0,
@@ -180,6 +184,20 @@ class ReportConfig:
     dependence_plots: int = 4
     psi_bins: int = 10
     psi_threshold: float = 0.2
+    min_per_arm: int = 30  # fewer treated or holdout customers than this in a row: "too few to tell"
+
+
+@dataclass(frozen=True)
+class BusinessConfig:
+    """What the lists and the report say about money."""
+
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    webhook_url: str = ""
+    webhook_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +216,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    business: BusinessConfig = field(default_factory=BusinessConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def with_horizon(self, horizon_days: int | None) -> Config:
         """Return a copy with another churn horizon (None keeps this one)."""
@@ -269,8 +289,6 @@ def _check(config: Config) -> Config:
     cuts = config.score.value_tier_cuts
     if len(cuts) != 2 or not 0 < cuts[0] < cuts[1] < 1:
         raise ConfigError("score.value_tier_cuts must be two increasing shares between 0 and 1, e.g. [0.4, 0.8]")
-    if config.winback.coupon_valid_days < 1:
-        raise ConfigError("winback.coupon_valid_days must be at least 1")
     if config.model.calibration not in ("auto", "platt", "isotonic", "none"):
         raise ConfigError("model.calibration must be 'auto', 'platt', 'isotonic' or 'none'")
     if not 0 < config.model.calibration_share < 1 or config.model.search_budget < 1:
@@ -298,7 +316,21 @@ def _check(config: Config) -> Config:
                           "model.season_min_checks at least 1")
     if config.cache.feature_days < 0 or config.cache.feature_max_gb <= 0:
         raise ConfigError("cache: feature_days must be >= 0 (0 turns the cache off) and feature_max_gb positive")
+    if config.report.min_per_arm < 1:
+        raise ConfigError("report.min_per_arm must be at least 1")
+    _check_business(config.business)
+    url = config.alerts.webhook_url
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"alerts.webhook_url must start with http:// or https:// (or be empty), not {url!r}")
+    if config.alerts.webhook_timeout_seconds <= 0:
+        raise ConfigError("alerts.webhook_timeout_seconds must be positive")
     return config
+
+
+def _check_business(business: BusinessConfig) -> None:
+    if len(business.currency) > 8 or any(c.isspace() or c.isdigit() for c in business.currency):
+        raise ConfigError(f"business.currency: a code or symbol such as 'USD', 'EUR' or '£', not {business.currency!r}")
+
 
 
 def _check_actions(winback: WinbackConfig) -> None:
@@ -316,10 +348,12 @@ def _check_actions(winback: WinbackConfig) -> None:
             raise ConfigError(f"winback.{action}.uplift: unknown segment(s) {unknown}; segments: {list(SEGMENTS)}")
         if not all(0 <= u <= 1 for u in policy.uplift.values()):
             raise ConfigError(f"winback.{action}.uplift: each uplift is a share of would-be churners, in [0, 1]")
-        if min(policy.fixed_cost, policy.basket_share_cost, policy.cooldown_days, policy.due_days) < 0 \
-                or not 0 <= policy.cost_probability <= 1:
-            raise ConfigError(f"winback.{action}: costs, cooldown_days and due_days must be >= 0 and "
-                              f"cost_probability in [0, 1]")
+        if min(policy.fixed_cost, policy.basket_share_cost, policy.cooldown_days, policy.due_days,
+               policy.min_offer_value, policy.offer_step) < 0 or not 0 <= policy.cost_probability <= 1:
+            raise ConfigError(f"winback.{action}: costs, cooldown_days, due_days, min_offer_value and offer_step "
+                              f"must be >= 0 and cost_probability in [0, 1]")
+        if policy.offer_valid_days < 1:
+            raise ConfigError(f"winback.{action}.offer_valid_days must be at least 1")
 
 
 def load_config(path: str | Path | None = None) -> Config:

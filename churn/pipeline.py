@@ -11,6 +11,7 @@ through the optional callback, and returns a typed result.
     backtest          out-of-time evaluation of the model and the baselines
     measure_outcomes  win-back rates of published lists, treated vs holdout; learned uplift
     backfill          score_day for every date of a range that is not published yet
+    import_contacts   the team's filled-in lists back into the warehouse; "do not contact" suppresses
 
 Errors a user can fix are `churn.errors.ChurnError`s, raised before anything is written.
 """
@@ -40,7 +41,7 @@ from churn.types import RunDate
 
 __all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
            "load_dataset", "ValidatedData", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
-           "published", "feature_cache"]
+           "published", "feature_cache", "import_contacts", "ContactsImport"]
 
 SCORE_STEPS = ("validate", "features", "quality", "score", "lists", "publish")
 TRAIN_STEPS = ("validate", "fit", "backtest", "gate", "register")
@@ -129,49 +130,71 @@ def _quality(dataset: contract.Dataset, n_population: int, run_date: RunDate, hi
     return {**measured, "passed": quality.check(measured, str(run_date), history.previous_run, config.quality)}
 
 
-def suppressed_ids(dataset: contract.Dataset) -> set[str]:
-    """Customers who must never be listed (the suppressions table)."""
-    return set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"])
+def suppressed_ids(dataset: contract.Dataset, history: warehouse.History | None = None) -> set[str]:
+    """Customers who must never be listed: the data's suppressions table and the warehouse's
+    (customers the team marked "do not contact again", see `import_contacts`)."""
+    ours = set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"].astype(str))
+    return ours | (history.suppressed if history is not None else set())
+
+
+@dataclass(frozen=True)
+class Lists:
+    """The day's decisions: scores with reasons, the customers taken, the team's lists, and the funnel."""
+
+    scores: pd.DataFrame
+    taken: pd.DataFrame
+    lists: dict[str, pd.DataFrame]
+    funnel: dict[str, dict[str, Any]]
 
 
 def _lists(scores: pd.DataFrame, model: ChurnModel, suppressed: set[str], history: warehouse.History,
-           run_date: RunDate, config: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """EV policy, reasons for the customers taken, and the per-action lists for the service team."""
+           run_date: RunDate, config: Config) -> Lists:
+    """EV policy, reasons for the customers taken, the per-action lists, and what kept each list short."""
     taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift)
-    scores = scoring.add_reasons(scores, model, taken["customer_id"])
+    scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
     reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
     taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
-    return scores, taken, winback.service_lists(taken, run_date, config.winback)
+    funnel = winback.funnel(scores, suppressed, config.winback, taken, run_date, history.last_listed, history.uplift)
+    return Lists(scores, taken, winback.service_lists(taken, run_date, config.winback, config.business.currency),
+                 funnel)
+
+
+def _offers(taken: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each list's offer values, in list order (treated customers)."""
+    treated = taken[taken["arm"] == "treated"]
+    return {action: treated.loc[treated["action"] == action, "offer_value"].reset_index(drop=True)
+            for action in treated["action"].unique()}
 
 
 def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd.DataFrame,
-             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset) -> Path:
+             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset,
+             config: Config) -> Path:
     """Replace D's warehouse rows and OUT/D/ together: the rows commit only if the files are in place."""
     warehouse.write_run(
         warehouse.path_in(out_dir), run, scores, taken, dataset.contacts,
-        then=lambda: files.publish(out_dir, run["run_date"], scores, lists, run_manifest, dataset.quarantine))
+        then=lambda: files.publish(out_dir, run["run_date"], scores, lists, run_manifest, dataset.quarantine,
+                                   config.business.currency, _offers(taken)))
     return out_dir / run["run_date"]
 
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
               config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
-              validated: ValidatedData | None = None) -> ScoreResult:
+              dataset: contract.Dataset | None = None) -> ScoreResult:
     """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
 
-    Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, manifest.json) and D's
-    rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError, QualityError, DataError
-    or ModelNotFoundError (nothing written) for problems the user must fix. `validated` (a
-    backfill's) reuses a validation of `data_dir` while its files stay the same.
+    Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, crm_import.csv,
+    manifest.json) and D's rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError,
+    QualityError, DataError or ModelNotFoundError (nothing written) for problems the user must
+    fix. `dataset`: `data_dir` already validated (a caller scoring several dates in one process,
+    see `ValidatedData`).
     """
     out_dir = Path(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
-    if validated is None:
+    given = dataset is not None
+    if dataset is None:
         dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
-    else:
-        dataset = steps.run("validate", validated.dataset, io=True)
     steps.run("freshness", quality.check_freshness, dataset, run_date, config.quality)
-    steps.done("validate", _table_counts(dataset) + (", validated before (files unchanged)"
-                                                     if validated is not None and validated.reused else ""))
+    steps.done("validate", _table_counts(dataset) + (" (validated once by the caller)" if given else ""))
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
     history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
@@ -182,15 +205,16 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     steps.done("quality", "checks passed")
     scores = steps.run("score", scoring.score, feats, model, config, False)
     steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
-    suppressed = suppressed_ids(dataset)
-    scores, taken, lists = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
-    steps.done("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
+    suppressed = suppressed_ids(dataset, history)
+    made = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
+    scores, taken, lists = made.scores, made.taken, made.lists
+    steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
     run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, suppressed,
-                                         config)
+                                         config, made.funnel)
     run = manifest.warehouse_run(run_manifest, gate, config)
     run_manifest["timings_seconds"] = dict(steps.timings)
     kept = manifest.assignments_for_history(taken, history, run_date, config)
-    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
+    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config, io=True)
     steps.done("publish", f"published to {path}")
     return ScoreResult(run_manifest, path)
 
@@ -242,7 +266,7 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
     if end < start:
         raise DataError(f"backfill: --end {end} is before --start {start}")
     validated = ValidatedData(data_dir, config)
-    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, validated=validated))
+    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset()))
     days = [start.days(i) for i in range((end - start).days + 1)]
     scored, skipped = [], []
     for i, day in enumerate(days):
@@ -339,7 +363,8 @@ def backtest(data_dir: str | Path, test_cutoff: RunDate, config: Config,
 def _measure(dataset: contract.Dataset, out_dir: Path, config: Config) -> outcomes.Measured:
     path = warehouse.path_in(out_dir)
     return outcomes.measure(warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs"),
-                            dataset.orders, dataset.contacts, config, where=str(path))
+                            dataset.orders, warehouse.contacts_with_imports(path, dataset.contacts), config,
+                            where=str(path))
 
 
 def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
@@ -350,14 +375,16 @@ def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
 
 
 def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
-                     runner: StepRunner | None = None) -> OutcomesResult:
+                     runner: StepRunner | None = None, dataset: contract.Dataset | None = None) -> OutcomesResult:
     """Measure every published list whose horizon window lies inside the data; store what it teaches.
 
     Raises NothingToMeasure while no list has come of age (a normal state for a new schedule).
+    `dataset`: `data_dir` already validated.
     """
     out_dir = Path(out_dir)
     steps = Steps("outcomes", (), None, runner)
-    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    if dataset is None:
+        dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     steps.done("validate", f"orders {len(dataset.orders)} rows")
     found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
     steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
@@ -365,3 +392,46 @@ def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
     steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
     return OutcomesResult(found, csv)
 
+
+
+# --- the team's filled-in lists ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactsImport:
+    """What one import recorded: rows read, left blank, recorded per outcome, and new suppressions."""
+
+    n_read: int
+    n_blank: int
+    n_recorded: int
+    outcomes: dict[str, int]
+    n_suppressed: int
+    list_dates: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def import_contacts(path: str | Path, out_dir: str | Path) -> ContactsImport:
+    """Read the team's filled-in list (winback.xlsx or winback_<action>.csv) into the warehouse.
+
+    Every filled row is checked (choices, dates, consistent answers, a customer on that list);
+    with any problem, a ContractError names every bad row and nothing is recorded. Otherwise the
+    rows replace earlier imports of the same list date, customer and action in the `contacts`
+    table (so importing a list again after more calls is safe), and "do not contact again"
+    becomes a suppression at once: the next daily run will not list the customer, whatever the
+    date. `churn outcomes` then reports the share of treated customers the team reached.
+    """
+    from churn.publish import contacts
+
+    where = warehouse.path_in(out_dir)
+    filled = contacts.read_filled_lists(path)
+    assignments = warehouse.read_table(where, "assignments")
+    if assignments.empty and len(filled.rows):
+        raise DataError(f"no win-back lists in {where}: import into the output root the lists were published "
+                        f"to (--out)")
+    rows, stop = contacts.to_contacts(filled.rows, assignments, str(where))
+    warehouse.write_contacts(where, rows, stop)
+    counts = rows["outcome"].fillna("(no outcome)").value_counts().sort_index()
+    return ContactsImport(filled.n_read, filled.n_blank, len(rows), {k: int(v) for k, v in counts.items()},
+                          len(stop), sorted({str(d) for d in filled.rows["list_date"]}))

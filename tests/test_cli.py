@@ -62,6 +62,14 @@ def test_train_then_score_through_the_cli(monkeypatch, capsys, synthetic_dir, tm
                          "--out", str(tmp_path / "out"), "--models", str(models), "--config", str(config))
     assert code == 0, err
     assert (tmp_path / "out" / "2024-06-30" / "winback.xlsx").exists() and "scored" in out
+    assert "what kept a list short" in out and ("of 25" in out or "full:" in out)
+    # One customer explained, with shap's waterfall of their contributions as a PNG.
+    customer = pd.read_csv(tmp_path / "out" / "2024-06-30" / "crm_import.csv", dtype=str)["customer_id"].iloc[0]
+    plot = tmp_path / "why.png"
+    code, out, err = run(monkeypatch, capsys, "explain", customer, "--data", str(synthetic_dir), "--date",
+                         "2024-06-30", "--models", str(models), "--config", str(config), "--plot", str(plot))
+    assert code == 0, err
+    assert "reasons raising the risk" in out and plot.read_bytes()[:4] == b"\x89PNG" and plot.stat().st_size > 5000
 
 
 def test_score_without_a_model_says_to_train_first(monkeypatch, capsys, synthetic_dir, tmp_path):

@@ -73,6 +73,13 @@ def write_json(obj: Any, path: str | Path) -> None:
     _replace_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a staging directory that replaces `target` whole on success, and vanishes on error.
@@ -82,6 +89,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    # mkdtemp makes the directory owner-only (0700); the published one must be readable as the
+    # umask allows (a team share), like any directory mkdir would make.
+    os.chmod(staging, 0o777 & ~_umask())
     try:
         yield staging
     except BaseException:

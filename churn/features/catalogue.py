@@ -8,6 +8,7 @@ the cutoff, `day` the day of an order.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +226,36 @@ def catalogue(event_types: Iterable[str] = ()) -> list[Feature]:
     event_types = list(event_types)
     return (ORDER_FEATURES + OPTIONAL_ORDER_FEATURES + SCORE_FEATURES + ITEM_FEATURES + ITEM_DERIVED
             + _event_features(event_types) + _event_derived(event_types))
+
+
+# Labels where the meaning is too long for a chart's axis.
+SHORT_LABELS = {"valuable_frequency_drop": "valuable customer buying half as often",
+                "gap_std_days": "spread of the days between purchases"}
+_EVENT_NAME = re.compile(r"^event_(.+)_(30d|90d|all)$")
+LABEL_LENGTH = 48
+
+
+def history_days(window: str) -> float:
+    """How many days of history a feature's window needs: "90 days" 90, "days 91-180" 180, all history inf."""
+    numbers = [int(n) for n in re.findall(r"\d+", window)]
+    return float("inf") if "all history" in window or not numbers else float(max(numbers))
+
+
+def labels(names: Iterable[str]) -> dict[str, str]:
+    """Each feature in words for charts and tables, from its meaning: "orders_90d" -> "Purchase occasions in
+    the last 90 days" (the first clause, at most LABEL_LENGTH characters)."""
+    names = list(names)
+    kinds = {m.group(1) for m in map(_EVENT_NAME.match, names) if m}
+    meanings = {f.name: f.meaning for f in catalogue(kinds)}
+    out = {}
+    for name in names:
+        text = SHORT_LABELS.get(name) or meanings.get(name) or name.replace("_", " ")
+        text = re.split(r" \(|: |, else", text)[0]
+        text = re.sub(r"'([^']+)' events", lambda m: m.group(1).replace("_", " ") + " events", text)
+        if len(text) > LABEL_LENGTH:
+            text = text[:LABEL_LENGTH - 1].rstrip() + "…"
+        out[name] = text[:1].upper() + text[1:]
+    return out
 
 
 def _slug(text: str) -> str:
