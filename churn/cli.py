@@ -121,17 +121,20 @@ def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) 
     """Check a data directory against the data contract; exit 1 with the problems if it breaks it."""
     from churn.data import contract
 
-    dataset = contract.validate(data, _config(config).contract)
+    dataset = contract.validate(data, _config(config))
     if as_json:
         _print_json({"row_counts": dataset.row_counts, "fingerprints": dataset.fingerprints,
                      "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()},
-                     "unmatched": {name: u.as_dict() for name, u in dataset.unmatched.items()}})
+                     "unmatched": {name: u.as_dict() for name, u in dataset.unmatched.items()},
+                     "cleared": dataset.cleared})
         return
     for name, count in dataset.row_counts.items():
         typer.echo(f"{name}: {count} rows ok" + (f", {len(dataset.quarantine[name])} quarantined"
                                                   if len(dataset.quarantine.get(name, [])) else ""))
         if name in dataset.unmatched:
             typer.echo(f"  customer_id: {dataset.unmatched[name].describe()}")
+        for column, n in dataset.cleared.get(name, {}).items():
+            typer.echo(f"  {column}: {n} implausible timestamp{'s' if n != 1 else ''} set to missing")
 
 
 @app.command()
@@ -274,7 +277,7 @@ def explain_customer(
 
     model, meta = registry.load(models)
     cfg = _config(config, meta["horizon_days"])
-    dataset = contract.validate(data, cfg.contract)
+    dataset = contract.validate(data, cfg)
     frame = build_features(dataset, [date], cfg.data.lookback_days)
     customer_id = normal_id(customer_id)  # the written form the contract gives ids: 13482.0 is 13482
     row = frame[frame["customer_id"] == customer_id]

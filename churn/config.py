@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +26,7 @@ ORDER_STATUSES = ("completed", "cancelled", "returned")
 class DataConfig:
     horizon_days: int = 90
     lookback_days: int = 365
+    timezone: str = "UTC"  # the shop's zone (IANA name): what "day" means for orders, cutoffs and run dates
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class ContractConfig:
     unknown_customers: Policy = "quarantine"
     unmatched_suppressions: Literal["fail", "warn"] = "warn"
     unknown_statuses: Policy = "fail"
+    implausible_timestamps: Policy = "quarantine"
+    min_date: str = "1990-01-01"  # timestamps before this day are placeholders (1970-01-01, 1900-01-01) or typos
+    max_date: str = "2089-12-31"  # ... and after this one (2099-12-31, 9999-12-31)
     # A shop's own status values: spelling -> "completed" | "cancelled" | "returned" (see churn.data.statuses).
     statuses: dict[str, str] = field(default_factory=dict)
 
@@ -224,6 +230,8 @@ def _build(cls: type, values: dict[str, Any], where: str, base: Any = None) -> A
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, f"{where}.{name}", default)
             continue
+        if isinstance(default, str) and type(value) is dt.date:  # a TOML date: 1990-01-01 without quotes
+            value = value.isoformat()
         if not _type_ok(value, default):
             raise ConfigError(f"{where}.{name}: expected {type(default).__name__}, got {value!r}")
         if isinstance(default, tuple):
@@ -249,6 +257,15 @@ def _check(config: Config) -> Config:
             raise ConfigError(f"contract.statuses.{spelling}: {status!r} is not one of {', '.join(ORDER_STATUSES)}")
     if config.data.horizon_days < 1 or config.data.lookback_days < 1:
         raise ConfigError("data.horizon_days and data.lookback_days must be positive")
+    for key in ("data.timezone", "schedule.timezone"):
+        _check_timezone(key, _get(config, key))
+    for key in ("contract.min_date", "contract.max_date"):
+        try:
+            dt.date.fromisoformat(_get(config, key))
+        except ValueError:
+            raise ConfigError(f"{key}: {_get(config, key)!r} is not a date (YYYY-MM-DD)") from None
+    if c.min_date >= c.max_date:
+        raise ConfigError(f"contract.min_date ({c.min_date}) must be before contract.max_date ({c.max_date})")
     lo, hi = config.score.risk_bands
     if not 0 < lo < hi < 1:
         raise ConfigError("score.risk_bands must be two increasing numbers between 0 and 1")
@@ -272,6 +289,22 @@ def _check(config: Config) -> Config:
     if config.cache.feature_days < 0 or config.cache.feature_max_gb <= 0:
         raise ConfigError("cache: feature_days must be >= 0 (0 turns the cache off) and feature_max_gb positive")
     return config
+
+
+def _get(config: Config, key: str) -> Any:
+    """The value of a dotted key, e.g. "winback.callback.cooldown_days"."""
+    value: Any = config
+    for part in key.split("."):
+        value = value[part] if isinstance(value, dict) else getattr(value, part)
+    return value
+
+
+def _check_timezone(key: str, name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{key}: {name!r} is not a time zone: use an IANA name such as \"Europe/Paris\", "
+                          f"\"America/New_York\" or \"UTC\"") from None
 
 
 def _check_actions(winback: WinbackConfig) -> None:

@@ -39,3 +39,23 @@ def test_bad_settings_are_refused_with_a_message_naming_them(tmp_path, text, mes
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_time_zones_are_checked_when_the_configuration_loads(tmp_path):
+    # Issue 13, case 6: "Europe/Pari" was accepted by every command, then `churn serve` exited 70.
+    path = tmp_path / "churn.toml"
+    path.write_text('[schedule]\ntimezone = "Europe/Pari"\n')
+    with pytest.raises(ConfigError, match=r"schedule.timezone: 'Europe/Pari' is not a time zone"):
+        load_config(path)
+    path.write_text('[data]\ntimezone = "America/New_York"\n[schedule]\ntimezone = "Europe/Paris"\n')
+    assert load_config(path).data.timezone == "America/New_York"
+
+
+def test_plausible_dates_take_toml_dates_or_text(tmp_path):
+    path = tmp_path / "churn.toml"
+    path.write_text('[contract]\nmin_date = 1980-01-01\nmax_date = "2060-12-31"\n')
+    config = load_config(path)
+    assert (config.contract.min_date, config.contract.max_date) == ("1980-01-01", "2060-12-31")
+    path.write_text('[contract]\nmin_date = "2070-01-01"\nmax_date = "2060-12-31"\n')
+    with pytest.raises(ConfigError, match="contract.min_date .* must be before contract.max_date"):
+        load_config(path)

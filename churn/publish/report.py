@@ -254,7 +254,7 @@ def collect(models_dir: str | Path, out_dir: str | Path, config: Config, data_di
             "business KPIs, feature drift and the model's curves (its backtest holds none)"
         inputs.notes.append(f"No data directory given (--data): {missing} are left out.")
         return inputs
-    dataset = contract.validate(data_dir, config.contract)
+    dataset = contract.validate(data_dir, config)
     builder = FeatureBuilder(dataset, config.data.lookback_days)
     inputs.kpis = monthly_kpis(dataset, meta["horizon_days"], config.lifecycle, config.data.lookback_days)
     if meta.get("backtest") and "gain_table" not in meta["backtest"]:
