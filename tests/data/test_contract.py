@@ -914,3 +914,47 @@ def test_items_of_an_order_set_aside_go_with_it(tmp_path, column, value, reason,
     assert data.order_items["order_id"].tolist() == ["o1", "o3"]
     assert data.quarantine["order_items"][["file_row", "reason"]].to_dict("records") == [
         {"file_row": 2, "reason": reason}, {"file_row": 3, "reason": reason}]
+
+
+# --- file habits: encodings and separators ---------------------------------------------------
+
+
+def test_a_windows_1252_file_is_refused_naming_the_line(tmp_path):
+    # Issue 13: the cp1252 decode error named the file but no row.
+    lines = ["customer_id,order_id,order_ts,amount", "a,1,2024-01-01,5", "b,2,2024-01-02,3", "caf\xe9,3,2024-01-03,4"]
+    (tmp_path / "orders.csv").write_bytes("\n".join(lines).encode("cp1252") + b"\n")
+    with pytest.raises(ContractError) as err:
+        validate(tmp_path)
+
+    assert str(err.value) == ('orders.csv: cannot be read (line 4, data row 3, is not UTF-8: byte 0xe9 at character 4, '
+                              'probably saved as Windows-1252 (Excel\'s plain "CSV"); save the file as UTF-8 (in '
+                              'Excel: "CSV UTF-8"))')
+
+
+def test_a_utf16_file_is_refused_as_such(tmp_path):
+    (tmp_path / "orders.csv").write_bytes("customer_id,order_id,order_ts,amount\na,1,2024-01-01,5\n".encode("utf-16"))
+    with pytest.raises(ContractError, match=r"orders.csv: cannot be read \(the file is UTF-16, not UTF-8"):
+        validate(tmp_path)
+
+
+def test_a_utf8_file_with_a_byte_order_mark_reads_as_usual(tmp_path):
+    (tmp_path / "orders.csv").write_bytes(b"\xef\xbb\xbfcustomer_id,order_id,order_ts,amount\na,1,2024-01-01,5\n")
+
+    assert validate(tmp_path).orders["customer_id"].tolist() == ["a"]
+
+
+def test_a_semicolon_file_is_refused_showing_the_columns_found(tmp_path):
+    (tmp_path / "orders.csv").write_text("customer_id;order_id;order_ts;amount\na;1;2024-01-01;5,5\n")
+    with pytest.raises(ContractError) as err:
+        validate(tmp_path)
+
+    assert str(err.value) == ("orders.csv: missing required columns customer_id, order_id, order_ts, amount (columns "
+                              "found: customer_id;order_id;order_ts;amount)")
+
+
+@pytest.mark.parametrize("day_first", ["31/01/2024", "31.01.2024", "01/31/2024"])
+def test_day_first_and_month_first_dates_are_refused(tmp_path, day_first):
+    orders = as_text(valid_tables()["orders"], order_ts={0: day_first})
+
+    assert broken("csv", tmp_path, orders=orders).startswith(
+        f"orders.csv: column order_ts: 1 row not an ISO 8601 timestamp (e.g. 2017-03-01T10:20:00) (row 1: '{day_first}')")
