@@ -64,6 +64,14 @@ def _config(path: Path | None, horizon: int | None = None):
     return config
 
 
+def _today(config) -> RunDate:
+    """The day it is now in the shop's time zone: the one place the command line reads the clock."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    return RunDate.parse(dt.datetime.now(ZoneInfo(config.data.timezone)))
+
+
 def _print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
@@ -125,17 +133,20 @@ def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) 
     """Check a data directory against the data contract; exit 1 with the problems if it breaks it."""
     from churn.data import contract
 
-    dataset = contract.validate(data, _config(config).contract)
+    dataset = contract.validate(data, _config(config))
     if as_json:
         _print_json({"row_counts": dataset.row_counts, "fingerprints": dataset.fingerprints,
                      "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()},
-                     "unmatched": {name: u.as_dict() for name, u in dataset.unmatched.items()}})
+                     "unmatched": {name: u.as_dict() for name, u in dataset.unmatched.items()},
+                     "cleared": dataset.cleared})
         return
     for name, count in dataset.row_counts.items():
         typer.echo(f"{name}: {count} rows ok" + (f", {len(dataset.quarantine[name])} quarantined"
                                                   if len(dataset.quarantine.get(name, [])) else ""))
         if name in dataset.unmatched:
             typer.echo(f"  customer_id: {dataset.unmatched[name].describe()}")
+        for column, n in dataset.cleared.get(name, {}).items():
+            typer.echo(f"  {column}: {n} implausible timestamp{'s' if n != 1 else ''} set to missing")
 
 
 TrackedOpt = Annotated[bool, typer.Option("--tracked", help="Run as a tracked Prefect flow run (the same outputs), "
@@ -177,7 +188,7 @@ def train(data: DataOpt, horizon: HorizonOpt = None,
         else:
             from churn import pipeline
 
-            meta = pipeline.train_model(data, models, cfg, as_of, progress).to_dict()
+            meta = pipeline.train_model(data, models, cfg, as_of, progress, today=_today(cfg)).to_dict()
     typer.echo(_gate_summary(meta))
     if meta.get("backtest"):
         typer.echo(_metrics_table(meta["backtest"]))
@@ -233,7 +244,7 @@ def score(data: DataOpt, date: Annotated[RunDate, typer.Option("--date", help="R
         else:
             from churn import pipeline
 
-            manifest = pipeline.score_day(data, date, out, models, cfg, progress).to_dict()
+            manifest = pipeline.score_day(data, date, out, models, cfg, progress, today=_today(cfg)).to_dict()
     if as_json:
         _print_json(manifest)
         return
@@ -341,7 +352,7 @@ def explain_customer(
 
     model, meta = registry.load(models)
     cfg = _config(config, meta["horizon_days"])
-    dataset = contract.validate(data, cfg.contract)
+    dataset = contract.validate(data, cfg)
     frame = build_features(dataset, [date], cfg.data.lookback_days)
     customer_id = normal_id(customer_id)  # the written form the contract gives ids: 13482.0 is 13482
     row = frame[frame["customer_id"] == customer_id]
@@ -517,7 +528,7 @@ def backfill(data: DataOpt,
         else:
             from churn import pipeline
 
-            done = pipeline.backfill(data, start, end, out, models, cfg, force, progress)
+            done = pipeline.backfill(data, start, end, out, models, cfg, force, progress, today=_today(cfg))
             result = {"scored": done.scored, "skipped": done.skipped}
     if as_json:
         _print_json({"start": str(start), "end": str(end), "out": str(out), **result})

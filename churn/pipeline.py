@@ -35,7 +35,7 @@ from churn.features.engine import FeatureBuilder
 from churn.model import backtest as evaluation
 from churn.model import registry, training
 from churn.model.classifier import ChurnModel
-from churn.progress import Progress, StepRunner, Steps, notify
+from churn.progress import Progress, StepRunner, Steps, notify, run_log
 from churn.publish import files, manifest, warehouse
 from churn.types import RunDate
 
@@ -91,7 +91,22 @@ class BackfillResult:
 
 def load_dataset(data_dir: str | Path, config: Config) -> contract.Dataset:
     """Read and validate the data directory (raises ContractError naming file, column and rows)."""
-    return contract.validate(data_dir, config.contract)
+    return contract.validate(data_dir, config)
+
+
+def _check_today(dataset: contract.Dataset, today: RunDate | None) -> None:
+    """Refuse data dated after the day the run happens (when the caller says which day that is)."""
+    if today is not None:
+        contract.check_not_after(dataset, today)
+
+
+def _warn_unmatched(dataset: contract.Dataset) -> None:
+    """Say loudly when suppressions name no known customer: they still apply, but may be misspelt ids."""
+    found = dataset.unmatched.get("suppressions")
+    if found is not None and found.rows:
+        run_log.warning("suppressions: %d rows (%d customer ids) match no known customer; they still apply. "
+                        "If the ids are spelt otherwise than in the orders, fix the file: `churn validate` "
+                        "lists the first ones", found.rows, found.customers)
 
 
 def _table_counts(dataset: contract.Dataset) -> str:
@@ -179,22 +194,25 @@ def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
               config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
-              dataset: contract.Dataset | None = None) -> ScoreResult:
+              dataset: contract.Dataset | None = None, today: RunDate | None = None) -> ScoreResult:
     """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
 
     Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, crm_import.csv,
     manifest.json) and D's rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError,
     QualityError, DataError or ModelNotFoundError (nothing written) for problems the user must
     fix. `dataset`: `data_dir` already validated (a caller scoring several dates in one process,
-    see `ValidatedData`).
+    see `ValidatedData`). `today`: the day the run happens (the clock, read by the caller): data
+    dated after it cannot be real and stops the run (`contract.check_not_after`).
     """
     out_dir = Path(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
     given = dataset is not None
     if dataset is None:
         dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    _check_today(dataset, today)
     steps.run("freshness", quality.check_freshness, dataset, run_date, config.quality)
     steps.done("validate", _table_counts(dataset) + (" (validated once by the caller)" if given else ""))
+    _warn_unmatched(dataset)
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
     history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
@@ -256,7 +274,7 @@ def published(out_dir: str | Path, run_date: RunDate) -> bool:
 
 def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | Path, models_dir: str | Path,
              config: Config, force: bool = False, progress: Progress | None = None,
-             score: Callable[[RunDate], Any] | None = None) -> BackfillResult:
+             score: Callable[[RunDate], Any] | None = None, today: RunDate | None = None) -> BackfillResult:
     """Score every date from `start` to `end` (included), one idempotent `score_day` per date.
 
     Resumable: dates already published are skipped unless `force`, so rerunning after a failure
@@ -266,7 +284,8 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
     if end < start:
         raise DataError(f"backfill: --end {end} is before --start {start}")
     validated = ValidatedData(data_dir, config)
-    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset()))
+    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset(),
+                                            today=today))
     days = [start.days(i) for i in range((end - start).days + 1)]
     scored, skipped = [], []
     for i, day in enumerate(days):
@@ -319,14 +338,17 @@ def _backtest_counts(meta: dict[str, Any]) -> str:
 
 
 def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as_of: RunDate | None = None,
-                progress: Progress | None = None, runner: StepRunner | None = None) -> TrainResult:
+                progress: Progress | None = None, runner: StepRunner | None = None,
+                today: RunDate | None = None) -> TrainResult:
     """Train, backtest and register a churn model for the data in `data_dir`; the gate decides the champion.
 
     `as_of` (default: the day of the last order) is the day whose known labels train the model.
-    Writes models/<version>/ and, when the gate promotes it, models/champion.json.
+    Writes models/<version>/ and, when the gate promotes it, models/champion.json. `today`: the
+    day the run happens; data dated after it stops the run (it would move the default as-of date).
     """
     steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
     dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    _check_today(dataset, today)
     steps.done("validate", _table_counts(dataset))
     as_of = as_of or RunDate.parse(training.default_as_of(dataset))
     result = steps.run("fit", training.train, dataset, as_of.timestamp, config, False, progress)

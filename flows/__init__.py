@@ -45,11 +45,20 @@ from churn.errors import ChurnError  # noqa: E402
 # Prefect validates a flow's parameters against its annotations, resolved in the namespace of the
 # function it calls (`refusals_fail_quietly`'s wrapper, here): the flows' parameter types must be too.
 from churn.progress import Progress  # noqa: E402,F401
+from churn.types import RunDate  # noqa: E402
 
 REFUSED = "Refused"  # the name of a flow run's Failed state when the input, not the code, was at fault
 RETRIES = 3  # tries after the first for a step that reads or writes files
 RETRY_BACKOFF_SECONDS = 2  # waits of 2, 4, 8 s between them
 T = TypeVar("T")
+
+
+def today_in(timezone: str) -> RunDate:
+    """The day it is now in the shop's time zone (a flow is an edge: it may read the clock)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    return RunDate.parse(dt.datetime.now(ZoneInfo(timezone)))
 
 
 def set_log_level(level: str) -> None:

@@ -113,3 +113,13 @@ def test_validate_ids_that_match_nothing_exits_1_in_one_line(monkeypatch, capsys
 
     assert code == 1 and out == "" and "Traceback" not in err
     assert err.startswith("error: orders.csv: column customer_id: 2 rows not in customers.csv")
+
+
+def test_a_bad_setting_stops_any_command_in_one_line(monkeypatch, capsys, synthetic_dir, tmp_path):
+    # Issue 13, case 6: "Europe/Pari" was accepted by every command, then `churn serve` exited 70.
+    config = tmp_path / "churn.toml"
+    config.write_text('[schedule]\ntimezone = "Europe/Pari"\n')
+    code, out, err = run(monkeypatch, capsys, "validate", "--data", str(synthetic_dir), "--config", str(config))
+
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: {config}: schedule.timezone: 'Europe/Pari' is not a time zone")

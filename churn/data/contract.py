@@ -2,12 +2,16 @@
 
 Every table is described by a `TableSpec` in `TABLES`. `validate` reads a directory,
 `validate_tables` checks frames already in memory; both return a `Dataset` whose columns have
-canonical types (ids `str` stripped, timestamps `datetime64[us]` naive UTC, dates at midnight,
+canonical types and one written form (ids `str` in the form of `churn.data.spelling`, labels
+such as event types normalised, order statuses canonical (`churn.data.statuses`), timestamps
+`datetime64[us]` naive local times of the shop's zone (`[data] timezone`), dates at midnight,
 amounts float64, counts Int64, flags bool) or raise one `ContractError` listing every problem,
 one per line: file, column, rule, count and up to five offending rows (1-based data rows as in
 the file, header excluded) with their values. Soft problems (exact duplicate rows, customers
-missing from `customers`) follow `ContractConfig`: fail, or set the rows aside in
-`Dataset.quarantine`. Validation never writes anything; `write_quarantine` does, on request.
+missing from `customers`, unknown statuses, implausible timestamps) follow `ContractConfig`:
+fail, or set the rows aside in `Dataset.quarantine`; customer ids that match no customer are
+counted in `Dataset.unmatched`. Validation never writes anything; `write_quarantine` does, on
+request. `check_not_after` refuses data dated after the day of the run.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churn.config import ORDER_STATUSES, ContractConfig
+from churn.config import ORDER_STATUSES, Config, ContractConfig
 from churn.errors import ContractError
 from churn.data import spelling, statuses
 from churn.data.io import SUFFIXES, read_raw, table_path
@@ -32,7 +36,7 @@ from churn.data.io import SUFFIXES, read_raw, table_path
 log = logging.getLogger(__name__)
 
 __all__ = ["TABLES", "ColumnSpec", "TableSpec", "Dataset", "Unmatched", "validate", "validate_tables",
-           "write_quarantine"]
+           "check_not_after", "write_quarantine"]
 
 Kind = Literal["id", "label", "text", "timestamp", "date", "float", "int", "bool"]
 
@@ -200,6 +204,8 @@ class Dataset:
     fingerprints: dict[str, str] = field(default_factory=dict)  # sha256 of each file read
     row_counts: dict[str, int] = field(default_factory=dict)  # rows kept per present table
     unmatched: dict[str, Unmatched] = field(default_factory=dict)  # per table, ids matching no customer
+    cleared: dict[str, dict[str, int]] = field(default_factory=dict)  # per table and column: implausible
+    # optional timestamps (e.g. signup_ts = 1900-01-01) set to missing under the quarantine policy
     sources: dict[str, str] = field(default_factory=dict)  # the file (or name) each table came from
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -210,8 +216,14 @@ class Dataset:
 # --- public entry points -------------------------------------------------------------------
 
 
-def validate(data_dir: str | Path, policy: ContractConfig = ContractConfig()) -> Dataset:
-    """Read every table file in `data_dir` and check it against the contract."""
+def validate(data_dir: str | Path, config: Config | ContractConfig = ContractConfig()) -> Dataset:
+    """Read every table file in `data_dir` and check it against the contract.
+
+    `config`: the whole `Config` (its `[contract]` policies and `[data] timezone`, the shop's
+    zone, to which timestamps with an offset are converted), or just a `ContractConfig` (the
+    zone is then UTC).
+    """
+    policy, timezone = _settings(config)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ContractError(f"{data_dir}: data directory not found")
@@ -233,17 +245,18 @@ def validate(data_dir: str | Path, policy: ContractConfig = ContractConfig()) ->
             continue
         source[name] = path.name
         fingerprints[name] = _sha256(path)
-    dataset = _check(raw, policy, source, problems)
+    dataset = _check(raw, policy, timezone, source, problems)
     dataset.fingerprints = fingerprints
     return dataset
 
 
 def validate_tables(
     tables: dict[str, pd.DataFrame],
-    policy: ContractConfig = ContractConfig(),
+    config: Config | ContractConfig = ContractConfig(),
     source: dict[str, str] | None = None,
 ) -> Dataset:
-    """Check in-memory frames against the contract (no files, so no fingerprints)."""
+    """Check in-memory frames against the contract (no files, so no fingerprints); `config` as in `validate`."""
+    policy, timezone = _settings(config)
     problems = []
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
@@ -251,7 +264,34 @@ def validate_tables(
     if "orders" not in tables:
         problems.append("orders: table not given (it is required)")
     known = {name: frame for name, frame in tables.items() if name in TABLES}
-    return _check(known, policy, {name: (source or {}).get(name, name) for name in known}, problems)
+    return _check(known, policy, timezone, {name: (source or {}).get(name, name) for name in known}, problems)
+
+
+def check_not_after(dataset: Dataset, last_day: object) -> None:
+    """Refuse data dated after `last_day`: raise one ContractError naming table, column and file rows.
+
+    The contract cannot know what day it is; the edge that runs the pipeline does. Call this
+    with the day the run happens (the clock, read at the edge, in the shop's zone): a timestamp
+    later than the end of that day cannot be real (a placeholder or a clock error), and it
+    would move "the last day of the data" to the future. Every timestamp and date column is
+    checked but suppressions' `since` (a suppression applies whatever its date).
+    """
+    end = pd.Timestamp(last_day).normalize() + pd.Timedelta(days=1)
+    problems = []
+    for name, frame in dataset.tables().items():
+        if name == "suppressions":
+            continue
+        for column in TABLES[name].columns:
+            if column.kind not in ("timestamp", "date") or column.name not in frame:
+                continue
+            later = frame[column.name] >= end
+            if later.any():
+                rows = _file_rows(dataset, name, later)
+                problems.append(_rows(dataset.sources.get(name, name), column.name, rows,
+                                      f"after {end.date() - pd.Timedelta(days=1)}, the day of the run",
+                                      pd.Series(frame.loc[later, column.name].to_numpy(), index=rows.index)))
+    if problems:
+        raise ContractError("\n".join(problems) + "\nfix these dates at the source: data cannot come from the future")
 
 
 def write_quarantine(quarantine: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int]:
@@ -297,22 +337,28 @@ class _Findings:
 
 
 def _check(
-    raw: dict[str, pd.DataFrame], policy: ContractConfig, source: dict[str, str], problems: list[str]
+    raw: dict[str, pd.DataFrame], policy: ContractConfig, timezone: str, source: dict[str, str], problems: list[str]
 ) -> Dataset:
     """Run every rule family over the tables; raise one ContractError listing all problems."""
     found = _Findings(policy, problems)
     frames = {
-        name: _parse_table(spec, raw[name], source[name], problems) for name, spec in TABLES.items() if name in raw
+        name: _parse_table(spec, raw[name], source[name], problems, timezone)
+        for name, spec in TABLES.items() if name in raw
     }
+    order_ids = frames["orders"]["order_id"] if "orders" in frames and "order_id" in frames["orders"] else None
     if "orders" in frames and "status" in frames["orders"]:
         frames["orders"] = _map_statuses(frames["orders"], source["orders"], found)
+    cleared: dict[str, dict[str, int]] = {}
+    for name in frames:
+        frames[name] = _check_plausible_dates(name, frames[name], source[name], found, cleared)
     for name, frame in frames.items():
         dup = _exact_duplicates(frame)
         message = _rows(source[name], None, dup, "", noun="exact duplicate row")
         frames[name] = found.soft(name, frame, dup, "duplicate_rows", "duplicate_row", message)
         _check_unique_key(frames[name], TABLES[name], source[name], problems)
-    _check_order_items(frames, source, problems)
+    _check_order_items(frames, order_ids, source, problems)
     unmatched = _match_customers(frames, source, found)
+    _follow_orders(frames, found)
     _check_required_left(frames, raw, source, found)
     if problems:
         raise ContractError("\n".join(problems))
@@ -323,11 +369,15 @@ def _check(
     }
     for name, what in unmatched.items():
         (log.warning if name == "suppressions" else log.info)("%s: %s", source[name], what.describe())
+    for name, columns in cleared.items():
+        for column, n in columns.items():
+            log.warning("%s: column %s: %d implausible timestamp%s set to missing", source[name], column, n,
+                        "s" if n != 1 else "")
     return Dataset(**kept, quarantine=set_aside, row_counts={name: len(frame) for name, frame in kept.items()},
-                   unmatched=unmatched, sources=dict(source))
+                   unmatched=unmatched, sources=dict(source), cleared=cleared)
 
 
-def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str]) -> pd.DataFrame:
+def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str], timezone: str) -> pd.DataFrame:
     """Column checks, then each known column parsed to its canonical type and its values checked.
 
     The index is kept as the 0-based position in the file, so later messages quote file rows.
@@ -343,7 +393,10 @@ def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list
         if column is None:  # unknown columns travel as they are
             parsed[name] = raw[name]
             continue
-        values, unparsable = _PARSERS[column.kind](raw[name])
+        if column.kind in ("timestamp", "date"):
+            values, unparsable = _PARSERS[column.kind](raw[name], timezone)
+        else:
+            values, unparsable = _PARSERS[column.kind](raw[name])
         if unparsable.any():
             problems.append(_rows(source, name, unparsable, _UNPARSABLE[column.kind], raw[name]))
         problems.extend(_check_values(column, values, unparsable, source))
@@ -397,6 +450,38 @@ def _exact_duplicates(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(flagged, index=frame.index)
 
 
+def _check_plausible_dates(name: str, frame: pd.DataFrame, source: str, found: _Findings,
+                           cleared: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """Timestamps outside [contract] min_date .. max_date fail, or are set aside by policy.
+
+    Outside that range are warehouse placeholders (9999-12-31, 1900-01-01, 1970-01-01) and
+    typos. Under "quarantine", rows with such a required timestamp (an order's, an event's) go
+    to the quarantine; an optional one (a signup date, a contact time) is set to missing, which
+    is what such a placeholder means, and counted in `Dataset.cleared`.
+    """
+    low = pd.Timestamp(found.policy.min_date)
+    high = pd.Timestamp(found.policy.max_date) + pd.Timedelta(days=1)
+    span = f"outside {found.policy.min_date} .. {found.policy.max_date}"
+    hint = "placeholders or typos; if these dates are real, widen [contract] min_date / max_date"
+    for column in TABLES[name].columns:
+        if column.kind not in ("timestamp", "date") or column.name not in frame:
+            continue
+        values = frame[column.name]
+        outside = (values < low) | (values >= high)
+        if not outside.any():
+            continue
+        message = _rows(source, column.name, outside, span, values) + f"; {hint}"
+        if column.required:
+            frame = found.soft(name, frame, outside, "implausible_timestamps", "implausible_timestamp", message)
+        elif found.policy.implausible_timestamps == "fail":
+            found.problems.append(f'{message}; contract.implausible_timestamps is "fail": fix the file, or set it to '
+                                  f'"quarantine" to clear these cells')
+        else:
+            frame = frame.assign(**{column.name: values.mask(outside)})
+            cleared.setdefault(name, {})[column.name] = int(outside.sum())
+    return frame
+
+
 def _map_statuses(orders: pd.DataFrame, source: str, found: _Findings) -> pd.DataFrame:
     """orders.status as canonical statuses (`churn.data.statuses`); unknown values fail or go to quarantine."""
     mapped, unknown = statuses.canonical(orders["status"], found.policy.statuses)
@@ -425,12 +510,13 @@ def _check_unique_key(frame: pd.DataFrame, spec: TableSpec, source: str, problem
         problems.append(_rows(source, spec.key, repeated, f"with a duplicate {spec.key}", ids))
 
 
-def _check_order_items(frames: dict[str, pd.DataFrame], source: dict[str, str], problems: list[str]) -> None:
-    """Every order_items row points at an order in orders."""
-    items, orders = frames.get("order_items"), frames.get("orders")
-    if items is None or orders is None or "order_id" not in items or "order_id" not in orders:
+def _check_order_items(frames: dict[str, pd.DataFrame], order_ids: pd.Series | None, source: dict[str, str],
+                       problems: list[str]) -> None:
+    """Every order_items row points at an order of the orders file (`order_ids`: all of them, even set aside)."""
+    items = frames.get("order_items")
+    if items is None or order_ids is None or "order_id" not in items:
         return
-    orphan = items["order_id"].notna() & ~_isin(items["order_id"], orders["order_id"])
+    orphan = items["order_id"].notna() & ~_isin(items["order_id"], order_ids)
     if orphan.any():
         rule = f"not in {source['orders']}"
         problems.append(_rows(source["order_items"], "order_id", orphan, rule, items["order_id"]))
@@ -441,8 +527,7 @@ def _match_customers(frames: dict[str, pd.DataFrame], source: dict[str, str], fo
 
     Known customers are the `customers` table when present, else the customers in `orders`.
     With a customers table, unknown orders, events and contacts fail or go to quarantine
-    (`contract.unknown_customers`), and the items of a quarantined order follow it, so
-    order_items never points at a missing order. Suppressions are kept and counted, or refused
+    (`contract.unknown_customers`). Suppressions are kept and counted, or refused
     under `contract.unmatched_suppressions = "fail"`. Always an error, whatever the policy: ids
     that match a known customer once case, separators and leading zeros are ignored (two files
     spell ids differently), and orders, events or contacts none of whose rows is in the customers
@@ -491,13 +576,22 @@ def _match_customers(frames: dict[str, pd.DataFrame], source: dict[str, str], fo
             continue  # events or contacts of people who never bought: kept, counted
         message = _rows(source[name], "customer_id", unknown, f"not in {against}", ids)
         frames[name] = found.soft(name, frame, unknown, "unknown_customers", "unknown_customer", message)
-        items = frames.get("order_items")
-        if name == "orders" and items is not None and quarantine and "order_id" in frame and "order_id" in items:
-            kept_orders = frames["orders"]["order_id"]
-            gone = frame.loc[unknown, "order_id"]
-            follow = _isin(items["order_id"], gone) & ~_isin(items["order_id"], kept_orders)
-            frames["order_items"] = found.set_aside("order_items", items, follow, "unknown_customer")
     return unmatched
+
+
+def _follow_orders(frames: dict[str, pd.DataFrame], found: _Findings) -> None:
+    """The items of an order set aside go with it, with its reason: order_items never points at a missing order."""
+    items, gone = frames.get("order_items"), found.quarantine.get("orders")
+    if items is None or not gone or "order_id" not in items or "order_id" not in frames["orders"]:
+        return
+    gone_orders = pd.concat(gone)
+    orphaned = ~_isin(items["order_id"], frames["orders"]["order_id"])
+    for reason, rows in gone_orders.groupby("reason", sort=True):
+        follow = orphaned & _isin(items["order_id"], rows["order_id"])
+        if follow.any():
+            items = found.set_aside("order_items", items, follow, reason)
+            orphaned = orphaned.loc[items.index]
+    frames["order_items"] = items
 
 
 def _unmatched(ids: pd.Series, against: str, handling: str) -> Unmatched:
@@ -562,22 +656,33 @@ def _parse_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return _as_text(raw), _none(raw)
 
 
-def _parse_timestamp(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+# A time of day followed by a zone: Z or an offset (+02:00, -0500, +09).
+_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _parse_timestamp(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, pd.Series]:
+    """Naive local times of the shop's zone: values with a zone are converted to it, naive ones kept.
+
+    So the calendar day of every timestamp is the shop's day (a New York order at 20:30 on 31
+    December stays on 31 December), whatever zone the export wrote.
+    """
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("us"), _none(raw)
+        return raw.dt.tz_convert(timezone).dt.tz_localize(None).dt.as_unit("us"), _none(raw)
     if pd.api.types.is_datetime64_dtype(raw):
         return raw.dt.as_unit("us"), _none(raw)
     text = _cells(raw)
     try:  # Arrow parses plain ISO timestamps ten times faster than pandas
         values = pd.Series(pc.cast(pa.array(text), pa.timestamp("us")), index=raw.index, dtype="datetime64[us]")
     except pa.ArrowException:  # offsets, 'Z', odd spacing, or bad cells: let pandas decide
-        values = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-        values = values.dt.tz_localize(None).dt.as_unit("us")
+        zoned = text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+        instants = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+        local = instants.dt.tz_convert(timezone).dt.tz_localize(None)
+        values = local.where(zoned, instants.dt.tz_localize(None)).dt.as_unit("us")
     return values, text.notna() & values.isna()
 
 
-def _parse_date(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    values, unparsable = _parse_timestamp(raw)
+def _parse_date(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, pd.Series]:
+    values, unparsable = _parse_timestamp(raw, timezone)
     return values.dt.normalize(), unparsable
 
 
@@ -634,6 +739,27 @@ _UNPARSABLE = {
 
 
 # --- small helpers -------------------------------------------------------------------------
+
+
+def _settings(config: Config | ContractConfig) -> tuple[ContractConfig, str]:
+    """The contract policies and the shop's time zone from a Config (or a ContractConfig: UTC)."""
+    if isinstance(config, Config):
+        return config.contract, config.data.timezone
+    return config, "UTC"
+
+
+def _file_rows(dataset: Dataset, name: str, flagged: pd.Series) -> pd.Series:
+    """`flagged` (over a validated table) re-indexed by 0-based file position, for messages.
+
+    The rows the contract set aside are in the quarantine with their file row; the kept rows
+    fill the other positions in order.
+    """
+    positions = np.flatnonzero(flagged.to_numpy(dtype=bool))
+    quarantined = dataset.quarantine.get(name)
+    if quarantined is not None and len(quarantined):
+        removed = np.sort(quarantined["file_row"].to_numpy(dtype="int64") - 1)
+        positions = positions + np.searchsorted(removed - np.arange(len(removed)), positions, side="right")
+    return pd.Series(True, index=positions)
 
 
 def _none(raw: pd.Series) -> pd.Series:

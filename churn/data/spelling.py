@@ -35,8 +35,9 @@ _NUMERIC = r"^[+-]?\d+(?:\.0*)?$"
 
 
 def _arrow(values: pd.Series) -> pa.Array:
-    arr = pa.array(values, type=pa.large_string(), from_pandas=True)
-    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = pa.array(values, from_pandas=True)  # no copy for pandas' Arrow-backed strings
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else arr.cast(pa.large_string())
 
 
 def _series(values: pa.Array, like: pd.Series) -> pd.Series:
@@ -46,6 +47,8 @@ def _series(values: pa.Array, like: pd.Series) -> pd.Series:
 def normal_ids(ids: pd.Series) -> pd.Series:
     """Ids (text, stripped, missing kept) in their one written form: `13482.0` becomes `13482`."""
     arr = _arrow(ids)
+    if not pc.any(pc.match_substring(arr, ".")).as_py():  # a plain search first: most id columns have no point
+        return ids
     zero_fraction = pc.match_substring_regex(arr, _ZERO_FRACTION)
     if not pc.any(zero_fraction).as_py():
         return ids
@@ -60,6 +63,9 @@ def scientific_ids(ids: pd.Series) -> pd.Series:
     such as `1E5` is an ordinary code and is not flagged.
     """
     arr = _arrow(ids)
+    first = arr.drop_null()[:1000]  # one id that is not a number rules the whole column out, cheaply
+    if not pc.all(pc.match_substring_regex(first, f"{_NUMERIC}|{_SCIENTIFIC}")).as_py():
+        return pd.Series(False, index=ids.index)
     scientific = pc.fill_null(pc.match_substring_regex(arr, _SCIENTIFIC), False)
     if not pc.any(scientific).as_py():
         return pd.Series(False, index=ids.index)
@@ -83,7 +89,7 @@ def normal_labels(labels: pd.Series) -> pd.Series:
     encoded = pc.dictionary_encode(_arrow(labels))
     words = pc.utf8_lower(encoded.dictionary)
     words = pc.utf8_trim(pc.replace_substring_regex(words, r"[^\pL\pN]+", "_"), "_")
-    words = pc.if_else(pc.equal(words, ""), pa.scalar(None, pa.large_string()), words)
+    words = pc.if_else(pc.equal(words, ""), pa.scalar(None, words.type), words)
     return _series(pc.take(words, encoded.indices), labels)
 
 

@@ -43,6 +43,10 @@ def run_manifest(run_date: RunDate, meta: dict[str, Any], dataset: Dataset, gate
         "table_fingerprints": dataset.fingerprints,
         "row_counts": dataset.row_counts,
         "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()},
+        # Rows naming no known customer, per table (counts only; `churn validate` shows the first ids).
+        "unmatched": {name: {k: v for k, v in found.as_dict().items() if k != "first_ids"}
+                      for name, found in dataset.unmatched.items()},
+        "cleared": dataset.cleared,
         "checks_passed": ["contract", "model_features", "population", *gate["passed"]],
         "quality": {k: gate[k] for k in ("latest_order", "orders_window", "n_scored")},
         "previous_run": None if history.previous_run is None else history.previous_run["run_date"],

@@ -265,7 +265,7 @@ def collect(models_dir: str | Path, out_dir: str | Path, config: Config, data_di
         inputs.notes.append(f"No data directory given (--data): {missing} are left out.")
         inputs.followup = followup.collect(out_dir, models_dir, meta, config, None)
         return inputs
-    dataset = contract.validate(data_dir, config.contract)
+    dataset = contract.validate(data_dir, config)
     inputs.data_start = pd.Timestamp(valid_orders(dataset.orders)["order_ts"].min()).normalize()
     inputs.followup = followup.collect(out_dir, models_dir, meta, config, dataset)
     builder = FeatureBuilder(dataset, config.data.lookback_days)

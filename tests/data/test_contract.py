@@ -774,3 +774,187 @@ def test_event_types_sharing_a_feature_name_are_a_clear_error_without_the_contra
 
     with pytest.raises(DataError, match=r"event types \['Complaint', 'complaint'\] would share feature names"):
         catalogue(["complaint", "Complaint"])
+
+
+# --- the shop's day: time zones (issue 13, case 7) -------------------------------------------
+
+
+def _zone(name: str):
+    from churn.config import Config, DataConfig
+
+    return Config(data=DataConfig(timezone=name))
+
+
+@pytest.mark.parametrize(("written", "zone", "local"), corpus.OFFSET_TIMESTAMPS)
+def test_timestamps_become_local_times_of_the_shops_zone(tmp_path, written, zone, local):
+    orders = corpus.orders(["a", "b"]).assign(order_ts=["2024-03-01T10:00:00", written])
+    data = validate(write(tmp_path, {"orders": orders}), _zone(zone))
+
+    assert data.orders["order_ts"].tolist() == [TS("2024-03-01 10:00"), TS(local)]
+    assert str(data.orders["order_ts"].dtype) == "datetime64[us]"
+
+
+def test_tz_aware_parquet_timestamps_become_local_times(tmp_path):
+    orders = valid_tables()["orders"]
+    orders["order_ts"] = pd.to_datetime(["2017-03-01 10:00"] * 4).tz_localize("Europe/Berlin")
+    data = validate(write(tmp_path, {"orders": orders}, "parquet"), _zone("America/New_York"))
+
+    assert data.orders["order_ts"].tolist() == [TS("2017-03-01 04:00")] * 4
+
+
+def test_naive_timestamps_are_already_in_the_shops_zone(tmp_path):
+    data = validate(write(tmp_path, valid_tables(), "parquet"), _zone("Asia/Tokyo"))
+
+    assert data.orders["order_ts"].tolist() == valid_tables()["orders"]["order_ts"].tolist()
+
+
+def test_the_issue_case_a_new_york_evening_order_stays_in_the_31_december_run(tmp_path):
+    # Issue 13, case 7: before, 20:30 on 31 December at -05:00 became 1 January (UTC) and the
+    # customer left the 31 December run.
+    from churn.features.engine import build_features
+
+    orders = corpus.orders(["ny", "ny"]).assign(order_ts=["2024-10-02T12:00:00-04:00", "2024-12-31T20:30:00-05:00"])
+    data = validate(write(tmp_path, {"orders": orders}), _zone("America/New_York"))
+    got = build_features(data, ["2024-12-31"]).set_index("customer_id").loc["ny"]
+
+    assert (got["recency_days"], got["orders_all"], got["orders_30d"]) == (0, 2, 1)
+    assert data.orders["order_ts"].iloc[1] == TS("2024-12-31 20:30")
+
+
+# --- implausible timestamps (issue 13, case 4) ---------------------------------------------
+
+
+@pytest.mark.parametrize("sentinel", corpus.SENTINEL_TIMESTAMPS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_placeholder_order_dates_are_quarantined_by_default(tmp_path, fmt, sentinel):
+    orders = as_text(valid_tables()["orders"], order_ts={2: sentinel})
+    data = validate(write(tmp_path, {"orders": orders}, fmt))
+
+    assert data.orders["order_id"].tolist() == ["o1", "o2", "o4"]
+    assert data.quarantine["orders"][["file_row", "reason", "order_id"]].to_dict("records") == [
+        {"file_row": 3, "reason": "implausible_timestamp", "order_id": "o3"}]
+
+
+def test_placeholder_order_dates_fail_policy_names_column_rows_and_range(tmp_path):
+    orders = as_text(valid_tables()["orders"], order_ts={1: "9999-12-31", 3: "1970-01-01"})
+    message = broken("csv", tmp_path, ContractConfig(implausible_timestamps="fail"), orders=orders)
+
+    assert message == ("orders.csv: column order_ts: 2 rows outside 1990-01-01 .. 2089-12-31 (rows 2, 4: "
+                       "9999-12-31 00:00:00, 1970-01-01 00:00:00); placeholders or typos; if these dates are real, "
+                       'widen [contract] min_date / max_date; contract.implausible_timestamps is "fail": fix the '
+                       'file, or set it to "quarantine" to set these rows aside')
+
+
+def test_placeholder_dates_in_optional_columns_are_cleared_and_counted(tmp_path, caplog):
+    customers = as_text(valid_tables()["customers"], signup_ts={0: "1900-01-01", 2: "9999-12-31"})
+    with caplog.at_level("WARNING", logger="churn.data.contract"):
+        data = validate(write(tmp_path, {**valid_tables(), "customers": customers}))
+
+    assert data.customers["signup_ts"].isna().tolist() == [True, False, True]
+    assert data.row_counts["customers"] == 3 and data.cleared == {"customers": {"signup_ts": 2}}
+    assert "customers.csv: column signup_ts: 2 implausible timestamps set to missing" in caplog.text
+    with pytest.raises(ContractError, match=r"customers.csv: column signup_ts: 2 rows outside"):
+        validate(tmp_path, ContractConfig(implausible_timestamps="fail"))
+
+
+def test_the_plausible_range_is_a_setting(tmp_path):
+    orders = as_text(valid_tables()["orders"], order_ts={0: "1985-06-01"})
+    data = validate(write(tmp_path, {"orders": orders}), ContractConfig(min_date="1980-01-01"))
+
+    assert data.orders["order_ts"].iloc[0] == TS("1985-06-01") and data.quarantine == {}
+
+
+def test_orders_all_placeholders_stop_the_run(tmp_path):
+    orders = as_text(valid_tables()["orders"], order_ts={i: "9999-12-31" for i in range(4)})
+
+    assert broken("csv", tmp_path, orders=orders) == (
+        "orders.csv: all 4 rows were set aside (4 implausible_timestamp): nothing is left to work with; see the "
+        "quarantine, fix the file or the [contract] policy")
+
+
+def test_the_issue_case_a_9999_order_leaves_the_as_of_on_the_last_real_day(tmp_path):
+    # Issue 13, case 4: before, `churn train` set its default as-of to year 9999 and exited 70.
+    from churn.model.training import default_as_of
+
+    orders = as_text(valid_tables()["orders"], order_ts={1: "9999-12-31"})
+    data = validate(write(tmp_path, {"orders": orders}))
+
+    assert default_as_of(data) == TS("2017-04-01")
+
+
+def test_check_not_after_names_table_column_and_file_rows(tmp_path):
+    from churn.data.contract import check_not_after
+
+    orders = pd.concat([valid_tables()["orders"]] * 2, ignore_index=True)
+    orders["order_id"] = [f"o{i}" for i in range(8)]
+    orders.loc[1, "order_ts"] = TS("9999-12-31")  # quarantined: later rows keep their file numbers
+    orders.loc[[5, 7], "order_ts"] = [TS("2017-05-02 08:00"), TS("2017-06-01")]
+    events = valid_tables()["events"]
+    data = validate(write(tmp_path, {**valid_tables(), "orders": orders, "events": events}))
+    check_not_after(data, "2017-06-01")
+    with pytest.raises(ContractError) as err:
+        check_not_after(data, "2017-05-01")
+
+    assert str(err.value).splitlines() == [
+        "orders.csv: column order_ts: 2 rows after 2017-05-01, the day of the run (rows 6, 8: 2017-05-02 08:00:00, "
+        "2017-06-01 00:00:00)",
+        "contacts.csv: column contacted_ts: 1 row after 2017-05-01, the day of the run (row 1: 2017-05-02 11:00:00)",
+        "fix these dates at the source: data cannot come from the future",
+    ]
+
+
+@pytest.mark.parametrize(("column", "value", "reason", "policy"), [
+    ("order_ts", "9999-12-31", "implausible_timestamp", ContractConfig()),
+    ("status", "pending", "unknown_status", ContractConfig(unknown_statuses="quarantine")),
+])
+def test_items_of_an_order_set_aside_go_with_it(tmp_path, column, value, reason, policy):
+    orders = as_text(valid_tables()["orders"], **{column: {1: value}})  # o2, which has two items
+    data = validate(write(tmp_path, {"orders": orders, "order_items": valid_tables()["order_items"]}), policy)
+
+    assert data.order_items["order_id"].tolist() == ["o1", "o3"]
+    assert data.quarantine["order_items"][["file_row", "reason"]].to_dict("records") == [
+        {"file_row": 2, "reason": reason}, {"file_row": 3, "reason": reason}]
+
+
+# --- file habits: encodings and separators ---------------------------------------------------
+
+
+def test_a_windows_1252_file_is_refused_naming_the_line(tmp_path):
+    # Issue 13: the cp1252 decode error named the file but no row.
+    lines = ["customer_id,order_id,order_ts,amount", "a,1,2024-01-01,5", "b,2,2024-01-02,3", "caf\xe9,3,2024-01-03,4"]
+    (tmp_path / "orders.csv").write_bytes("\n".join(lines).encode("cp1252") + b"\n")
+    with pytest.raises(ContractError) as err:
+        validate(tmp_path)
+
+    assert str(err.value) == ('orders.csv: cannot be read (line 4, data row 3, is not UTF-8: byte 0xe9 at character 4, '
+                              'probably saved as Windows-1252 (Excel\'s plain "CSV"); save the file as UTF-8 (in '
+                              'Excel: "CSV UTF-8"))')
+
+
+def test_a_utf16_file_is_refused_as_such(tmp_path):
+    (tmp_path / "orders.csv").write_bytes("customer_id,order_id,order_ts,amount\na,1,2024-01-01,5\n".encode("utf-16"))
+    with pytest.raises(ContractError, match=r"orders.csv: cannot be read \(the file is UTF-16, not UTF-8"):
+        validate(tmp_path)
+
+
+def test_a_utf8_file_with_a_byte_order_mark_reads_as_usual(tmp_path):
+    (tmp_path / "orders.csv").write_bytes(b"\xef\xbb\xbfcustomer_id,order_id,order_ts,amount\na,1,2024-01-01,5\n")
+
+    assert validate(tmp_path).orders["customer_id"].tolist() == ["a"]
+
+
+def test_a_semicolon_file_is_refused_showing_the_columns_found(tmp_path):
+    (tmp_path / "orders.csv").write_text("customer_id;order_id;order_ts;amount\na;1;2024-01-01;5,5\n")
+    with pytest.raises(ContractError) as err:
+        validate(tmp_path)
+
+    assert str(err.value) == ("orders.csv: missing required columns customer_id, order_id, order_ts, amount (columns "
+                              "found: customer_id;order_id;order_ts;amount)")
+
+
+@pytest.mark.parametrize("day_first", ["31/01/2024", "31.01.2024", "01/31/2024"])
+def test_day_first_and_month_first_dates_are_refused(tmp_path, day_first):
+    orders = as_text(valid_tables()["orders"], order_ts={0: day_first})
+
+    assert broken("csv", tmp_path, orders=orders).startswith(
+        f"orders.csv: column order_ts: 1 row not an ISO 8601 timestamp (e.g. 2017-03-01T10:20:00) (row 1: '{day_first}')")

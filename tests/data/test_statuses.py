@@ -88,3 +88,14 @@ def test_sql_and_pandas_agree_on_purchases():
                      params=[status.tolist()]).df()["p"]
 
     assert got.tolist() == statuses.is_purchase(status).tolist() == [True, False, False, True]
+
+
+def test_the_readme_lists_every_built_in_spelling():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| `")}
+    for status in ("completed", "cancelled", "returned"):
+        row = next(line for key, line in rows.items() if key.startswith(f"`{status}`"))
+        listed = {cell.strip(" `") for cell in row.split("|")[2].split(",")}
+        assert listed == {s for s, c in statuses.SPELLINGS.items() if c == status}, status
