@@ -95,7 +95,7 @@ class SeasonalCorrection:
         # Around the year: the table repeated a year before and after, so interpolation wraps.
         x = np.concatenate([days - 365.25, days, days + 365.25])
         y = np.tile(values, 3)
-        return np.interp(dates.dt.dayofyear.to_numpy(dtype=float), x, y)
+        return np.interp(dates.dt.day_of_year.to_numpy(dtype=float), x, y)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "reason": self.reason, "shifts": self.shifts, "checks": self.checks}
