@@ -27,11 +27,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["normal_id", "normal_ids", "normal_label", "normal_labels", "scientific_ids", "loose_ids"]
+__all__ = ["normal_id", "normal_ids", "normal_label", "normal_labels", "scientific_ids", "numbers_first",
+           "loose_ids"]
 
 _ZERO_FRACTION = r"^[+-]?\d+\.0*$"
 _SCIENTIFIC = r"^[+-]?\d+(?:\.\d+)?[eE][+-]?\d+$"
 _NUMERIC = r"^[+-]?\d+(?:\.0*)?$"
+NUMBERS_FIRST = 1000  # ids looked at to tell a column of numbers from a column of codes
 
 
 def _arrow(values: pd.Series) -> pa.Array:
@@ -63,8 +65,7 @@ def scientific_ids(ids: pd.Series) -> pd.Series:
     such as `1E5` is an ordinary code and is not flagged.
     """
     arr = _arrow(ids)
-    first = arr.drop_null()[:1000]  # one id that is not a number rules the whole column out, cheaply
-    if not pc.all(pc.match_substring_regex(first, f"{_NUMERIC}|{_SCIENTIFIC}")).as_py():
+    if not numbers_first(arr.drop_null()):
         return pd.Series(False, index=ids.index)
     scientific = pc.fill_null(pc.match_substring_regex(arr, _SCIENTIFIC), False)
     if not pc.any(scientific).as_py():
@@ -73,6 +74,15 @@ def scientific_ids(ids: pd.Series) -> pd.Series:
     if not pc.all(numeric).as_py():
         return pd.Series(False, index=ids.index)
     return pd.Series(scientific.to_numpy(zero_copy_only=False), index=ids.index)
+
+
+def numbers_first(present: pa.Array) -> bool:
+    """True when the first 1000 present ids are all numbers (plain or scientific): then scientific ones are suspect.
+
+    One id that is not a number rules the whole column out, cheaply.
+    """
+    first = present[:NUMBERS_FIRST]
+    return bool(pc.all(pc.match_substring_regex(first, f"{_NUMERIC}|{_SCIENTIFIC}")).as_py())
 
 
 def normal_id(text: str) -> str:

@@ -21,13 +21,13 @@ __all__ = ["table_schema", "latest_order", "figures", "check_freshness", "check"
 
 def table_schema(dataset: Dataset) -> dict[str, list[str]]:
     """The tables present and their columns (sorted), as recorded with each run."""
-    return {name: sorted(map(str, frame.columns)) for name, frame in dataset.tables().items()}
+    return {name: sorted(dataset.columns(name)) for name in dataset.names()}
 
 
 def latest_order(dataset: Dataset, run_date: object) -> str | None:
     """The day of the latest order on or before D (YYYY-MM-DD), or None."""
     end = pd.Timestamp(run_date).normalize() + pd.Timedelta(days=1)
-    ts = dataset.orders["order_ts"]
+    ts = dataset.column("orders", "order_ts")
     seen = ts[ts < end]
     return None if seen.empty else seen.max().date().isoformat()
 
@@ -35,7 +35,7 @@ def latest_order(dataset: Dataset, run_date: object) -> str | None:
 def figures(dataset: Dataset, run_date: str, n_scored: int, config: QualityConfig) -> dict[str, Any]:
     """What the gate measures: latest order on or before D, orders in the window up to D, population."""
     end = pd.Timestamp(run_date).normalize() + pd.Timedelta(days=1)
-    ts = dataset.orders["order_ts"]
+    ts = dataset.column("orders", "order_ts")
     start = end - pd.Timedelta(days=config.volume_window_days)
     return {
         "latest_order": latest_order(dataset, run_date),

@@ -145,7 +145,9 @@ class FeatureBuilder:
             for name, path in paths.items():
                 if path.exists():
                     self.con.execute(f"CREATE VIEW {name}_src AS SELECT * FROM read_parquet('{_sql_str(str(path))}')")
-        else:
+        elif hasattr(dataset, "register"):  # frames as they are; tables left in their Parquet files as views
+            dataset.register(self.con, ("orders", "order_items", "events"), suffix="_src")
+        else:  # any object with the tables as frames
             for name in ("orders", "order_items", "events"):
                 frame = getattr(dataset, name)
                 if frame is not None:

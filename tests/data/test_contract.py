@@ -958,3 +958,116 @@ def test_day_first_and_month_first_dates_are_refused(tmp_path, day_first):
 
     assert broken("csv", tmp_path, orders=orders).startswith(
         f"orders.csv: column order_ts: 1 row not an ISO 8601 timestamp (e.g. 2017-03-01T10:20:00) (row 1: '{day_first}')")
+
+
+# --- Parquet files checked where they lie ------------------------------------------------------
+
+
+def dirty_tables() -> dict[str, pd.DataFrame]:
+    """Every soft problem at once, in Parquet types: the in-place checks must agree with the pandas ones."""
+    tables = with_duplicates()
+    tables["customers"] = tables["customers"].iloc[:2].assign(signup_ts=[TS("1900-01-01"), TS("2016-02-01 12:00")])
+    tables["orders"]["status"] = ["Paid", "paid", "REFUNDED", "canceled", "paid"]
+    tables["orders"] = pd.concat([tables["orders"], tables["orders"].iloc[[0]].assign(
+        order_id="o9", order_ts=TS("9999-12-31").as_unit("us"))], ignore_index=True)
+    tables["events"] = pd.concat([tables["events"], pd.DataFrame(
+        {"customer_id": ["c9", "c1"], "event_ts": [TS("2017-03-05"), TS("2017-03-06")],
+         "event_type": ["Email Open", "email-open"]})], ignore_index=True)
+    tables["order_items"].loc[3, "order_id"] = "o4"  # an item of c3's order (c3 is unknown now)
+    tables["suppressions"].loc[2, "customer_id"] = "ghost"
+    return tables
+
+
+def as_read(data):
+    """What a validation returns, as comparable plain values (tables read as frames)."""
+    return ({name: frame for name, frame in data.tables().items()}, data.quarantine, data.row_counts,
+            {name: found.as_dict() for name, found in data.unmatched.items()}, data.cleared)
+
+
+def test_clean_parquet_is_checked_in_place_and_reads_as_the_pandas_path(tmp_path):
+    data = validate(write(tmp_path, valid_tables(), "parquet"))
+    in_memory = validate_tables({name: pd.read_parquet(path) for name, path in
+                                 ((p.stem, p) for p in tmp_path.glob("*.parquet"))},
+                                source={p.stem: p.name for p in tmp_path.glob("*.parquet")})
+
+    assert all(data.stored(name) for name in data.names())
+    got, want = as_read(data), as_read(in_memory)
+    for name in want[0]:
+        pd.testing.assert_frame_equal(got[0][name], want[0][name])
+    assert got[1:] == want[1:]
+
+
+def test_soft_problems_in_parquet_give_what_the_pandas_path_gives(tmp_path):
+    write(tmp_path, dirty_tables(), "parquet")
+    data = validate(tmp_path)
+    in_memory = validate_tables({p.stem: pd.read_parquet(p) for p in tmp_path.glob("*.parquet")},
+                                source={p.stem: p.name for p in tmp_path.glob("*.parquet")})
+
+    assert data.stored("orders") and data.stored("events")
+    got, want = as_read(data), as_read(in_memory)
+    for name in want[0]:
+        pd.testing.assert_frame_equal(got[0][name], want[0][name])
+    assert set(got[1]) == set(want[1]) == {"orders", "order_items", "events", "suppressions"}
+    for name in want[1]:
+        pd.testing.assert_frame_equal(got[1][name], want[1][name])
+    assert got[2:] == want[2:]
+    assert data.orders["status"].tolist() == ["completed", "completed", "returned"]
+    assert data.quarantine["orders"]["reason"].tolist() == ["unknown_customer", "duplicate_row",
+                                                             "implausible_timestamp"]
+    assert data.cleared == {"customers": {"signup_ts": 1}}
+
+
+def test_a_parquet_id_with_a_trailing_space_is_trimmed_as_in_csv(tmp_path):
+    tables = valid_tables()
+    tables["orders"]["customer_id"] = ["c1 ", "c1", "c2\t", "c3"]  # matched once trimmed, as in a CSV file
+    data = validate(write(tmp_path, tables, "parquet"))
+
+    assert data.orders["customer_id"].tolist() == ["c1", "c1", "c2", "c3"]
+    assert not data.stored("orders") and data.stored("customers")
+    assert data.unmatched == {}
+
+
+@pytest.mark.parametrize("values", [["1", "2.0", "3", "4"], [" 1", "2", "3", "4"], ["1", "2", "3", "4\u00a0"]])
+def test_parquet_ids_to_rewrite_are_parsed_in_pandas(tmp_path, values):
+    tables = valid_tables()
+    del tables["order_items"]
+    tables["orders"]["order_id"] = values
+    data = validate(write(tmp_path, tables, "parquet"))
+
+    assert not data.stored("orders") and data.stored("customers")
+    assert data.orders["order_id"].tolist() == ["1", "2", "3", "4"]
+
+
+def test_stored_tables_read_by_column_and_sql_as_their_frame(tmp_path):
+    import duckdb
+
+    data = validate(write(tmp_path, dirty_tables(), "parquet"))
+    frame = pd.read_parquet(tmp_path / "orders.parquet")  # the file, untouched
+    ts = data.column("orders", "order_ts")
+    con = duckdb.connect()
+    assert data.register(con, ("orders", "events"), suffix="_src") == ["orders", "events"]
+    via_sql = con.execute("SELECT * FROM orders_src").df()
+
+    assert data.stored("orders") and len(frame) == 6
+    pd.testing.assert_series_equal(ts, data.orders["order_ts"])
+    assert data.columns("orders") == list(data.orders.columns)
+    assert via_sql["order_id"].tolist() == data.orders["order_id"].tolist()
+    assert via_sql["status"].tolist() == data.orders["status"].tolist()
+    assert sorted(con.execute("SELECT event_type FROM events_src").fetchall()) == [
+        ("complaint",), ("email_open",), ("login",)]  # "Email Open" of c9 set aside, "email-open" read as email_open
+
+
+def test_validate_files_checks_one_partitions_files_under_any_name(tmp_path):
+    from churn.data.contract import validate_files
+
+    write(tmp_path / "all", valid_tables(), "parquet")
+    part = tmp_path / "part-0"
+    part.mkdir()
+    for name in ("orders", "customers"):
+        (tmp_path / "all" / f"{name}.parquet").rename(part / f"{name}-part-0.parquet")
+    data = validate_files({"orders": part / "orders-part-0.parquet", "customers": part / "customers-part-0.parquet"})
+
+    assert data.names() == ["orders", "customers"] and data.row_counts == {"orders": 4, "customers": 3}
+    assert data.sources == {"orders": "orders-part-0.parquet", "customers": "customers-part-0.parquet"}
+    with pytest.raises(ContractError, match="orders: file not given"):
+        validate_files({"customers": part / "customers-part-0.parquet"})
