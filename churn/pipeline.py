@@ -11,36 +11,46 @@ through the optional callback, and returns a typed result.
     backtest          out-of-time evaluation of the model and the baselines
     measure_outcomes  win-back rates of published lists, treated vs holdout; learned uplift
     backfill          score_day for every date of a range that is not published yet
+    forget            erase customers from everything written under OUT, and never score them again
 
 Errors a user can fix are `churn.errors.ChurnError`s, raised before anything is written.
+
+Every job that writes the output root (score, backfill, outcomes, forget) holds its lock
+(`churn.publish.lock`) while it reads and writes the history, and first finishes or removes
+what a dead run left there (`churn.publish.publication.recover`). A daily run publishes with
+one commit point: files staged, history committed, files swapped in (see `_publish`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from churn import faults
 from churn.config import Config
 from churn.data import contract
 from churn.data.io import write_csv
 from churn.decide import outcomes, quality, scoring, winback
-from churn.errors import DataError, ModelNotFoundError
+from churn.errors import DataError, ModelNotFoundError, writing_to
 from churn.features.cache import FeatureCache, features_key
 from churn.features.engine import FeatureBuilder
 from churn.model import backtest as evaluation
 from churn.model import registry, training
 from churn.model.classifier import ChurnModel
 from churn.progress import Progress, StepRunner, Steps, notify
-from churn.publish import files, manifest, warehouse
+from churn.publish import erasure, files, lock, manifest, publication, warehouse
 from churn.types import RunDate
 
-__all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
-           "load_dataset", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
-           "published", "feature_cache"]
+__all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "ForgetResult", "SCORE_STEPS",
+           "TRAIN_STEPS", "load_dataset", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
+           "forget", "published", "feature_cache"]
 
 SCORE_STEPS = ("validate", "features", "quality", "score", "lists", "publish")
 TRAIN_STEPS = ("validate", "fit", "backtest", "gate", "register")
@@ -106,9 +116,14 @@ def feature_cache(out_dir: str | Path, config: Config) -> FeatureCache:
 
 
 def _features(dataset: contract.Dataset, run_date: RunDate, config: Config,
-              cache: FeatureCache) -> tuple[pd.DataFrame, bool]:
-    """Features of every customer in the population as of D, and whether they came from the cache."""
-    key = features_key(dataset.fingerprints, run_date, config)
+              cache: FeatureCache, forgotten: str = "") -> tuple[pd.DataFrame, bool]:
+    """Features of every customer in the population as of D, and whether they came from the cache.
+
+    `forgotten` is the suppression store's version: features computed before a customer was
+    erased must not be read back.
+    """
+    fingerprints = {**dataset.fingerprints, "forgotten": forgotten} if forgotten else dataset.fingerprints
+    key = features_key(fingerprints, run_date, config) if dataset.fingerprints else None
     frame = cache.get(key)
     if frame is not None:
         return frame, True
@@ -145,12 +160,14 @@ def _lists(scores: pd.DataFrame, model: ChurnModel, suppressed: set[str], histor
 
 
 def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd.DataFrame,
-             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset) -> Path:
-    """Replace D's warehouse rows and OUT/D/ together: the rows commit only if the files are in place."""
-    warehouse.write_run(
-        warehouse.path_in(out_dir), run, scores, taken, dataset.contacts,
-        then=lambda: files.publish(out_dir, run["run_date"], scores, lists, run_manifest, dataset.quarantine))
-    return out_dir / run["run_date"]
+             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any],
+             dataset: contract.Dataset) -> publication.Staged:
+    """Publish D: stage OUT/D/'s files, commit D's history with their token (the commit point), swap them in."""
+    day = run["run_date"]
+    return publication.publish(
+        out_dir, day, lambda directory: files.write_outputs(directory, day, scores, lists, dataset.quarantine),
+        run_manifest, lambda token: warehouse.write_run(warehouse.path_in(out_dir), {**run, "publication": token},
+                                                        scores, taken, dataset.contacts))
 
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
@@ -162,35 +179,43 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     or ModelNotFoundError (nothing written) for problems the user must fix.
     """
     out_dir = Path(out_dir)
+    lock.check_output_root(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
     dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     steps.done("validate", _table_counts(dataset))
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
-    history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
-                        config.winback, io=True)
-    feats, cached = steps.run("features", _features, dataset, run_date, config, feature_cache(out_dir, config))
-    steps.done("features", f"{len(feats)} customers in the population" + (", from the cache" if cached else ""))
-    gate = steps.run("quality", _quality, dataset, len(feats), run_date, history, config)
-    steps.done("quality", "checks passed")
-    scores = steps.run("score", scoring.score, feats, model, config, False)
-    steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
-    suppressed = suppressed_ids(dataset)
-    scores, taken, lists = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
-    steps.done("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
-    run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, suppressed,
-                                         config)
-    run = manifest.warehouse_run(run_manifest, gate, config)
-    run_manifest["timings_seconds"] = dict(steps.timings)
-    kept = manifest.assignments_for_history(taken, history, run_date, config)
-    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
-    steps.done("publish", f"published to {path}")
-    return ScoreResult(run_manifest, path)
+    # From reading the history (cooldowns) to publishing, no other job may write OUT.
+    with publication.held_root(out_dir, f"score {run_date}", config.output.lock_wait_seconds):
+        # Customers who asked to be forgotten leave the data before anything is computed.
+        store = erasure.Store(out_dir)
+        dataset, n_forgotten = erasure.without(dataset, store)
+        history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date,
+                            dataset.contacts, config.winback, io=True)
+        feats, cached = steps.run("features", _features, dataset, run_date, config, feature_cache(out_dir, config),
+                                  store.version())
+        steps.done("features", f"{len(feats)} customers in the population" + (", from the cache" if cached else ""))
+        gate = steps.run("quality", _quality, dataset, len(feats), run_date, history, config)
+        steps.done("quality", "checks passed")
+        scores = steps.run("score", scoring.score, feats, model, config, False)
+        steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
+        suppressed = suppressed_ids(dataset)
+        scores, taken, lists = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
+        steps.done("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
+        run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history,
+                                             suppressed, config)
+        run_manifest["forgotten_excluded"] = n_forgotten  # a count: the store holds hashes, never ids
+        run = manifest.warehouse_run(run_manifest, gate, config)
+        run_manifest["timings_seconds"] = dict(steps.timings)
+        kept = manifest.assignments_for_history(taken, history, run_date, config)
+        staged = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
+        steps.done("publish", f"published to {staged.target}")
+    return ScoreResult(staged.manifest, staged.target)
 
 
 def published(out_dir: str | Path, run_date: RunDate) -> bool:
-    """True when OUT/D/ holds a complete publication (publishing is atomic)."""
-    return (Path(out_dir) / str(run_date) / "manifest.json").exists()
+    """True when OUT/D/ and D's history hold the same complete publication (see `churn.publish.publication`)."""
+    return publication.is_published(out_dir, run_date, warehouse.publications(warehouse.path_in(out_dir)))
 
 
 def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | Path, models_dir: str | Path,
@@ -216,6 +241,91 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
         scored.append(str(day))
     notify(progress, f"scored {len(scored)} dates, skipped {len(skipped)}", len(days), len(days))
     return BackfillResult(scored, skipped)
+
+
+# --- erasure -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """What `forget` did, in counts (it never repeats the ids)."""
+
+    n_customers: int
+    n_new: int
+    days_rewritten: list[str]
+    rows_removed: int
+    warehouse_rows: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_customers": self.n_customers, "n_new": self.n_new, "days_rewritten": self.days_rewritten,
+                "rows_removed": self.rows_removed, "warehouse_rows": self.warehouse_rows}
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _erase_day(out_dir: Path, day: str, ids: set[str]) -> tuple[publication.Staged, int] | None:
+    """Stage OUT/D/ without the ids' rows (manifest: the count of customers erased); None if D holds none."""
+    source = out_dir / day
+    found = erasure.found_in_day(source, ids)
+    if not found:
+        return None
+    previous = json.loads((source / publication.MANIFEST).read_text(encoding="utf-8")) \
+        if (source / publication.MANIFEST).is_file() else {"run_date": day}
+    previous.pop("publication", None)
+    later = {**previous, "erased_customers": int(previous.get("erased_customers", 0)) + len(found)}
+    removed = []
+    staged = publication.stage(out_dir, day, lambda d: removed.append(erasure.rewrite_day(source, d, ids, day)),
+                               later)
+    return staged, removed[0]
+
+
+def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | Path, config: Config) -> ForgetResult:
+    """Erase customers from everything churn wrote under OUT, and keep them out of every later run.
+
+    In order, under the output lock: their salted hashes go to the suppression store (from then
+    on no run scores or lists them, even while the source data holds them); every published day
+    that holds them is staged without their rows; the warehouse is rewritten without them, with
+    the new days' tokens (the commit point); the days are swapped in; the feature cache is
+    dropped. A kill part-way is finished by rerunning the same command. Raises DataError when
+    the models directory holds one of the ids (it never should: models keep no ids).
+    """
+    ids = {str(cid).strip() for cid in customer_ids if str(cid).strip()}
+    if not ids:
+        raise DataError("no customer id given: name them, or give --file with one id per line")
+    out_dir = Path(out_dir)
+    lock.check_output_root(out_dir)
+    with publication.held_root(out_dir, "forget", config.output.lock_wait_seconds), writing_to(out_dir):
+        n_new = erasure.Store(out_dir).add(ids)
+        path = warehouse.path_in(out_dir)
+        committed = warehouse.publications(path)
+        days = sorted(p.name for p in out_dir.iterdir() if _DAY.match(p.name) and p.is_dir()) \
+            if out_dir.is_dir() else []
+        staged: dict[str, tuple[publication.Staged, int]] = {}
+        try:
+            for day in days:
+                erased = _erase_day(out_dir, day, ids)
+                if erased is None:
+                    continue
+                staged[day] = erased
+                if day not in committed:  # files without history: no commit to wait for
+                    publication.swap_in(erased[0])
+            tokens = {day: s.token for day, (s, _) in staged.items() if day in committed}
+            rows = warehouse.erase(path, ids, tokens)
+        except BaseException:
+            for s, _ in staged.values():
+                publication.discard(s)  # (nothing left to discard for a day already swapped in)
+            raise
+        faults.point("history committed")
+        for day, (s, _) in staged.items():
+            if day in committed:
+                publication.swap_in(s)
+        shutil.rmtree(out_dir / CACHE_DIR, ignore_errors=True)  # every entry holds every customer of its day
+    left = erasure.traces(models_dir, ids)
+    if left:
+        raise DataError(f"{len(left)} file(s) under {models_dir} hold an erased customer id (e.g. {left[0].name}): "
+                        f"models should keep none; delete that model version")
+    return ForgetResult(len(ids), n_new, sorted(staged), sum(n for _, n in staged.values()), rows)
 
 
 # --- training and evaluation -------------------------------------------------------------------
@@ -306,8 +416,9 @@ def _measure(dataset: contract.Dataset, out_dir: Path, config: Config) -> outcom
 
 def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
     """Store outcomes and estimates in the warehouse (one transaction) and the summary as OUT/outcomes.csv."""
-    warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates)
-    write_csv(found.table, out_dir / "outcomes.csv")
+    with writing_to(out_dir):
+        warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates)
+        write_csv(found.table, out_dir / "outcomes.csv")
     return out_dir / "outcomes.csv"
 
 
@@ -321,9 +432,11 @@ def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
     steps = Steps("outcomes", (), None, runner)
     dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     steps.done("validate", f"orders {len(dataset.orders)} rows")
-    found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
-    steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
-    csv = steps.run("write", _store_outcomes, found, out_dir, io=True)
-    steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
+    with publication.held_root(out_dir, "outcomes", config.output.lock_wait_seconds):
+        dataset, _ = erasure.without(dataset, erasure.Store(out_dir))
+        found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
+        steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
+        csv = steps.run("write", _store_outcomes, found, out_dir, io=True)
+        steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
     return OutcomesResult(found, csv)
 

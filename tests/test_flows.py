@@ -190,3 +190,26 @@ def test_artifacts_render_the_shared_metrics_table():
     text = artifacts.train_markdown(meta)
     assert "| xgboost | 0.800 (0.700-0.900) | 0.500 | 3.00 | 0.100 | 0.020 |" in text
     assert "| recency | – | – | – | 0.200 | 0.050 |" in text
+
+
+def test_tracked_runs_write_no_customer_id_to_prefect_and_forget_leaves_no_trace(
+        trained, synthetic_dir, config_path, tmp_path):
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_HOME
+
+    from flows.score import score_flow
+    from tests.conftest import FORGOTTEN, traces, with_distinctive_id
+
+    models, meta = trained
+    day = meta["as_of"]
+    probe = pipeline.score_day(synthetic_dir, RunDate.parse(day), tmp_path / "probe", models,
+                               load_config(config_path))
+    customer = pd.read_parquet(probe.path / "scores.parquet")["customer_id"].iloc[0]
+    data = with_distinctive_id(synthetic_dir, customer, tmp_path / "data")
+    out = tmp_path / "out"
+    score_flow(str(data), day, str(out), str(models), str(config_path))
+    database = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split(":///", 1)[1]).parent
+    assert traces(database, str(out)) and traces(out, FORGOTTEN)  # the search reads Prefect's database
+    assert traces(database, FORGOTTEN) == [] and traces(PREFECT_HOME.value(), FORGOTTEN) == []
+    pipeline.forget([FORGOTTEN], out, models, load_config(config_path))
+    for place in (out, models, database, PREFECT_HOME.value()):
+        assert traces(place, FORGOTTEN) == [], place

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from churn.data.contract import write_quarantine
-from churn.data.io import atomic_dir, write_json
+from churn.publish import publication
 
 SHEET_TITLES = {"callback": "Callback", "exclusive_discount": "Comeback discount", "trial": "Product trial"}
 # Readable widths (characters) for the spreadsheet; long text columns wrap.
@@ -66,16 +66,24 @@ def _stamp_zip(path: Path, run_date: str) -> None:
             dst.writestr(fixed, data)
 
 
+def write_outputs(directory: Path, run_date: str, scores: pd.DataFrame, lists: dict[str, pd.DataFrame],
+                  quarantine: dict[str, pd.DataFrame] | None = None) -> None:
+    """Write scores, lists (CSV and spreadsheet) and quarantined rows into `directory` (not the manifest)."""
+    scores.to_parquet(directory / "scores.parquet", index=False)
+    for action, frame in lists.items():
+        # Fixed decimals: a spreadsheet opening the CSV never sees scientific notation.
+        frame.to_csv(directory / f"winback_{action}.csv", index=False, float_format="%.2f")
+    write_workbook(lists, directory / "winback.xlsx", run_date)
+    write_quarantine(quarantine or {}, directory / "quarantine")
+
+
 def publish(out_dir: str | Path, run_date: str, scores: pd.DataFrame, lists: dict[str, pd.DataFrame],
             manifest: dict[str, Any], quarantine: dict[str, pd.DataFrame] | None = None) -> Path:
-    """Write scores, lists, manifest (and quarantined rows) under `out_dir/<run_date>/`, atomically."""
-    target = Path(out_dir) / run_date
-    with atomic_dir(target) as staging:
-        scores.to_parquet(staging / "scores.parquet", index=False)
-        for action, frame in lists.items():
-            # Fixed decimals: a spreadsheet opening the CSV never sees scientific notation.
-            frame.to_csv(staging / f"winback_{action}.csv", index=False, float_format="%.2f")
-        write_workbook(lists, staging / "winback.xlsx", run_date)
-        write_json(manifest, staging / "manifest.json")
-        write_quarantine(quarantine or {}, staging / "quarantine")
-    return target
+    """Write scores, lists, manifest (and quarantined rows) under `out_dir/<run_date>/`, atomically.
+
+    Files only: a daily run also commits its history between staging and swapping
+    (`churn.pipeline`, `churn.publish.publication`).
+    """
+    staged = publication.stage(out_dir, run_date, lambda staging: write_outputs(
+        staging, run_date, scores, lists, quarantine), manifest)
+    return publication.swap_in(staged)
