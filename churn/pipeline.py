@@ -28,7 +28,7 @@ import pandas as pd
 from churn.config import Config
 from churn.data import contract
 from churn.data.io import write_csv
-from churn.decide import outcomes, quality, scoring, winback
+from churn.decide import outcomes, quality, scoring, uplift, winback
 from churn.errors import DataError, ModelNotFoundError
 from churn.features.cache import FeatureCache, features_key
 from churn.features.engine import FeatureBuilder
@@ -76,6 +76,7 @@ class OutcomesResult:
 
     measured: outcomes.Measured
     summary_csv: Path
+    uplift_model: uplift.UpliftModel | None = None  # learnt per customer; None while too few were treated
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,20 @@ class Lists:
 
 def _lists(scores: pd.DataFrame, model: ChurnModel, suppressed: set[str], history: warehouse.History,
            run_date: RunDate, config: Config) -> Lists:
-    """EV policy, reasons for the customers taken, the per-action lists, and what kept each list short."""
-    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift)
+    """EV policy, reasons for the customers taken, the per-action lists, and what kept each list short.
+
+    Once `churn outcomes` has learnt a per-customer uplift model from the holdout, EV uses it
+    (shrunk to the segment estimates by sample size), else the segment uplift.
+    """
+    learned = (None if history.uplift_model is None else
+               uplift.per_customer(history.uplift_model, scores, history.uplift, config.winback))
+    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift,
+                           customer_uplift=learned)
     scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
     reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
     taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
-    funnel = winback.funnel(scores, suppressed, config.winback, taken, run_date, history.last_listed, history.uplift)
+    funnel = winback.funnel(scores, suppressed, config.winback, taken, run_date, history.last_listed, history.uplift,
+                            learned)
     return Lists(scores, taken, winback.service_lists(taken, run_date, config.winback, config.business.currency),
                  funnel)
 
@@ -389,9 +398,17 @@ def _measure(dataset: contract.Dataset, out_dir: Path, config: Config) -> outcom
                             where=str(path))
 
 
-def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
-    """Store outcomes and estimates in the warehouse (one transaction) and the summary as OUT/outcomes.csv."""
-    warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates)
+def _learn_uplift(found: outcomes.Measured, out_dir: Path, config: Config) -> uplift.UpliftModel | None:
+    """The per-customer uplift model learnt from the measured lists (their features as published that day)."""
+    scores = {day: pd.read_parquet(out_dir / day / "scores.parquet") for day in found.list_dates
+              if (out_dir / day / "scores.parquet").exists()}
+    segment_uplift, _ = outcomes.uplift_for_run(found.estimates, config.winback)
+    return uplift.learn(found.follow, scores, segment_uplift, config.winback, config.outcomes.learned_strength)
+
+
+def _store_outcomes(found: outcomes.Measured, model: uplift.UpliftModel | None, out_dir: Path) -> Path:
+    """Store outcomes, estimates and the uplift model in the warehouse (one transaction) and OUT/outcomes.csv."""
+    warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates, model)
     write_csv(found.table, out_dir / "outcomes.csv")
     return out_dir / "outcomes.csv"
 
@@ -410,9 +427,13 @@ def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
     steps.done("validate", f"orders {len(dataset.orders)} rows")
     found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
     steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
-    csv = steps.run("write", _store_outcomes, found, out_dir, io=True)
+    model = steps.run("learn uplift", _learn_uplift, found, out_dir, config, io=True)
+    steps.done("learn uplift", "no action has enough treated customers yet" if model is None else
+               "per-customer uplift learnt for " + ", ".join(f"{a} ({fit['n']} treated)"
+                                                          for a, fit in model.treated.items()))
+    csv = steps.run("write", _store_outcomes, found, model, out_dir, io=True)
     steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
-    return OutcomesResult(found, csv)
+    return OutcomesResult(found, csv, model)
 
 
 

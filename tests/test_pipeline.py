@@ -244,6 +244,14 @@ def test_outcomes_measure_a_past_list_and_the_next_run_uses_the_measured_uplift(
     later = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), str(strict))
     sources = {v["source"] for by_segment in later["uplift"].values() for v in by_segment.values()}
     assert "measured (shrunk to prior)" in sources and "prior" in sources
+    # The per-customer uplift learnt from the list (the discount list had over 100 treated customers)
+    # is stored with the measurement and used by the next run's EV.
+    models_kept = warehouse.read_table(warehouse.path_in(tmp_path), "uplift_models")
+    treated = (measured["action"] == "exclusive_discount") & (measured["arm"] == "treated")
+    assert treated.sum() >= 100 and len(models_kept) == 1
+    assert later["uplift_per_customer"]["treated"]["exclusive_discount"] == treated.sum()
+    assert later["uplift_per_customer"]["measured_through"] == str(pd.Timestamp(
+        models_kept["measured_through"].iloc[0]).date())
 
 
 def test_broken_data_publishes_nothing_and_keeps_the_previous_run(trained, synthetic_dir, config_path, tmp_path):

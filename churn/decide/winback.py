@@ -274,7 +274,7 @@ FUNNEL_STEPS = ("scored", "eligible", "above_risk_floor", "suppressed", "in_cool
 
 def funnel(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig, taken: pd.DataFrame,
            run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
-           uplift: Uplift | None = None) -> dict[str, dict[str, Any]]:
+           uplift: Uplift | None = None, customer_uplift: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
     """Per action, how many customers each rule let through, and what kept the list short.
 
     Counted in order: scored; eligible (stage, value tier, drivers); of those above the risk floor;
@@ -283,7 +283,8 @@ def funnel(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig, ta
     `blocked` says in words why a list is not full (or that it is): the step that lost the most.
     """
     rules = eligibility(scores, suppressed, config, run_date, last_listed)
-    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=True)
+    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=True,
+                       customer_uplift=customer_uplift)
     out: dict[str, dict[str, Any]] = {}
     for action in ACTIONS:
         r = rules[action]

@@ -28,6 +28,7 @@ import pandas as pd
 from churn.config import WinbackConfig
 from churn.data import database
 from churn.decide.outcomes import uplift_for_run
+from churn.decide.uplift import UpliftModel
 
 __all__ = ["FILE_NAME", "History", "path_in", "connect", "history", "write_run", "previous_run", "last_listed",
            "uplift_estimates", "read_table", "write_outcomes", "write_contacts", "imported_contacts", "contacts_with_imports", "suppressed"]
@@ -55,6 +56,7 @@ SCHEMA = {
     "uplift": """measured_through DATE, action VARCHAR, segment VARCHAR, n_treated BIGINT, n_holdout BIGINT,
                  rate_treated DOUBLE, rate_holdout DOUBLE, measured DOUBLE, prior DOUBLE, shrunk DOUBLE,
                  source VARCHAR""",
+    "uplift_models": """measured_through DATE PRIMARY KEY, model VARCHAR""",
 }
 
 
@@ -202,9 +204,17 @@ def read_table(path: str | Path, table: str) -> pd.DataFrame:
         return con.execute(f"SELECT * FROM {table}").df()
 
 
-def write_outcomes(path: str | Path, outcomes: pd.DataFrame, uplift: pd.DataFrame) -> None:
-    """Replace the outcomes of the list dates given and the uplift rows of their measurement date."""
+def write_outcomes(path: str | Path, outcomes: pd.DataFrame, uplift: pd.DataFrame,
+                   model: UpliftModel | None = None) -> None:
+    """Replace the outcomes of the list dates given, and the uplift rows and per-customer uplift model of
+    their measurement date (a measurement that learnt no model removes an earlier one of that date)."""
     with connect(path) as con, _transaction(con):
+        if len(uplift):
+            through = str(pd.Timestamp(uplift["measured_through"].iloc[0]).date())
+            con.execute("DELETE FROM uplift_models WHERE measured_through = CAST(? AS DATE)", [through])
+            if model is not None:
+                con.execute("INSERT INTO uplift_models VALUES (CAST(? AS DATE), ?)",
+                            [through, json.dumps(model.to_dict(), sort_keys=True)])
         if len(outcomes):
             con.register("_dates", pd.DataFrame({"d": pd.to_datetime(outcomes["list_date"]).unique()}))
             con.execute("DELETE FROM outcomes WHERE list_date IN (SELECT CAST(d AS DATE) FROM _dates)")
@@ -271,6 +281,8 @@ class History:
     uplift_report: dict[str, Any]
     previous_run: dict[str, Any] | None
     suppressed: set[str] = field(default_factory=set)
+    uplift_model: UpliftModel | None = None  # learned per customer (churn outcomes), None until enough outcomes
+    uplift_model_through: str | None = None  # the measurement it comes from
 
 
 def history(path: str | Path, run_date: object, contacts: pd.DataFrame | None, winback: WinbackConfig) -> History:
@@ -278,5 +290,16 @@ def history(path: str | Path, run_date: object, contacts: pd.DataFrame | None, w
     the warehouse's suppressions, whenever they were added (a suppression always wins)."""
     run_date = str(run_date)
     uplift, report = uplift_for_run(uplift_estimates(path, run_date), winback)
+    model, through = uplift_model(path, run_date)
     return History(last_listed(path, run_date, contacts), uplift, report, previous_run(path, run_date),
-                   suppressed(path))
+                   suppressed(path), model, through)
+
+
+def uplift_model(path: str | Path, through: str) -> tuple[UpliftModel | None, str | None]:
+    """The latest per-customer uplift model measured through `through` at the latest, and its date."""
+    models = read_table(path, "uplift_models")
+    models = models[pd.to_datetime(models["measured_through"]) <= pd.Timestamp(through)]
+    if models.empty:
+        return None, None
+    latest = models.loc[pd.to_datetime(models["measured_through"]).idxmax()]
+    return UpliftModel.from_dict(json.loads(latest["model"])), str(pd.Timestamp(latest["measured_through"]).date())
