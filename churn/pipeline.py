@@ -11,14 +11,15 @@ through the optional callback, and returns a typed result.
     backtest          out-of-time evaluation of the model and the baselines
     measure_outcomes  win-back rates of published lists, treated vs holdout; learned uplift
     backfill          score_day for every date of a range that is not published yet
+    import_contacts   the team's filled-in lists back into the warehouse; "do not contact" suppresses
     forget            erase customers from everything written under OUT, and never score them again
 
 Errors a user can fix are `churn.errors.ChurnError`s, raised before anything is written.
 
-Every job that writes the output root (score, backfill, outcomes, forget) holds its lock
-(`churn.publish.lock`) while it reads and writes the history, and first finishes or removes
-what a dead run left there (`churn.publish.publication.recover`). A daily run publishes with
-one commit point: files staged, history committed, files swapped in (see `_publish`).
+Every job that writes the output root (score, backfill, outcomes, contacts import, forget)
+holds its lock (`churn.publish.lock`) while it reads and writes the history, and first finishes
+or removes what a dead run left there (`churn.publish.publication.recover`). A daily run
+publishes with one commit point: files staged, history committed, files swapped in (see `_publish`).
 """
 
 from __future__ import annotations
@@ -37,20 +38,20 @@ from churn import faults
 from churn.config import Config
 from churn.data import contract
 from churn.data.io import write_csv
-from churn.decide import outcomes, quality, scoring, winback
+from churn.decide import outcomes, quality, scoring, uplift, winback
 from churn.errors import DataError, ModelNotFoundError, writing_to
 from churn.features.cache import FeatureCache, features_key
 from churn.features.engine import FeatureBuilder
 from churn.model import backtest as evaluation
 from churn.model import registry, training
 from churn.model.classifier import ChurnModel
-from churn.progress import Progress, StepRunner, Steps, notify
-from churn.publish import erasure, files, lock, manifest, publication, warehouse
+from churn.progress import Progress, StepRunner, Steps, notify, run_log
+from churn.publish import alerts, erasure, files, lock, manifest, publication, warehouse
 from churn.types import RunDate
 
-__all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "ForgetResult", "SCORE_STEPS",
-           "TRAIN_STEPS", "load_dataset", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
-           "forget", "published", "feature_cache"]
+__all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
+           "load_dataset", "ValidatedData", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
+           "published", "feature_cache", "import_contacts", "ContactsImport", "forget", "ForgetResult"]
 
 SCORE_STEPS = ("validate", "features", "quality", "score", "lists", "publish")
 TRAIN_STEPS = ("validate", "fit", "backtest", "gate", "register")
@@ -85,6 +86,7 @@ class OutcomesResult:
 
     measured: outcomes.Measured
     summary_csv: Path
+    uplift_model: uplift.UpliftModel | None = None  # learnt per customer; None while too few were treated
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,22 @@ class BackfillResult:
 
 def load_dataset(data_dir: str | Path, config: Config) -> contract.Dataset:
     """Read and validate the data directory (raises ContractError naming file, column and rows)."""
-    return contract.validate(data_dir, config.contract)
+    return contract.validate(data_dir, config)
+
+
+def _check_today(dataset: contract.Dataset, today: RunDate | None) -> None:
+    """Refuse data dated after the day the run happens (when the caller says which day that is)."""
+    if today is not None:
+        contract.check_not_after(dataset, today)
+
+
+def _warn_unmatched(dataset: contract.Dataset) -> None:
+    """Say loudly when suppressions name no known customer: they still apply, but may be misspelt ids."""
+    found = dataset.unmatched.get("suppressions")
+    if found is not None and found.rows:
+        run_log.warning("suppressions: %d rows (%d customer ids) match no known customer; they still apply. "
+                        "If the ids are spelt otherwise than in the orders, fix the file: `churn validate` "
+                        "lists the first ones", found.rows, found.customers)
 
 
 def _table_counts(dataset: contract.Dataset) -> str:
@@ -144,45 +161,85 @@ def _quality(dataset: contract.Dataset, n_population: int, run_date: RunDate, hi
     return {**measured, "passed": quality.check(measured, str(run_date), history.previous_run, config.quality)}
 
 
-def suppressed_ids(dataset: contract.Dataset) -> set[str]:
-    """Customers who must never be listed (the suppressions table)."""
-    return set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"])
+def suppressed_ids(dataset: contract.Dataset, history: warehouse.History | None = None) -> set[str]:
+    """Customers who must never be listed: the data's suppressions table and the warehouse's
+    (customers the team marked "do not contact again", see `import_contacts`)."""
+    ours = set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"].astype(str))
+    return ours | (history.suppressed if history is not None else set())
+
+
+@dataclass(frozen=True)
+class Lists:
+    """The day's decisions: scores with reasons, the customers taken, the team's lists, and the funnel."""
+
+    scores: pd.DataFrame
+    taken: pd.DataFrame
+    lists: dict[str, pd.DataFrame]
+    funnel: dict[str, dict[str, Any]]
 
 
 def _lists(scores: pd.DataFrame, model: ChurnModel, suppressed: set[str], history: warehouse.History,
-           run_date: RunDate, config: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """EV policy, reasons for the customers taken, and the per-action lists for the service team."""
-    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift)
-    scores = scoring.add_reasons(scores, model, taken["customer_id"])
+           run_date: RunDate, config: Config) -> Lists:
+    """EV policy, reasons for the customers taken, the per-action lists, and what kept each list short.
+
+    Once `churn outcomes` has learnt a per-customer uplift model from the holdout, EV uses it
+    (shrunk to the segment estimates by sample size), else the segment uplift.
+    """
+    learned = (None if history.uplift_model is None else
+               uplift.per_customer(history.uplift_model, scores, history.uplift, config.winback))
+    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift,
+                           customer_uplift=learned)
+    scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
     reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
     taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
-    return scores, taken, winback.service_lists(taken, run_date, config.winback)
+    funnel = winback.funnel(scores, suppressed, config.winback, taken, run_date, history.last_listed, history.uplift,
+                            learned)
+    return Lists(scores, taken, winback.service_lists(taken, run_date, config.winback, config.business.currency),
+                 funnel)
+
+
+def _offers(taken: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each list's offer values, in list order (treated customers)."""
+    treated = taken[taken["arm"] == "treated"]
+    return {action: treated.loc[treated["action"] == action, "offer_value"].reset_index(drop=True)
+            for action in treated["action"].unique()}
 
 
 def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd.DataFrame,
-             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any],
-             dataset: contract.Dataset) -> publication.Staged:
+             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset,
+             config: Config) -> publication.Staged:
     """Publish D: stage OUT/D/'s files, commit D's history with their token (the commit point), swap them in."""
     day = run["run_date"]
     return publication.publish(
-        out_dir, day, lambda directory: files.write_outputs(directory, day, scores, lists, dataset.quarantine),
+        out_dir, day, lambda directory: files.write_outputs(directory, day, scores, lists, run_manifest,
+                                                            dataset.quarantine, config.business.currency,
+                                                            _offers(taken)),
         run_manifest, lambda token: warehouse.write_run(warehouse.path_in(out_dir), {**run, "publication": token},
                                                         scores, taken, dataset.contacts))
 
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
-              config: Config, progress: Progress | None = None, runner: StepRunner | None = None) -> ScoreResult:
+              config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
+              dataset: contract.Dataset | None = None, today: RunDate | None = None) -> ScoreResult:
     """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
 
-    Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, manifest.json) and D's
-    rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError, QualityError, DataError
-    or ModelNotFoundError (nothing written) for problems the user must fix.
+    Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, crm_import.csv,
+    manifest.json) and D's rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError,
+    QualityError, DataError or ModelNotFoundError (nothing written) for problems the user must
+    fix. `dataset`: `data_dir` already validated (a caller scoring several dates in one process,
+    see `ValidatedData`). `today`: the day the run happens (the clock, read by the caller): data
+    dated after it cannot be real and stops the run (`contract.check_not_after`).
     """
     out_dir = Path(out_dir)
     lock.check_output_root(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
-    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
-    steps.done("validate", _table_counts(dataset))
+    given = dataset is not None
+    if dataset is None:
+        dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    _check_today(dataset, today)
+    steps.run("freshness", quality.check_freshness, dataset, run_date, config.quality)
+    steps.done("validate", _table_counts(dataset) + (" (validated once by the caller)" if given else ""))
+    _warn_unmatched(dataset)
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
     # From reading the history (cooldowns) to publishing, no other job may write OUT.
@@ -199,18 +256,50 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
         steps.done("quality", "checks passed")
         scores = steps.run("score", scoring.score, feats, model, config, False)
         steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
-        suppressed = suppressed_ids(dataset)
-        scores, taken, lists = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
-        steps.done("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
+        suppressed = suppressed_ids(dataset, history)
+        made = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
+        scores, taken, lists = made.scores, made.taken, made.lists
+        steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
         run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history,
-                                             suppressed, config)
+                                             suppressed, config, made.funnel)
         run_manifest["forgotten_excluded"] = n_forgotten  # a count: the store holds hashes, never ids
         run = manifest.warehouse_run(run_manifest, gate, config)
         run_manifest["timings_seconds"] = dict(steps.timings)
         kept = manifest.assignments_for_history(taken, history, run_date, config)
-        staged = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
+        staged = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config,
+                           io=True)
         steps.done("publish", f"published to {staged.target}")
     return ScoreResult(staged.manifest, staged.target)
+
+
+class ValidatedData:
+    """A data directory validated once and reused while its files stay the same.
+
+    A backfill scores many dates from the same files: validating (and hashing) them again for
+    every date would repeat the same work. The files' names, sizes and modification times (to the
+    nanosecond) are noted at validation; when any of them differs, the directory is validated again.
+    """
+
+    def __init__(self, data_dir: str | Path, config: Config):
+        self.data_dir, self.config = Path(data_dir), config
+        self._stamp: tuple | None = None
+        self._dataset: contract.Dataset | None = None
+        self.reused = False
+
+    def _files(self) -> tuple:
+        if not self.data_dir.is_dir():
+            return ()
+        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in self.data_dir.iterdir() if p.is_file()))
+
+    def dataset(self) -> contract.Dataset:
+        """The validated data set: from memory when the files are unchanged, else validated now."""
+        stamp = self._files()
+        self.reused = self._dataset is not None and stamp == self._stamp
+        if not self.reused:
+            self._dataset = load_dataset(self.data_dir, self.config)
+            self._stamp = stamp
+        return self._dataset
 
 
 def published(out_dir: str | Path, run_date: RunDate) -> bool:
@@ -220,7 +309,7 @@ def published(out_dir: str | Path, run_date: RunDate) -> bool:
 
 def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | Path, models_dir: str | Path,
              config: Config, force: bool = False, progress: Progress | None = None,
-             score: Callable[[RunDate], Any] | None = None) -> BackfillResult:
+             score: Callable[[RunDate], Any] | None = None, today: RunDate | None = None) -> BackfillResult:
     """Score every date from `start` to `end` (included), one idempotent `score_day` per date.
 
     Resumable: dates already published are skipped unless `force`, so rerunning after a failure
@@ -229,7 +318,9 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
     """
     if end < start:
         raise DataError(f"backfill: --end {end} is before --start {start}")
-    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config))
+    validated = ValidatedData(data_dir, config)
+    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset(),
+                                            today=today))
     days = [start.days(i) for i in range((end - start).days + 1)]
     scored, skipped = [], []
     for i, day in enumerate(days):
@@ -255,10 +346,12 @@ class ForgetResult:
     days_rewritten: list[str]
     rows_removed: int
     warehouse_rows: dict[str, int]
+    alerts_scrubbed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_customers": self.n_customers, "n_new": self.n_new, "days_rewritten": self.days_rewritten,
-                "rows_removed": self.rows_removed, "warehouse_rows": self.warehouse_rows}
+                "rows_removed": self.rows_removed, "warehouse_rows": self.warehouse_rows,
+                "alerts_scrubbed": self.alerts_scrubbed}
 
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -287,8 +380,9 @@ def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | P
     on no run scores or lists them, even while the source data holds them); every published day
     that holds them is staged without their rows; the warehouse is rewritten without them, with
     the new days' tokens (the commit point); the days are swapped in; the feature cache is
-    dropped. A kill part-way is finished by rerunning the same command. Raises DataError when
-    the models directory holds one of the ids (it never should: models keep no ids).
+    dropped; the ids are blanked out of failed runs' alerts. A kill part-way is finished by
+    rerunning the same command. Raises DataError when the models directory holds one of the ids
+    (it never should: models keep no ids).
     """
     ids = {str(cid).strip() for cid in customer_ids if str(cid).strip()}
     if not ids:
@@ -321,11 +415,12 @@ def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | P
             if day in committed:
                 publication.swap_in(s)
         shutil.rmtree(out_dir / CACHE_DIR, ignore_errors=True)  # every entry holds every customer of its day
+        n_alerts = erasure.scrub_alerts(out_dir / alerts.ALERTS_DIR, ids)
     left = erasure.traces(models_dir, ids)
     if left:
         raise DataError(f"{len(left)} file(s) under {models_dir} hold an erased customer id (e.g. {left[0].name}): "
                         f"models should keep none; delete that model version")
-    return ForgetResult(len(ids), n_new, sorted(staged), sum(n for _, n in staged.values()), rows)
+    return ForgetResult(len(ids), n_new, sorted(staged), sum(n for _, n in staged.values()), rows, n_alerts)
 
 
 # --- training and evaluation -------------------------------------------------------------------
@@ -367,14 +462,17 @@ def _backtest_counts(meta: dict[str, Any]) -> str:
 
 
 def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as_of: RunDate | None = None,
-                progress: Progress | None = None, runner: StepRunner | None = None) -> TrainResult:
+                progress: Progress | None = None, runner: StepRunner | None = None,
+                today: RunDate | None = None) -> TrainResult:
     """Train, backtest and register a churn model for the data in `data_dir`; the gate decides the champion.
 
     `as_of` (default: the day of the last order) is the day whose known labels train the model.
-    Writes models/<version>/ and, when the gate promotes it, models/champion.json.
+    Writes models/<version>/ and, when the gate promotes it, models/champion.json. `today`: the
+    day the run happens; data dated after it stops the run (it would move the default as-of date).
     """
     steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
     dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    _check_today(dataset, today)
     steps.done("validate", _table_counts(dataset))
     as_of = as_of or RunDate.parse(training.default_as_of(dataset))
     result = steps.run("fit", training.train, dataset, as_of.timestamp, config, False, progress)
@@ -411,32 +509,94 @@ def backtest(data_dir: str | Path, test_cutoff: RunDate, config: Config,
 def _measure(dataset: contract.Dataset, out_dir: Path, config: Config) -> outcomes.Measured:
     path = warehouse.path_in(out_dir)
     return outcomes.measure(warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs"),
-                            dataset.orders, dataset.contacts, config, where=str(path))
+                            dataset.orders, warehouse.contacts_with_imports(path, dataset.contacts), config,
+                            where=str(path))
 
 
-def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
-    """Store outcomes and estimates in the warehouse (one transaction) and the summary as OUT/outcomes.csv."""
+def _learn_uplift(found: outcomes.Measured, out_dir: Path, config: Config) -> uplift.UpliftModel | None:
+    """The per-customer uplift model learnt from the measured lists (their features as published that day)."""
+    scores = {day: pd.read_parquet(out_dir / day / "scores.parquet") for day in found.list_dates
+              if (out_dir / day / "scores.parquet").exists()}
+    segment_uplift, _ = outcomes.uplift_for_run(found.estimates, config.winback)
+    return uplift.learn(found.follow, scores, segment_uplift, config.winback, config.outcomes.learned_strength)
+
+
+def _store_outcomes(found: outcomes.Measured, model: uplift.UpliftModel | None, out_dir: Path) -> Path:
+    """Store outcomes, estimates and the uplift model in the warehouse (one transaction) and OUT/outcomes.csv."""
     with writing_to(out_dir):
-        warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates)
+        warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates, model)
         write_csv(found.table, out_dir / "outcomes.csv")
     return out_dir / "outcomes.csv"
 
 
 def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
-                     runner: StepRunner | None = None) -> OutcomesResult:
+                     runner: StepRunner | None = None, dataset: contract.Dataset | None = None) -> OutcomesResult:
     """Measure every published list whose horizon window lies inside the data; store what it teaches.
 
     Raises NothingToMeasure while no list has come of age (a normal state for a new schedule).
+    `dataset`: `data_dir` already validated.
     """
     out_dir = Path(out_dir)
     steps = Steps("outcomes", (), None, runner)
-    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    if dataset is None:
+        dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     steps.done("validate", f"orders {len(dataset.orders)} rows")
     with publication.held_root(out_dir, "outcomes", config.output.lock_wait_seconds):
         dataset, _ = erasure.without(dataset, erasure.Store(out_dir))
         found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
         steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
-        csv = steps.run("write", _store_outcomes, found, out_dir, io=True)
+        model = steps.run("learn uplift", _learn_uplift, found, out_dir, config, io=True)
+        steps.done("learn uplift", "no action has enough treated customers yet" if model is None else
+                   "per-customer uplift learnt for " + ", ".join(f"{a} ({fit['n']} treated)"
+                                                              for a, fit in model.treated.items()))
+        csv = steps.run("write", _store_outcomes, found, model, out_dir, io=True)
         steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
-    return OutcomesResult(found, csv)
+    return OutcomesResult(found, csv, model)
 
+
+
+# --- the team's filled-in lists ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactsImport:
+    """What one import recorded: rows read, left blank, recorded per outcome, and new suppressions."""
+
+    n_read: int
+    n_blank: int
+    n_recorded: int
+    outcomes: dict[str, int]
+    n_suppressed: int
+    list_dates: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def import_contacts(path: str | Path, out_dir: str | Path) -> ContactsImport:
+    """Read the team's filled-in list (winback.xlsx or winback_<action>.csv) into the warehouse.
+
+    Every filled row is checked (choices, dates, consistent answers, a customer on that list);
+    with any problem, a ContractError names every bad row and nothing is recorded. Otherwise the
+    rows replace earlier imports of the same list date, customer and action in the `contacts`
+    table (so importing a list again after more calls is safe), and "do not contact again"
+    becomes a suppression at once: the next daily run will not list the customer, whatever the
+    date. `churn outcomes` then reports the share of treated customers the team reached.
+    """
+    from churn.publish import contacts
+
+    where = warehouse.path_in(out_dir)
+    filled = contacts.read_filled_lists(path)
+    with publication.held_root(out_dir, "contacts import", Config().output.lock_wait_seconds), writing_to(out_dir):
+        # A list filled in before `churn forget` may still name an erased customer: never recorded.
+        erased = erasure.Store(out_dir).forgotten_among(filled.rows["customer_id"].astype(str))
+        kept = filled.rows[~filled.rows["customer_id"].astype(str).isin(erased)]
+        assignments = warehouse.read_table(where, "assignments")
+        if assignments.empty and len(kept):
+            raise DataError(f"no win-back lists in {where}: import into the output root the lists were published "
+                            f"to (--out)")
+        rows, stop = contacts.to_contacts(kept, assignments, str(where))
+        warehouse.write_contacts(where, rows, stop)
+    counts = rows["outcome"].fillna("(no outcome)").value_counts().sort_index()
+    return ContactsImport(filled.n_read, filled.n_blank, len(rows), {k: int(v) for k, v in counts.items()},
+                          len(stop), sorted({str(d) for d in filled.rows["list_date"]}))

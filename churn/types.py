@@ -12,7 +12,7 @@ import datetime as dt
 
 import pandas as pd
 
-__all__ = ["RunDate", "label_window_end", "due_date", "cooldown_start", "days_between"]
+__all__ = ["RunDate", "label_window_end", "last_labelled_cutoff", "due_date", "cooldown_start", "days_between"]
 
 
 class RunDate(dt.date):
@@ -57,6 +57,11 @@ class RunDate(dt.date):
 def label_window_end(cutoff: object, horizon_days: int) -> pd.Timestamp:
     """The last day of the label window (T, T + H] of a cutoff T: churned = no occasion up to it."""
     return pd.Timestamp(cutoff).normalize() + pd.Timedelta(days=horizon_days)
+
+
+def last_labelled_cutoff(day: object, horizon_days: int) -> pd.Timestamp:
+    """The latest cutoff T whose label window (T, T + H] ends by `day`: the inverse of `label_window_end`."""
+    return pd.Timestamp(day).normalize() - pd.Timedelta(days=horizon_days)
 
 
 def due_date(run_date: object, due_days: int) -> RunDate:

@@ -10,7 +10,7 @@ from churn import pipeline
 from churn.config import load_config
 from churn.progress import Progress
 from churn.types import RunDate
-from flows import refusals_fail_quietly, set_log_level, task_runner
+from flows import refusals_fail_quietly, set_log_level, task_runner, today_in
 from flows.artifacts import score_artifacts
 
 
@@ -22,6 +22,6 @@ def score_flow(data_dir: str, run_date: str, out_dir: str = "out", models_dir: s
     config = load_config(config_path)
     set_log_level(config.logging.level)
     result = pipeline.score_day(data_dir, RunDate.parse(run_date), out_dir, models_dir, config, progress,
-                                runner=task_runner)
+                                runner=task_runner, today=today_in(config.data.timezone))
     score_artifacts(result.manifest)
     return result.to_dict()

@@ -10,19 +10,22 @@ from churn import pipeline
 from churn.config import load_config
 from churn.progress import Progress
 from churn.types import RunDate
-from flows import refusals_fail_quietly, set_log_level, task_runner
+from flows import ALERT_HOOKS, refusals_fail_quietly, set_log_level, task_runner, today_in
 from flows.artifacts import train_artifacts
 
 
-@flow(name="churn-train")
+@flow(name="churn-train", **ALERT_HOOKS)
 @refusals_fail_quietly
 def train_flow(data_dir: str, models_dir: str = "models", as_of: str | None = None,
                horizon_days: int | None = None, config_path: str | None = None,
-               progress: Progress | None = None) -> dict[str, Any]:
-    """Train, backtest and register a churn model for the data in `data_dir`; the gate decides the champion."""
+               progress: Progress | None = None, out_dir: str | None = None) -> dict[str, Any]:
+    """Train, backtest and register a churn model for the data in `data_dir`; the gate decides the champion.
+
+    `out_dir`: the output root where a failed scheduled run leaves its alert (OUT/alerts/).
+    """
     config = load_config(config_path).with_horizon(horizon_days)
     set_log_level(config.logging.level)
     result = pipeline.train_model(data_dir, models_dir, config, None if as_of is None else RunDate.parse(as_of),
-                                  progress, runner=task_runner)
+                                  progress, runner=task_runner, today=today_in(config.data.timezone))
     train_artifacts(result.metadata)
     return result.to_dict()

@@ -16,7 +16,7 @@ from churn.config import QualityConfig
 from churn.data.contract import Dataset
 from churn.errors import QualityError
 
-__all__ = ["table_schema", "figures", "check"]
+__all__ = ["table_schema", "latest_order", "figures", "check_freshness", "check"]
 
 
 def table_schema(dataset: Dataset) -> dict[str, list[str]]:
@@ -24,18 +24,37 @@ def table_schema(dataset: Dataset) -> dict[str, list[str]]:
     return {name: sorted(map(str, frame.columns)) for name, frame in dataset.tables().items()}
 
 
+def latest_order(dataset: Dataset, run_date: object) -> str | None:
+    """The day of the latest order on or before D (YYYY-MM-DD), or None."""
+    end = pd.Timestamp(run_date).normalize() + pd.Timedelta(days=1)
+    ts = dataset.orders["order_ts"]
+    seen = ts[ts < end]
+    return None if seen.empty else seen.max().date().isoformat()
+
+
 def figures(dataset: Dataset, run_date: str, n_scored: int, config: QualityConfig) -> dict[str, Any]:
     """What the gate measures: latest order on or before D, orders in the window up to D, population."""
     end = pd.Timestamp(run_date).normalize() + pd.Timedelta(days=1)
     ts = dataset.orders["order_ts"]
-    seen = ts[ts < end]
     start = end - pd.Timedelta(days=config.volume_window_days)
     return {
-        "latest_order": None if seen.empty else seen.max().date().isoformat(),
+        "latest_order": latest_order(dataset, run_date),
         "orders_window": int(((ts >= start) & (ts < end)).sum()),
         "n_scored": int(n_scored),
         "table_schema": table_schema(dataset),
     }
+
+
+def check_freshness(dataset: Dataset, run_date: object, config: QualityConfig) -> None:
+    """Raise `QualityError` at once when D is past the data's latest order (or before its first).
+
+    The daily run checks this before its costly steps: a stale feed or a date outside the data
+    is known from the orders alone. `check` repeats it with the other checks.
+    """
+    problems = _freshness({"latest_order": latest_order(dataset, run_date)}, str(run_date), config)
+    if problems:
+        raise QualityError(f"data-quality gate failed for run date {run_date}; nothing was published:\n"
+                           + "\n".join(f"  - {p}" for p in problems))
 
 
 def check(measured: dict[str, Any], run_date: str, previous: dict[str, Any] | None,

@@ -23,10 +23,13 @@ def lifecycle_stage(features: pd.DataFrame, config: LifecycleConfig) -> pd.Serie
     return pd.Series(pd.Categorical(stage, categories=STAGES), index=features.index, name="lifecycle_stage")
 
 
-def value_tier(value: pd.Series) -> pd.Series:
-    """high: top 20% of value among the scored customers; mid: the next 40%; low: the rest."""
+def value_tier(value: pd.Series, cuts: tuple[float, float] = (0.4, 0.8)) -> pd.Series:
+    """high: above the `cuts[1]` share of value among the scored customers (top 20%); mid: above `cuts[0]`.
+
+    `cuts` is `[score] value_tier_cuts`: with (0.4, 0.8), the top 20% are high, the next 40% mid.
+    """
     pct = value.rank(pct=True, method="first")
-    tier = np.select([pct > 0.8, pct > 0.4], ["high", "mid"], default="low")
+    tier = np.select([pct > cuts[1], pct > cuts[0]], ["high", "mid"], default="low")
     return pd.Series(pd.Categorical(tier, categories=VALUE_TIERS), index=value.index, name="value_tier")
 
 

@@ -9,7 +9,6 @@ the search has seen, fits the probability calibrator (Platt or isotonic, chosen 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss
 
 from churn.config import ModelConfig
+from churn.data.hashing import stable_shares
 from churn.errors import DataError
 from churn.features.engine import feature_columns
+from churn.model.season import SeasonalCorrection, apply_shift, fit_correction
 from churn.progress import Progress, notify
 
 BOOSTER_FILE = "booster.json"
@@ -49,8 +51,7 @@ _CLIP = 1e-6
 
 def _stable_half(customer_id: pd.Series, share: float) -> np.ndarray:
     """True for the customers (stable hash of the id) whose rows go to the calibration half."""
-    digest = [int(hashlib.sha256(str(c).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF for c in customer_id]
-    return np.asarray(digest) < share
+    return stable_shares(customer_id) < share
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -112,30 +113,44 @@ def choose_calibrator(raw: np.ndarray, y: np.ndarray, random_state: int) -> tupl
     return Calibrator.fit(best, raw, y), briers
 
 
-class ChurnModel:
-    """Calibrated XGBoost churn classifier with a scikit-learn-like surface.
+class ChurnModel(ClassifierMixin, BaseEstimator):
+    """Calibrated XGBoost churn classifier, a scikit-learn estimator.
 
+    `ChurnModel(horizon_days=90, config=ModelConfig(...), random_state=None)`: the hyper-parameters
+    are the horizon, the `[model]` settings (a frozen `ModelConfig`) and the seed (None: the
+    config's `random_state`). `get_params`, `set_params` and `sklearn.base.clone` work as usual.
     `fit(train, validation)` takes snapshot frames (features plus a `churned` label) where the
     validation snapshots are from a later cutoff than every training label window. Learned state:
-    `booster_`, `feature_names_`, `best_iteration_`, `best_params_`, `search_results_`, `calibrator_`.
+    `booster_`, `feature_names_`, `n_features_in_`, `classes_` ([0, 1]: 1 is churned),
+    `best_iteration_`, `best_params_`, `search_results_`, `calibrator_`, and `season_` (the seasonal
+    correction, `fit_season`; none until then). `predict_proba` gives calibrated probabilities
+    (column 1 is p(churn)); `predict` flags p(churn) >= 0.5.
     """
 
     def __init__(self, horizon_days: int = 90, config: ModelConfig | None = None, random_state: int | None = None):
         self.horizon_days = horizon_days
-        self.config = config or ModelConfig()
-        self.random_state = self.config.random_state if random_state is None else random_state
+        self.config = config
+        self.random_state = random_state
+
+    @property
+    def _settings(self) -> ModelConfig:
+        return self.config if self.config is not None else ModelConfig()
+
+    @property
+    def _seed(self) -> int:
+        return self._settings.random_state if self.random_state is None else self.random_state
 
     def _base_params(self) -> dict[str, Any]:
-        c = self.config
+        c = self._settings
         return {"max_depth": c.max_depth, "min_child_weight": c.min_child_weight, "subsample": c.subsample,
                 "colsample_bytree": c.colsample_bytree, "reg_lambda": 1.0}
 
     def _candidates(self) -> list[dict[str, Any]]:
         """The configured parameters, then `search_budget - 1` distinct seeded draws from SEARCH_SPACE."""
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(self._seed)
         out = [self._base_params()]
         grid_size = int(np.prod([len(v) for v in SEARCH_SPACE.values()]))
-        while len(out) < min(self.config.search_budget, grid_size + 1):
+        while len(out) < min(self._settings.search_budget, grid_size + 1):
             cand = {k: values[rng.integers(len(values))] for k, values in SEARCH_SPACE.items()}
             cand = {k: (int(v) if k == "max_depth" else float(v)) for k, v in cand.items()}
             if cand not in out:
@@ -144,12 +159,12 @@ class ChurnModel:
 
     def _xgb_params(self, candidate: dict[str, Any]) -> dict[str, Any]:
         return {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
-                "learning_rate": self.config.learning_rate, "seed": self.random_state, "nthread": self.config.n_jobs,
+                "learning_rate": self._settings.learning_rate, "seed": self._seed, "nthread": self._settings.n_jobs,
                 **candidate}
 
     def _train_one(self, candidate: dict[str, Any], dtrain: xgb.DMatrix, dstop: xgb.DMatrix) -> xgb.Booster:
-        return xgb.train(self._xgb_params(candidate), dtrain, num_boost_round=self.config.n_estimators,
-                         evals=[(dstop, "validation")], early_stopping_rounds=self.config.early_stopping_rounds,
+        return xgb.train(self._xgb_params(candidate), dtrain, num_boost_round=self._settings.n_estimators,
+                         evals=[(dstop, "validation")], early_stopping_rounds=self._settings.early_stopping_rounds,
                          verbose_eval=False)
 
     def fit(self, train: pd.DataFrame, validation: pd.DataFrame, progress: Progress | None = None) -> ChurnModel:
@@ -162,10 +177,12 @@ class ChurnModel:
                 raise DataError(f"{name} snapshots have a single class ({len(frame)} rows): "
                                 f"need churners and stayers; use more history or another horizon")
         self.feature_names_ = feature_columns(train)
+        self.n_features_in_ = len(self.feature_names_)
+        self.classes_ = np.array([0, 1])
         ids = validation["customer_id"] if "customer_id" in validation else validation.index.to_series()
-        calib_rows = _stable_half(ids, self.config.calibration_share)
+        calib_rows = _stable_half(ids, self._settings.calibration_share)
         search, calib = validation[~calib_rows], validation[calib_rows]
-        if self.config.calibration == "none" or min(search["churned"].nunique(), calib["churned"].nunique()) < 2:
+        if self._settings.calibration == "none" or min(search["churned"].nunique(), calib["churned"].nunique()) < 2:
             search, calib = validation, None
         dtrain = xgb.DMatrix(train[self.feature_names_], label=train["churned"], feature_names=self.feature_names_)
         dstop = xgb.DMatrix(search[self.feature_names_], label=search["churned"], feature_names=self.feature_names_)
@@ -185,12 +202,13 @@ class ChurnModel:
         _, self.best_params_, self.booster_ = best
         self.best_iteration_ = int(self.booster_.best_iteration)
         self.calibrator_ = Calibrator()
+        self.season_ = SeasonalCorrection()
         self.calibration_briers_: dict[str, float] = {}
         if calib is not None:
-            method = self.config.calibration
+            method = self._settings.calibration
             raw, y = self.raw_proba(calib), calib["churned"].to_numpy()
             if method == "auto":
-                self.calibrator_, self.calibration_briers_ = choose_calibrator(raw, y, self.random_state)
+                self.calibrator_, self.calibration_briers_ = choose_calibrator(raw, y, self._seed)
             else:
                 self.calibrator_ = Calibrator.fit(method, raw, y)
             self.n_calibration_ = int(len(calib))
@@ -207,10 +225,31 @@ class ChurnModel:
         """The booster's own p(churn), before calibration (what `contributions` add up to, in log-odds)."""
         return self.booster_.predict(self._matrix(features), iteration_range=(0, self.best_iteration_ + 1))
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated probabilities as scikit-learn returns them: column 1 is p(churn)."""
+    def predict_proba(self, features: pd.DataFrame, seasonal: bool = True) -> np.ndarray:
+        """Calibrated probabilities as scikit-learn returns them: column 1 is p(churn).
+
+        With a seasonal correction (`season_`) and a `cutoff` column, each row's log-odds move by
+        the shift for its date; `seasonal=False` gives the probabilities before that.
+        """
         p = self.calibrator_(self.raw_proba(features))
+        season = getattr(self, "season_", None)
+        if seasonal and season is not None and season.method != "none" and "cutoff" in features:
+            p = apply_shift(p, season.shift_for(features["cutoff"]))
         return np.column_stack([1 - p, p])
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        """1 (churned) where the calibrated p(churn) is at least 0.5, else 0."""
+        return (self.predict_proba(features)[:, 1] >= 0.5).astype(int)
+
+    def fit_season(self, snapshots: pd.DataFrame, anchor: object) -> ChurnModel:
+        """Choose and fit the seasonal correction (churn.model.season) from labelled monthly snapshots.
+
+        `anchor`: the latest cutoff whose labels are known (the validation cutoff); `snapshots`
+        at the monthly cutoffs of `churn.model.season.check_cutoffs(anchor, ...)`.
+        """
+        self.season_ = fit_correction(self, snapshots, pd.Timestamp(anchor), self._settings.season_correction,
+                                      self._settings.season_min_checks)
+        return self
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Exact TreeSHAP contributions (raw booster log-odds) per feature, XGBoost's native `pred_contribs`."""
@@ -229,10 +268,11 @@ class ChurnModel:
         directory.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(directory / BOOSTER_FILE)
         (directory / CALIBRATOR_FILE).write_text(json.dumps(self.calibrator_.to_dict()) + "\n", encoding="utf-8")
-        params = {"horizon_days": self.horizon_days, "random_state": self.random_state,
+        params = {"horizon_days": self.horizon_days, "random_state": self._seed,
                   "feature_names": self.feature_names_, "best_iteration": self.best_iteration_,
                   "best_params": self.best_params_, "search_results": self.search_results_,
-                  "calibration_briers": self.calibration_briers_, "config": dataclasses.asdict(self.config)}
+                  "calibration_briers": self.calibration_briers_, "config": dataclasses.asdict(self._settings),
+                  "season": getattr(self, "season_", SeasonalCorrection()).to_dict()}
         (directory / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -246,10 +286,13 @@ class ChurnModel:
         model.booster_ = xgb.Booster()
         model.booster_.load_model(directory / BOOSTER_FILE)
         model.feature_names_ = params["feature_names"]
+        model.n_features_in_ = len(model.feature_names_)
+        model.classes_ = np.array([0, 1])
         model.best_iteration_ = params["best_iteration"]
         model.best_params_ = params.get("best_params", {})
         model.search_results_ = params.get("search_results", [])
         model.calibration_briers_ = params.get("calibration_briers", {})
+        model.season_ = SeasonalCorrection.from_dict(params.get("season"))
         calib_path = directory / CALIBRATOR_FILE
         model.calibrator_ = (Calibrator.from_dict(json.loads(calib_path.read_text(encoding="utf-8")))
                              if calib_path.exists() else Calibrator())

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from churn.errors import DataError
+from churn.types import label_window_end, last_labelled_cutoff
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,12 @@ class Split:
 
 def assert_out_of_time(split: Split) -> None:
     """Raise if any label window overlaps a later cutoff (the leak that flatters a model)."""
-    h = pd.Timedelta(days=split.horizon_days)
+    h = split.horizon_days
     assert split.train_cutoffs, "no training cutoff"
     assert split.val_cutoff is not None, "no validation cutoff"
-    assert max(split.train_cutoffs) + h <= split.val_cutoff, "training labels overlap validation"
+    assert label_window_end(max(split.train_cutoffs), h) <= split.val_cutoff, "training labels overlap validation"
     if split.test_cutoff is not None:
-        assert split.val_cutoff + h <= split.test_cutoff, "validation labels overlap test"
+        assert label_window_end(split.val_cutoff, h) <= split.test_cutoff, "validation labels overlap test"
 
 
 def _monthly(anchor: pd.Timestamp, earliest: pd.Timestamp) -> list[pd.Timestamp]:
@@ -68,15 +69,14 @@ def plan_split(
     """
     anchor = pd.Timestamp(anchor).normalize()
     start, end = pd.Timestamp(data_start).normalize(), pd.Timestamp(data_end).normalize()
-    h = pd.Timedelta(days=horizon_days)
-    if with_test and anchor + h > end:
-        raise DataError(f"test cutoff {anchor.date()} + {horizon_days} days runs past the data "
-                        f"(last order {end.date()}): choose a cutoff on or before {(end - h).date()}")
-    val_latest = anchor - h if with_test else min(anchor, end) - h
+    if with_test and label_window_end(anchor, horizon_days) > end:
+        raise DataError(f"test cutoff {anchor.date()} + {horizon_days} days runs past the data (last order "
+                        f"{end.date()}): choose a cutoff on or before {last_labelled_cutoff(end, horizon_days).date()}")
+    val_latest = last_labelled_cutoff(anchor if with_test else min(anchor, end), horizon_days)
     earliest = start + pd.Timedelta(days=min_history_days)
     months = _monthly(anchor, earliest)
     val = next((t for t in months if t <= val_latest), None)
-    train = [] if val is None else [t for t in months if t + h <= val][:n_train]
+    train = [] if val is None else [t for t in months if label_window_end(t, horizon_days) <= val][:n_train]
     if not train:
         raise DataError(
             f"not enough history for horizon {horizon_days} days before {anchor.date()}: data starts "

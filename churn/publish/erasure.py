@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import shutil
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 from churn.data.contract import Dataset
 from churn.data.io import fsync_dir
 
-__all__ = ["STORE_DIR", "Store", "without", "found_in_day", "rewrite_day", "traces"]
+__all__ = ["STORE_DIR", "Store", "without", "found_in_day", "rewrite_day", "scrub_alerts", "traces"]
 
 STORE_DIR = "erasure"  # under the output root
 MANIFEST = "manifest.json"  # a day's manifest carries counts only: rewritten by the caller
@@ -236,6 +237,30 @@ def rewrite_day(source: Path, target: Path, ids: set[str], run_date: str) -> int
             shutil.copyfile(path, out)
         removed += n
     return removed
+
+
+def scrub_alerts(directory: Path, ids: set[str]) -> int:
+    """Blank the ids out of the alerts of failed runs (`OUT/alerts/*.json`); return how many files changed.
+
+    An alert quotes its run's one-line error, and an error about the data may quote an offending
+    value, a customer id among them (`churn.publish.alerts`). Only the message and text are
+    edited; each file is rewritten through a temporary name.
+    """
+    if not directory.is_dir():
+        return 0
+    changed = 0
+    for path in sorted(directory.glob("*.json")):
+        text = path.read_text(encoding="utf-8")
+        if not any(i in text for i in ids):
+            continue
+        document = json.loads(text)
+        for key in ("message", "text"):
+            if isinstance(document.get(key), str):
+                for cid in sorted(ids, key=len, reverse=True):
+                    document[key] = document[key].replace(cid, "[erased]")
+        _write_atomically(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        changed += 1
+    return changed
 
 
 def _bytes_hold(path: Path, ids: set[str]) -> bool:

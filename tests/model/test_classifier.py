@@ -116,3 +116,20 @@ def test_calibrator_is_fitted_on_validation_customers_the_booster_did_not_early_
     uncalibrated.fit(_snapshots(3000, 1), _snapshots(1000, 2))
     test = _snapshots(100, 3)
     np.testing.assert_allclose(uncalibrated.predict_proba(test)[:, 1], uncalibrated.raw_proba(test))
+
+
+def test_churn_model_is_a_scikit_learn_estimator():
+    from sklearn.base import clone, is_classifier
+
+    model = ChurnModel(30, FAST, random_state=7)
+    assert model.get_params() == {"horizon_days": 30, "config": FAST, "random_state": 7}
+    assert ChurnModel().get_params() == {"horizon_days": 90, "config": None, "random_state": None}  # kept as given
+    copy = clone(model.set_params(horizon_days=60))
+    assert copy is not model and copy.get_params() == {"horizon_days": 60, "config": FAST, "random_state": 7}
+    assert is_classifier(model) and not hasattr(copy, "booster_")
+    fitted = ChurnModel(30, FAST).fit(_snapshots(3000, 1), _snapshots(1000, 2))
+    test = _snapshots(500, 3)
+    assert list(fitted.classes_) == [0, 1] and fitted.n_features_in_ == len(fitted.feature_names_)
+    labels = fitted.predict(test)
+    assert set(labels) <= {0, 1} and (labels == (fitted.predict_proba(test)[:, 1] >= 0.5)).all()
+    assert 0.5 < fitted.score(test, test["churned"]) <= 1.0  # ClassifierMixin: accuracy

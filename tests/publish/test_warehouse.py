@@ -122,7 +122,7 @@ def test_erase_rewrites_the_file_without_the_customers_rows_or_bytes(tmp_path):
         "action": "trial", "arm": "holdout"}))
     assert b"forget-me-7f3a" in path.read_bytes()  # the search below can see it
     removed = warehouse.erase(path, {"forget-me-7f3a"}, {"2024-05-01": "new-token"})
-    assert removed == {"scores": 1, "assignments": 1, "contacts": 1, "outcomes": 0}
+    assert removed == {"scores": 1, "assignments": 1, "contacts": 1, "suppressions": 0, "outcomes": 0}
     assert b"forget-me-7f3a" not in path.read_bytes()
     assert sorted(warehouse.read_table(path, "scores")["customer_id"]) == ["c0", "c2"]
     assert warehouse.publications(path) == {"2024-05-01": "new-token"}
@@ -175,3 +175,23 @@ def test_a_full_disk_met_by_duckdb_is_an_output_error_even_behind_an_aborted_tra
     with pytest.raises(OutputError, match="no space left on device.*unchanged"):
         warehouse.write_run(path, *_run("2024-05-02"))
     assert warehouse.publications(path) == {"2024-05-01": None}
+
+
+def test_a_warehouse_from_before_imports_gains_the_new_columns_and_tables(tmp_path):
+    import duckdb
+
+    path = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE contacts (customer_id VARCHAR, list_date DATE, action VARCHAR, arm VARCHAR, "
+                "contacted_ts TIMESTAMP, outcome VARCHAR)")
+    con.execute("INSERT INTO contacts VALUES ('c1', DATE '2024-05-01', 'callback', 'treated', NULL, NULL)")
+    con.close()
+    assert warehouse.read_table(path, "suppressions").empty  # read-only: a missing table reads empty
+    assert warehouse.imported_contacts(path).empty and warehouse.suppressed(path) == set()
+    warehouse.write_contacts(path, pd.DataFrame({"customer_id": ["c2"], "list_date": [pd.Timestamp("2024-05-01")],
+                                                 "action": ["callback"], "arm": ["treated"], "reached": [True]}),
+                             pd.DataFrame({"customer_id": ["c2"], "reason": ["do_not_contact"],
+                                           "since": [pd.Timestamp("2024-05-01")], "source": ["contacts import"]}))
+    contacts = warehouse.read_table(path, "contacts")
+    assert contacts["customer_id"].tolist() == ["c1", "c2"] and contacts["source"].tolist()[1] == "import"
+    assert warehouse.suppressed(path) == {"c2"}
