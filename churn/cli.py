@@ -593,6 +593,8 @@ def forget(customer_ids: Annotated[list[str] | None, typer.Argument(
                f"warehouse rows: {rows}; feature cache cleared"
                + (f"; {result.alerts_scrubbed} alert(s) blanked" if result.alerts_scrubbed else "")
                + ". They will not be scored or listed again.")
+    for path in result.model_files_quoting:
+        _say(f"warning: {path} quotes an erased customer id; models should keep none: retire that model version")
 
 
 def _ids_in(path: Path) -> list[str]:

@@ -24,6 +24,7 @@ publishes with one commit point: files staged, history committed, files swapped 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -347,11 +348,12 @@ class ForgetResult:
     rows_removed: int
     warehouse_rows: dict[str, int]
     alerts_scrubbed: int = 0
+    model_files_quoting: list[str] = dataclasses.field(default_factory=list)  # should stay empty
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_customers": self.n_customers, "n_new": self.n_new, "days_rewritten": self.days_rewritten,
                 "rows_removed": self.rows_removed, "warehouse_rows": self.warehouse_rows,
-                "alerts_scrubbed": self.alerts_scrubbed}
+                "alerts_scrubbed": self.alerts_scrubbed, "model_files_quoting": self.model_files_quoting}
 
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -381,8 +383,8 @@ def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | P
     that holds them is staged without their rows; the warehouse is rewritten without them, with
     the new days' tokens (the commit point); the days are swapped in; the feature cache is
     dropped; the ids are blanked out of failed runs' alerts. A kill part-way is finished by
-    rerunning the same command. Raises DataError when the models directory holds one of the ids
-    (it never should: models keep no ids).
+    rerunning the same command. The result names any model file that quotes one of the ids (it
+    never should: models keep no ids; churn does not edit a registered model).
     """
     ids = {str(cid).strip() for cid in customer_ids if str(cid).strip()}
     if not ids:
@@ -416,11 +418,9 @@ def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | P
                 publication.swap_in(s)
         shutil.rmtree(out_dir / CACHE_DIR, ignore_errors=True)  # every entry holds every customer of its day
         n_alerts = erasure.scrub_alerts(out_dir / alerts.ALERTS_DIR, ids)
-    left = erasure.traces(models_dir, ids)
-    if left:
-        raise DataError(f"{len(left)} file(s) under {models_dir} hold an erased customer id (e.g. {left[0].name}): "
-                        f"models should keep none; delete that model version")
-    return ForgetResult(len(ids), n_new, sorted(staged), sum(n for _, n in staged.values()), rows, n_alerts)
+    in_models = [str(path) for path in erasure.quoted_in(models_dir, ids)]
+    return ForgetResult(len(ids), n_new, sorted(staged), sum(n for _, n in staged.values()), rows, n_alerts,
+                        in_models)
 
 
 # --- training and evaluation -------------------------------------------------------------------

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from churn.data.contract import Dataset
 from churn.data.io import fsync_dir
 
-__all__ = ["STORE_DIR", "Store", "without", "found_in_day", "rewrite_day", "scrub_alerts", "traces"]
+__all__ = ["STORE_DIR", "Store", "without", "found_in_day", "rewrite_day", "scrub_alerts", "quoted_in"]
 
 STORE_DIR = "erasure"  # under the output root
 MANIFEST = "manifest.json"  # a day's manifest carries counts only: rewritten by the caller
@@ -275,9 +275,14 @@ def _bytes_hold(path: Path, ids: set[str]) -> bool:
     return False
 
 
-def traces(directory: str | Path, ids: set[str]) -> list[Path]:
-    """Files under `directory` whose bytes (or zip members' bytes) hold one of the ids."""
+def quoted_in(directory: str | Path, ids: set[str]) -> list[Path]:
+    """JSON files under `directory` (a model registry) that quote one of the ids as a string value.
+
+    Only a quoted `"<id>"` counts: a model's numbers (split values, counts) may contain the
+    digits of a short numeric id by chance, which is no trace of the customer.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return [p for p in sorted(directory.rglob("*")) if p.is_file() and _bytes_hold(p, ids)]
+    needles = [json.dumps(str(i)).encode("utf-8") for i in ids]
+    return [p for p in sorted(directory.rglob("*.json")) if any(n in p.read_bytes() for n in needles)]
