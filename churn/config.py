@@ -166,6 +166,33 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """Where the per-customer work runs: in this process ("local") or on a Dask cluster ("dask").
+
+    See docs/scale.md. With "dask", customers are split into `partitions` by a stable hash of
+    their id; `scheduler` is the address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786),
+    empty for a LocalCluster of `workers` processes on this machine (0: one per core).
+    `storage` is where the partitions are written (a path or an fsspec URL that every worker can
+    read: file://, s3://, gs://, memory://); empty: OUT/.cache/partitions. `training` is
+    "xgboost_dask" (xgboost.dask on the cluster) or "gather" (the snapshots gathered to one
+    worker, which fits exactly the local engine's model).
+    """
+
+    kind: str = "local"
+    scheduler: str = ""
+    partitions: int = 8
+    workers: int = 0
+    threads_per_worker: int = 1
+    memory_per_worker: str = "auto"
+    storage: str = ""
+    training: str = "xgboost_dask"
+
+
+ENGINES = ("local", "dask")
+TRAINING_MODES = ("xgboost_dask", "gather")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     contract: ContractConfig = field(default_factory=ContractConfig)
@@ -181,12 +208,20 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def with_horizon(self, horizon_days: int | None) -> Config:
         """Return a copy with another churn horizon (None keeps this one)."""
         if horizon_days is None:
             return self
         return dataclasses.replace(self, data=dataclasses.replace(self.data, horizon_days=horizon_days))
+
+    def with_engine(self, kind: str | None = None, scheduler: str | None = None) -> Config:
+        """Return a copy with another engine and/or scheduler address (None keeps the configured one)."""
+        changes = {k: v for k, v in (("kind", kind), ("scheduler", scheduler)) if v is not None}
+        if not changes:
+            return self
+        return _check_engine(dataclasses.replace(self, engine=dataclasses.replace(self.engine, **changes)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -268,6 +303,19 @@ def _check(config: Config) -> Config:
         raise ConfigError("outcomes: prior_strength must be positive and confidence in (0, 1)")
     if config.cache.feature_days < 0 or config.cache.feature_max_gb <= 0:
         raise ConfigError("cache: feature_days must be >= 0 (0 turns the cache off) and feature_max_gb positive")
+    return _check_engine(config)
+
+
+def _check_engine(config: Config) -> Config:
+    """The `[engine]` settings: a known engine and training mode, positive sizes."""
+    e = config.engine
+    if e.kind not in ENGINES:
+        raise ConfigError(f"engine.kind must be one of {list(ENGINES)}, not {e.kind!r}")
+    if e.training not in TRAINING_MODES:
+        raise ConfigError(f"engine.training must be one of {list(TRAINING_MODES)}, not {e.training!r}")
+    if e.partitions < 1 or e.workers < 0 or e.threads_per_worker < 1:
+        raise ConfigError("engine: partitions and threads_per_worker must be at least 1, workers at least 0 "
+                          "(0: one per core)")
     return config
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -28,6 +28,7 @@ from churn.config import Config
 from churn.data import contract
 from churn.data.io import write_csv
 from churn.decide import outcomes, quality, scoring, winback
+from churn.engine import open_engine
 from churn.errors import DataError, ModelNotFoundError
 from churn.features.cache import FeatureCache, features_key
 from churn.features.engine import FeatureBuilder
@@ -37,6 +38,9 @@ from churn.model.classifier import ChurnModel
 from churn.progress import Progress, StepRunner, Steps, notify
 from churn.publish import files, manifest, warehouse
 from churn.types import RunDate
+
+if TYPE_CHECKING:
+    from churn.engine.dask import DaskEngine, PartitionedData
 
 __all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
            "load_dataset", "ValidatedData", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
@@ -155,14 +159,21 @@ def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
               config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
-              validated: ValidatedData | None = None) -> ScoreResult:
+              validated: ValidatedData | None = None, engine: DaskEngine | None = None) -> ScoreResult:
     """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
 
     Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, manifest.json) and D's
     rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError, QualityError, DataError
     or ModelNotFoundError (nothing written) for problems the user must fix. `validated` (a
-    backfill's) reuses a validation of `data_dir` while its files stay the same.
+    backfill's) reuses a validation of `data_dir` while its files stay the same. `engine` (a
+    `churn.engine` Dask engine) runs the per-customer steps per partition; with none and
+    `[engine] kind = "dask"`, one is opened for this run (see `_score_day_partitioned`).
     """
+    if engine is None and config.engine.kind == "dask":
+        with open_engine(config.engine, out_dir) as engine:
+            return score_day(data_dir, run_date, out_dir, models_dir, config, progress, runner, validated, engine)
+    if engine is not None:
+        return _score_day_partitioned(data_dir, run_date, out_dir, models_dir, config, engine, progress, runner)
     out_dir = Path(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
     if validated is None:
@@ -193,6 +204,73 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
     steps.done("publish", f"published to {path}")
     return ScoreResult(run_manifest, path)
+
+
+def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
+                           config: Config, engine: DaskEngine, progress: Progress | None = None,
+                           runner: StepRunner | None = None) -> ScoreResult:
+    """`score_day` on the Dask engine: the same steps, each per customer partition where it is per customer.
+
+    Validation, features, scores and the lists' candidates run on the partitions; the quality
+    gate, the fill of the lists (capacity is global), reasons for the customers taken, the
+    manifest and the publication run here on their global results, with the local functions. The
+    outputs are those of the local engine (tests/engine). Features are not cached (the partitions are).
+    """
+    out_dir = Path(out_dir)
+    steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
+    data = steps.run("validate", engine.load, str(data_dir), config.contract, io=True)
+    steps.run("freshness", engine.check_freshness, data, run_date, config.quality)
+    dataset = data.summary  # what is global and small: counts, quarantine, contacts, suppressions
+    steps.done("validate", _table_counts(dataset) + f"; {engine.k} partitions"
+                           + (" (reused: files unchanged)" if data.reused else " written"))
+    model, meta = steps.run("load model", registry.load, models_dir, io=True)
+    config = config.with_horizon(meta["horizon_days"])
+    history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
+                        config.winback, io=True)
+    feats = steps.run("features", engine.features, data, [run_date.timestamp], config.data.lookback_days)
+    n_population = engine.count(feats)
+    if n_population == 0:
+        raise DataError(f"no customer bought in the {config.data.lookback_days} days up to {run_date}: "
+                        f"is the data directory current?")
+    steps.done("features", f"{n_population} customers in the population, {engine.k} partitions")
+    measured = steps.run("quality", engine.quality_figures, data, run_date, n_population, config.quality)
+    gate = {**measured, "passed": quality.check(measured, str(run_date), history.previous_run, config.quality)}
+    steps.done("quality", "checks passed")
+    parts = steps.run("score", engine.score, feats, model, config)
+    steps.done("score", f"{n_population} customers scored with model {meta['version']}")
+    suppressed = suppressed_ids(dataset)
+    scores, taken, lists = steps.run("lists", _lists_partitioned, engine, data, parts, model, suppressed, history,
+                                     run_date, config)
+    steps.done("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
+    run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, suppressed,
+                                         config)
+    run = manifest.warehouse_run(run_manifest, gate, config)
+    run_manifest["timings_seconds"] = dict(steps.timings)
+    kept = manifest.assignments_for_history(taken, history, run_date, config)
+    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
+    steps.done("publish", f"published to {path}")
+    return ScoreResult(run_manifest, path)
+
+
+def _lists_partitioned(engine: DaskEngine, data: PartitionedData, parts: list, model: ChurnModel,
+                       suppressed: set[str], history: warehouse.History, run_date: RunDate, config: Config
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """`_lists` from the partitions' shortlists: the same customers taken, in the same EV order.
+
+    When a list that some partition cut short is not full, every partition sends all its
+    candidates and the fill is redone (as `winback.assign` does on one machine).
+    """
+    w = config.winback
+    rows, cuts, cut_short = engine.candidates(data, parts, w, run_date, history.last_listed, history.uplift)
+    taken = winback.assign(rows, suppressed, w, run_date, history.last_listed, history.uplift, cuts=cuts)
+    treated = taken.loc[taken["arm"] == "treated", "action"].value_counts()
+    if any(treated.get(a, 0) < w.capacity.get(a, 0) for a in cut_short):
+        rows = engine.all_candidates(data, parts, w, run_date, history.last_listed, history.uplift, cuts)
+        taken = winback.assign(rows, suppressed, w, run_date, history.last_listed, history.uplift, cuts=cuts)
+    scores = scoring.add_reasons(engine.collect(parts), model, taken["customer_id"])
+    reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
+    taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
+    return scores, taken, winback.service_lists(taken, run_date, w)
 
 
 class ValidatedData:
@@ -295,12 +373,20 @@ def _backtest_counts(meta: dict[str, Any]) -> str:
 
 
 def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as_of: RunDate | None = None,
-                progress: Progress | None = None, runner: StepRunner | None = None) -> TrainResult:
+                progress: Progress | None = None, runner: StepRunner | None = None,
+                engine: DaskEngine | None = None) -> TrainResult:
     """Train, backtest and register a churn model for the data in `data_dir`; the gate decides the champion.
 
     `as_of` (default: the day of the last order) is the day whose known labels train the model.
-    Writes models/<version>/ and, when the gate promotes it, models/champion.json.
+    Writes models/<version>/ and, when the gate promotes it, models/champion.json. `engine`: as
+    for `score_day` (the partitions are written under the models directory's .cache when
+    `[engine] storage` is empty).
     """
+    if engine is None and config.engine.kind == "dask":
+        with open_engine(config.engine, Path(models_dir)) as engine:
+            return train_model(data_dir, models_dir, config, as_of, progress, runner, engine)
+    if engine is not None:
+        return _train_model_partitioned(data_dir, models_dir, config, engine, as_of, progress, runner)
     steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
     dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     steps.done("validate", _table_counts(dataset))
@@ -312,6 +398,32 @@ def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as
     steps.done("backtest", _backtest_counts(result.metadata))
     champion, champion_meta = steps.run("read champion", _champion, models_dir, io=True)
     gate = steps.run("gate", training.gate, dataset, result.metadata, champion, champion_meta, config)
+    result.metadata["gate"] = gate
+    steps.done("gate", f"{'champion' if gate['promoted'] else 'challenger'}: {gate['reason']}")
+    path = steps.run("register", _register, result, models_dir, gate["promoted"], io=True)
+    steps.done("register", f"model {result.metadata['version']} in {models_dir}")
+    return TrainResult(result.metadata, path)
+
+
+def _train_model_partitioned(data_dir: str | Path, models_dir: str | Path, config: Config, engine: DaskEngine,
+                             as_of: RunDate | None = None, progress: Progress | None = None,
+                             runner: StepRunner | None = None) -> TrainResult:
+    """`train_model` on the Dask engine: snapshots per partition, the model fitted on the cluster
+    (`churn.engine.training`), the same gate and registry."""
+    from churn.engine import training as distributed
+
+    steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
+    data = steps.run("validate", engine.load, str(data_dir), config.contract, io=True)
+    steps.done("validate", _table_counts(data.summary) + f"; {engine.k} partitions")
+    as_of = as_of or RunDate.parse(distributed.data_range_of(engine, data)[1])
+    result = steps.run("fit", distributed.train, engine, data, as_of.timestamp, config, progress)
+    steps.done("fit", _fit_counts(result.metadata) + f" ({engine.config.training} on {engine.k} partitions)")
+    result.metadata["backtest"] = steps.run("backtest", distributed.backtest, engine, data, result.metadata, config,
+                                            progress)
+    steps.done("backtest", _backtest_counts(result.metadata))
+    champion, champion_meta = steps.run("read champion", _champion, models_dir, io=True)
+    gate = steps.run("gate", training.gate, None, result.metadata, champion, champion_meta, config,
+                     distributed.test_snapshots(engine, data, config))
     result.metadata["gate"] = gate
     steps.done("gate", f"{'champion' if gate['promoted'] else 'challenger'}: {gate['reason']}")
     path = steps.run("register", _register, result, models_dir, gate["promoted"], io=True)

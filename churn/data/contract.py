@@ -203,8 +203,14 @@ def validate_tables(
     tables: dict[str, pd.DataFrame],
     policy: ContractConfig = ContractConfig(),
     source: dict[str, str] | None = None,
+    file_rows: dict[str, np.ndarray] | None = None,
 ) -> Dataset:
-    """Check in-memory frames against the contract (no files, so no fingerprints)."""
+    """Check in-memory frames against the contract (no files, so no fingerprints).
+
+    `file_rows` (per table, each row's 0-based position in its file) is for frames that are a
+    part of a file, such as one partition of the Dask engine: messages and the quarantine then
+    quote those file rows, and an empty part is no problem (the caller judges the whole file).
+    """
     problems = []
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
@@ -212,7 +218,7 @@ def validate_tables(
     if "orders" not in tables:
         problems.append("orders: table not given (it is required)")
     known = {name: frame for name, frame in tables.items() if name in TABLES}
-    return _check(known, policy, {name: (source or {}).get(name, name) for name in known}, problems)
+    return _check(known, policy, {name: (source or {}).get(name, name) for name in known}, problems, file_rows)
 
 
 def write_quarantine(quarantine: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int]:
@@ -258,12 +264,14 @@ class _Findings:
 
 
 def _check(
-    raw: dict[str, pd.DataFrame], policy: ContractConfig, source: dict[str, str], problems: list[str]
+    raw: dict[str, pd.DataFrame], policy: ContractConfig, source: dict[str, str], problems: list[str],
+    file_rows: dict[str, np.ndarray] | None = None,
 ) -> Dataset:
     """Run every rule family over the tables; raise one ContractError listing all problems."""
     found = _Findings(policy, problems)
     frames = {
-        name: _parse_table(spec, raw[name], source[name], problems) for name, spec in TABLES.items() if name in raw
+        name: _parse_table(spec, raw[name], source[name], problems, (file_rows or {}).get(name))
+        for name, spec in TABLES.items() if name in raw
     }
     for name, frame in frames.items():
         dup = _exact_duplicates(frame)
@@ -282,15 +290,17 @@ def _check(
     return Dataset(**kept, quarantine=set_aside, row_counts={name: len(frame) for name, frame in kept.items()})
 
 
-def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str]) -> pd.DataFrame:
+def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str],
+                 file_rows: np.ndarray | None = None) -> pd.DataFrame:
     """Column checks, then each known column parsed to its canonical type and its values checked.
 
-    The index is kept as the 0-based position in the file, so later messages quote file rows.
+    The index is kept as the 0-based position in the file (`file_rows` when the frame is a part
+    of the file), so later messages quote file rows.
     """
-    raw = raw.reset_index(drop=True)
+    raw = raw.reset_index(drop=True) if file_rows is None else raw.set_axis(pd.Index(file_rows))
     raw.columns = [str(c).strip() for c in raw.columns]
     problems.extend(_check_columns(spec, raw, source))
-    if spec.required and len(raw) == 0:
+    if spec.required and len(raw) == 0 and file_rows is None:
         problems.append(f"{source}: no data rows")
     parsed = {}
     for name in raw.columns:

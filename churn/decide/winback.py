@@ -27,8 +27,8 @@ from churn.config import ACTIONS, DRIVERS, SEGMENTS, WinbackConfig
 from churn.data.hashing import stable_share
 from churn.types import cooldown_start, due_date
 
-__all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "assign", "candidates", "drivers", "holdout", "in_cooldown",
-           "listed_dates", "prior_uplift", "service_lists", "talking_points"]
+__all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "assign", "candidates", "driver_cuts", "drivers", "holdout",
+           "in_cooldown", "listed_dates", "prior_uplift", "service_lists", "shortlisted", "talking_points"]
 
 Uplift = Mapping[str, Mapping[str, float]]  # action -> segment -> share of would-be churners won back
 
@@ -99,30 +99,47 @@ def _column(scores: pd.DataFrame, name: str) -> np.ndarray:
     return scores[name].to_numpy(dtype="float64", na_value=np.nan)
 
 
-def drivers(scores: pd.DataFrame, config: WinbackConfig) -> pd.DataFrame:
+def driver_cuts(scores: pd.DataFrame, config: WinbackConfig) -> dict[str, float]:
+    """The thresholds of the relative drivers among the scored customers (NaN when nobody has a value).
+
+    price: the `price_quantile` of the discount share; variety: the `variety_quantile` of the
+    categories bought (last 90 days or the 90 before). The Dask engine computes the same
+    quantiles over all partitions and passes them to `drivers`.
+    """
+    breadth = np.fmax(_column(scores, "categories_90d"), _column(scores, "categories_prev_90d"))
+    return {"price": _quantile(_column(scores, "discount_share_365d"), config.price_quantile),
+            "variety": _quantile(breadth, config.variety_quantile)}
+
+
+def drivers(scores: pd.DataFrame, config: WinbackConfig, cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Which risk drivers each customer's features show: service, price, variety (booleans).
 
     service: an event of a `service_events` type (complaint, support ticket, return request) in the
     last 90 days, or many returns;
     price: a discount share above the configured quantile of the scored customers;
     variety: many categories bought (last 90 days or the 90 before), by quantile likewise.
-    Quantiles are relative so that a grocery and a fashion shop are read on their own scale.
+    Quantiles are relative so that a grocery and a fashion shop are read on their own scale;
+    `cuts` gives them (see `driver_cuts`, the default: the quantiles of `scores`).
     """
+    cuts = driver_cuts(scores, config) if cuts is None else cuts
     service = np.zeros(len(scores), dtype=bool)
     for col in (f"event_{event}_90d" for event in config.service_events):
         service |= np.nan_to_num(_column(scores, col)) > 0
     service |= np.nan_to_num(_column(scores, "returns_share_365d")) >= config.service_returns_share
-    price = _above_quantile(_column(scores, "discount_share_365d"), config.price_quantile)
+    price = _above(_column(scores, "discount_share_365d"), cuts["price"])
     breadth = np.fmax(_column(scores, "categories_90d"), _column(scores, "categories_prev_90d"))
-    variety = _above_quantile(breadth, config.variety_quantile)
+    variety = _above(breadth, cuts["variety"])
     return pd.DataFrame({"service": service, "price": price, "variety": variety}, index=scores.index)
 
 
-def _above_quantile(values: np.ndarray, q: float) -> np.ndarray:
+def _quantile(values: np.ndarray, q: float) -> float:
     known = values[~np.isnan(values)]
-    if not len(known):
+    return float(np.quantile(known, q)) if len(known) else float("nan")
+
+
+def _above(values: np.ndarray, threshold: float) -> np.ndarray:
+    if np.isnan(threshold):  # nobody has a value: nobody shows the driver
         return np.zeros(len(values), dtype=bool)
-    threshold = np.quantile(known, q)
     # Strictly above, and above zero: "nobody uses discounts" must not make everyone price-driven.
     return np.nan_to_num(values, nan=-np.inf) > max(threshold, 0.0)
 
@@ -134,13 +151,15 @@ def prior_uplift(config: WinbackConfig) -> dict[str, dict[str, float]]:
 
 def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
                run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
-               uplift: Uplift | None = None, positive_only: bool = False) -> pd.DataFrame:
+               uplift: Uplift | None = None, positive_only: bool = False,
+               cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Every eligible (customer, action) pair with its segment, uplift, cost and EV.
 
     `row` is the customer's position in `scores`. `last_listed`: the last date each customer
     was listed (either arm) or contacted, indexed by customer id; a customer listed within an
     action's cooldown is not a candidate for it. Suppressed customers are never candidates,
-    whatever else holds. `positive_only` keeps the pairs with EV > 0 only.
+    whatever else holds. `positive_only` keeps the pairs with EV > 0 only. `cuts`: the drivers'
+    thresholds (see `drivers`).
     """
     uplift = prior_uplift(config) if uplift is None else uplift
     p = scores["p_churn"].to_numpy(dtype="float64")
@@ -148,7 +167,7 @@ def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig
     basket = np.nan_to_num(_column(scores, "avg_order_value_365d"))
     base = (p >= config.min_p_churn) & ~scores["customer_id"].isin(suppressed).to_numpy()
     last = listed_dates(scores["customer_id"], last_listed)
-    drv = drivers(scores, config)
+    drv = drivers(scores, config, cuts)
     frames = []
     for action in ACTIONS:
         policy = config.action(action)
@@ -216,17 +235,20 @@ def _draw(campaign: str, customer_id: str) -> float:
 
 def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
            run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
-           uplift: Uplift | None = None, rank_by: str = "ev", random_state: int = 0) -> pd.DataFrame:
+           uplift: Uplift | None = None, rank_by: str = "ev", random_state: int = 0,
+           cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
     """The customers taken for the lists: one action each, with arm (treated/holdout) and rank.
 
     `rank_by="ev"` is the policy. "risk" (p_churn order; each customer gets the first action in
     callback, exclusive_discount, trial order with room left) and "random" ignore EV: they are
     the baselines of bench/winback_sim.py. Returns the score columns of the customers taken
-    followed by the assignment columns, in list order.
+    followed by the assignment columns, in list order. `cuts`: the drivers' thresholds (see
+    `drivers`; the Dask engine passes those of all partitions).
     """
     if rank_by not in ("ev", "risk", "random"):
         raise ValueError(f"rank_by must be 'ev', 'risk' or 'random', not {rank_by!r}")
-    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=rank_by == "ev")
+    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=rank_by == "ev",
+                       cuts=cuts)
     if rank_by == "random":
         priority = np.random.default_rng(random_state).random(len(pairs))
     else:
@@ -240,6 +262,17 @@ def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
     for column in ASSIGNMENT_COLUMNS[1:]:
         out[column] = chosen[column].to_numpy()
     return out
+
+
+def shortlisted(pairs: pd.DataFrame, config: WinbackConfig) -> tuple[np.ndarray, set[str]]:
+    """The EV pairs that can make the lists (`_shortlist`), and the actions that lost pairs to it.
+
+    The Dask engine sends only these from each partition: the union of the partitions' shortlists
+    holds the shortlist of all pairs, so `assign` on it gives the same lists, unless a list
+    that lost pairs somewhere is not full (then every partition sends all its pairs).
+    """
+    keep = _shortlist(pairs, pairs["expected_value"].to_numpy(), config)
+    return keep, set(pairs.loc[~keep, "action"])
 
 
 def _shortlist(pairs: pd.DataFrame, priority: np.ndarray, config: WinbackConfig) -> np.ndarray:
