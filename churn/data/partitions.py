@@ -48,7 +48,9 @@ def partition_of(customer_ids: pd.Series | np.ndarray, k: int) -> np.ndarray:
     Hashes each distinct id once (an id's orders share its hash). A missing id gets partition 0:
     validation there reports it like the local engine does.
     """
-    codes, uniques = pd.factorize(pd.Series(customer_ids).astype("str").str.strip(), use_na_sentinel=True)
+    from churn.data.contract import _cells  # the contract's reading of an id cell: text, stripped
+
+    codes, uniques = pd.factorize(_cells(pd.Series(customer_ids)), use_na_sentinel=True)
     parts = np.minimum((stable_shares(uniques) * k).astype(np.int32), k - 1)
     out = np.zeros(len(codes), dtype=np.int32)
     known = codes >= 0

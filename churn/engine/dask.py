@@ -368,7 +368,7 @@ def _with_key(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _orphans_by_order(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     """Items whose order is not in orders go to their order id's partition (validation reports them there)."""
-    part = frame[PART].to_numpy(dtype="float64")
+    part = np.array(frame[PART], dtype="float64")  # a copy: the column may be read-only
     missing = np.isnan(part)
     if missing.any():
         part[missing] = partitions.partition_of(frame.loc[missing, "order_id"], k)

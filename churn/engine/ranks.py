@@ -272,9 +272,9 @@ def apply_value_tier(scores: pd.DataFrame, starts: Sequence[tuple[float, str] | 
 def numpy_quantile(lower: float, upper: float, n: int, q: float) -> float:
     """`np.quantile(values, q)` (linear method) from n and the two order statistics around (n - 1) q.
 
-    Replays numpy's own arithmetic (virtual index, gamma and `_lerp`), so the result is the same bits.
+    Replays numpy's own arithmetic (virtual index (n - 1) q, gamma and `_lerp`), so the result is the same bits.
     """
-    virtual = np.float64(n) * np.float64(q) + (np.float64(1) + np.float64(q) * np.float64(1 - 1 - 1)) - 1
+    virtual = np.float64(n - 1) * np.float64(q)
     if virtual >= n - 1:
         return float(upper)
     if virtual < 0:
@@ -287,8 +287,7 @@ def numpy_quantile(lower: float, upper: float, n: int, q: float) -> float:
 
 def quantile_positions(n: int, q: float) -> tuple[int, int]:
     """The 1-based ranks of the two order statistics `numpy_quantile` needs for n values."""
-    virtual = np.float64(n) * np.float64(q) + (np.float64(1) + np.float64(q) * np.float64(1 - 1 - 1)) - 1
-    below = int(np.clip(np.floor(virtual), 0, n - 1))
+    below = int(np.clip(np.floor(np.float64(n - 1) * np.float64(q)), 0, n - 1))
     return below + 1, min(below + 2, n)
 
 
