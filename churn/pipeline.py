@@ -310,17 +310,22 @@ def published(out_dir: str | Path, run_date: RunDate) -> bool:
 
 def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | Path, models_dir: str | Path,
              config: Config, force: bool = False, progress: Progress | None = None,
-             score: Callable[[RunDate], Any] | None = None) -> BackfillResult:
+             score: Callable[[RunDate], Any] | None = None, engine: DaskEngine | None = None) -> BackfillResult:
     """Score every date from `start` to `end` (included), one idempotent `score_day` per date.
 
     Resumable: dates already published are skipped unless `force`, so rerunning after a failure
     picks up where it stopped. `score` replaces `score_day` for one date (a flow passes its
-    tracked run); `progress` hears of each date.
+    tracked run); `progress` hears of each date. `engine`: one Dask engine for every date (with
+    none and `[engine] kind = "dask"`, one is opened for the whole backfill).
     """
     if end < start:
         raise DataError(f"backfill: --end {end} is before --start {start}")
+    if score is None and engine is None and config.engine.kind == "dask":
+        with open_engine(config.engine, out_dir) as engine:
+            return backfill(data_dir, start, end, out_dir, models_dir, config, force, progress, score, engine)
     validated = ValidatedData(data_dir, config)
-    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, validated=validated))
+    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, validated=validated,
+                                            engine=engine))
     days = [start.days(i) for i in range((end - start).days + 1)]
     scored, skipped = [], []
     for i, day in enumerate(days):

@@ -94,3 +94,19 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One small Dask cluster for the session: 2 worker processes, 1 thread each (~10 s to start).
+
+    Worker processes, not threads: the tests then see what a real cluster does (every argument and
+    result pickled, each worker importing the library on its own, and never Prefect).
+    """
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client

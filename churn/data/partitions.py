@@ -30,10 +30,13 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from churn.data import contract
 from churn.data.hashing import stable_shares
+from churn.data.io import SUFFIXES
+from churn.errors import ContractError
 
 __all__ = ["PART", "ROW", "FORMAT_VERSION", "PartitionedFiles", "partition_of", "partition_key", "join",
-           "read_partition"]
+           "read_partition", "table_urls"]
 
 PART, ROW = "_part", "_row"
 # Part of the key: a change to the layout or to the partition function writes new partitions.
@@ -48,9 +51,7 @@ def partition_of(customer_ids: pd.Series | np.ndarray, k: int) -> np.ndarray:
     Hashes each distinct id once (an id's orders share its hash). A missing id gets partition 0:
     validation there reports it like the local engine does.
     """
-    from churn.data.contract import _cells  # the contract's reading of an id cell: text, stripped
-
-    codes, uniques = pd.factorize(_cells(pd.Series(customer_ids)), use_na_sentinel=True)
+    codes, uniques = pd.factorize(contract._cells(pd.Series(customer_ids)), use_na_sentinel=True)  # ids as the contract reads them
     parts = np.minimum((stable_shares(uniques) * k).astype(np.int32), k - 1)
     out = np.zeros(len(codes), dtype=np.int32)
     known = codes >= 0
@@ -106,6 +107,25 @@ class PartitionedFiles:
             json.dump({"k": k, "tables": dict(tables), "rows": dict(rows), "format": FORMAT_VERSION}, f,
                       sort_keys=True)
         return PartitionedFiles(root, k, dict(tables), dict(rows), dict(storage_options or {}))
+
+
+def table_urls(data_dir: str, storage_options: dict) -> dict[str, str]:
+    """The table files of a data directory, as the contract finds them (Parquet preferred to CSV)."""
+    fs, root = fsspec.core.url_to_fs(data_dir, **storage_options)
+    if not fs.isdir(root):
+        raise ContractError(f"{data_dir}: data directory not found")
+    found = {}
+    for name, spec in contract.TABLES.items():
+        for suffix in SUFFIXES:
+            url = join(data_dir, f"{name}{suffix}")
+            if fs.exists(join(root, f"{name}{suffix}")):
+                found[name] = url
+                break
+        else:
+            if spec.required:
+                looked_for = ", ".join(f"{name}{suffix}" for suffix in SUFFIXES)
+                raise ContractError(f"{name}: file not found in {data_dir} (looked for {looked_for})")
+    return found
 
 
 def read_partition(files: PartitionedFiles, table: str, part: int) -> tuple[pd.DataFrame, np.ndarray]:

@@ -36,15 +36,21 @@ def default_storage(out_dir: str | Path) -> str:
 
 
 @contextmanager
-def open_engine(config: EngineConfig, out_dir: str | Path = "out", client: Any = None) -> Iterator[DaskEngine | None]:
+def open_engine(config: EngineConfig, out_dir: str | Path = "out", client: Any = None,
+                data_dir: str | Path | None = None) -> Iterator[DaskEngine | None]:
     """The engine the settings ask for: None for "local"; for "dask", a `DaskEngine` on a cluster.
 
     The cluster is `client`'s when given (a flow's DaskTaskRunner), else the scheduler at
-    `config.scheduler`, else a LocalCluster started here and stopped on exit.
+    `config.scheduler`, else a LocalCluster started here and stopped on exit. With `data_dir`,
+    a missing data directory or orders file is reported before any cluster starts.
     """
     if config.kind == "local":
         yield None
         return
+    from churn.data.partitions import table_urls
+
+    if data_dir is not None:
+        table_urls(str(data_dir), {})
     from churn.engine.dask import DaskEngine
 
     with DaskEngine.open(config, config.storage or default_storage(out_dir), client) as engine:

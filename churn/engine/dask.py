@@ -39,7 +39,6 @@ import pandas as pd
 
 from churn.config import Config, ContractConfig, EngineConfig, QualityConfig, WinbackConfig
 from churn.data import contract, partitions
-from churn.data.io import SUFFIXES
 from churn.data.partitions import PART, ROW, PartitionedFiles
 from churn.decide import quality, scoring, winback
 from churn.engine import ranks
@@ -119,6 +118,9 @@ class DaskEngine:
             with Client(config.scheduler) as connected:
                 yield cls(connected, config, storage).warm()
             return
+        # The cluster's own start and stop chatter (INFO, and a nanny's "still alive, killing" on close).
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
         workers = config.workers or os.cpu_count() or 1
         memory = config.memory_per_worker if config.memory_per_worker != "auto" else "auto"
         with LocalCluster(n_workers=workers, threads_per_worker=config.threads_per_worker, processes=True,
@@ -157,7 +159,7 @@ class DaskEngine:
         Raises ContractError with every partition's problems (file rows as in the input files) and
         the global ones; nothing is written but the partitions themselves.
         """
-        tables = _table_urls(str(data_dir), self.storage_options)
+        tables = partitions.table_urls(str(data_dir), self.storage_options)
         digests = self.gather(self.map(_sha256, list(tables.values()), storage_options=self.storage_options))
         fingerprints = dict(zip(tables, digests))
         root = partitions.join(self.storage, partitions.partition_key(fingerprints, self.k))
@@ -302,25 +304,6 @@ class DaskEngine:
 
 
 # --- tasks (run on the workers; module-level functions so that they pickle by reference) -----------
-
-
-def _table_urls(data_dir: str, storage_options: dict) -> dict[str, str]:
-    """The table files of a data directory, as the contract finds them (Parquet preferred to CSV)."""
-    fs, root = fsspec.core.url_to_fs(data_dir, **storage_options)
-    if not fs.isdir(root):
-        raise ContractError(f"{data_dir}: data directory not found")
-    found = {}
-    for name, spec in contract.TABLES.items():
-        for suffix in SUFFIXES:
-            url = partitions.join(data_dir, f"{name}{suffix}")
-            if fs.exists(partitions.join(root, f"{name}{suffix}")):
-                found[name] = url
-                break
-        else:
-            if spec.required:
-                looked_for = ", ".join(f"{name}{suffix}" for suffix in SUFFIXES)
-                raise ContractError(f"{name}: file not found in {data_dir} (looked for {looked_for})")
-    return found
 
 
 def _sha256(url: str, storage_options: dict) -> str:
