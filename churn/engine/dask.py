@@ -24,6 +24,7 @@ scores.parquet and the warehouse, as the local engine writes them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import logging
@@ -36,6 +37,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pandas as pd
+from distributed import Future
 
 from churn.config import Config, ContractConfig, EngineConfig, QualityConfig, WinbackConfig
 from churn.data import contract, partitions
@@ -137,8 +139,12 @@ class DaskEngine:
 
     def map(self, fn: Callable[..., Any], *items: Sequence[Any], **kwargs: Any) -> list[Any]:
         """Futures of `fn(*item, **kwargs)` for each item of the zipped `items` (results stay on the workers)."""
-        # Keywords go to every call; futures among them (a shipped model) are resolved on the worker.
-        return self.client.map(fn, *[list(i) for i in items], pure=False, **kwargs)
+        # Futures among the keywords (a shipped model) go through `Client.map`, which resolves them on the
+        # worker; other keywords travel inside the function (Client.map would put a large one in the
+        # graph under the keyword's own name, and two maps at once would collide on it).
+        futures = {k: v for k, v in kwargs.items() if isinstance(v, Future)}
+        plain = {k: v for k, v in kwargs.items() if k not in futures}
+        return self.client.map(functools.partial(fn, **plain), *[list(i) for i in items], pure=False, **futures)
 
     def gather(self, futures: Sequence[Any]) -> list[Any]:
         return self.client.gather(list(futures))
