@@ -28,6 +28,7 @@ import functools
 import hashlib
 import importlib
 import logging
+import operator
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -122,7 +123,8 @@ class DaskEngine:
             return
         # The cluster's own start and stop chatter (INFO, and a nanny's "still alive, killing" on close).
         logging.getLogger("distributed").setLevel(logging.WARNING)
-        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
+        for chatty in ("distributed.nanny", "distributed.shuffle"):
+            logging.getLogger(chatty).setLevel(logging.ERROR)
         workers = config.workers or os.cpu_count() or 1
         memory = config.memory_per_worker if config.memory_per_worker != "auto" else "auto"
         with LocalCluster(n_workers=workers, threads_per_worker=config.threads_per_worker, processes=True,
@@ -178,8 +180,11 @@ class DaskEngine:
         problems = _unique([p for s in summaries for p in s["problems"]])
         if files.rows.get("orders", 1) == 0:
             problems.insert(0, f"{files.tables['orders']}: no data rows")
-        if not problems:
-            problems += self._duplicate_order_ids(checked, files)
+        duplicates = self._duplicate_order_ids([c for c, s in zip(checked, summaries) if not s["problems"]], files)
+        if duplicates:  # after the orders file's own problems, as the contract orders its checks
+            orders_file = files.tables["orders"] + ":"
+            at = max((i + 1 for i, p in enumerate(problems) if p.startswith(orders_file)), default=0)
+            problems[at:at] = duplicates
         if problems:
             raise ContractError("\n".join(problems))
         parts = self.map(_dataset_of, checked)
@@ -292,16 +297,25 @@ class DaskEngine:
         return PartitionedFiles.seal(root, self.k, sources, rows, self.storage_options)
 
     def _duplicate_order_ids(self, checked: list[Any], files: PartitionedFiles) -> list[str]:
-        """Order ids that two partitions both hold (two customers' orders), as the contract words it."""
-        import dask.dataframe as dd
+        """Order ids that two partitions both hold (two customers' orders), as the contract words it.
 
-        ids = dd.from_delayed(self.map(_order_ids, checked), meta={"order_id": "str", ROW: "int64"})
-        counts = ids["order_id"].value_counts(split_out=max(1, ids.npartitions // 8))
-        repeated = counts[counts > 1].compute()
-        if repeated.empty:
+        Each partition hashes its order ids (64 bits) into `buckets` by the hash's top bits; one
+        task per bucket finds the hashes that occur twice (8 bytes per order move, not the ids);
+        the partitions then send the few rows behind those hashes, compared as text.
+        """
+        if not checked:
             return []
-        found = pd.concat(self.gather(self.map(_rows_of_orders, checked, order_ids=set(repeated.index))))
-        found = found.sort_values(ROW, kind="stable")
+        buckets = max(1, self.k)
+        hashed = self.map(_order_id_hashes, checked, buckets=buckets)
+        pieces = [[self.client.submit(operator.getitem, h, b, pure=False) for h in hashed] for b in range(buckets)]
+        repeated = self.gather([self.client.submit(_repeated, *bucket, pure=False) for bucket in pieces])
+        suspects = np.concatenate(repeated) if repeated else np.empty(0, dtype=np.uint64)
+        if not len(suspects):
+            return []
+        found = pd.concat(self.gather(self.map(_rows_of_orders, checked, hashes=suspects)), ignore_index=True)
+        found = found[found["order_id"].duplicated(keep=False)].sort_values(ROW, kind="stable")
+        if found.empty:  # distinct ids that share a 64-bit hash
+            return []
         shown = found.head(5)
         more = ", ..." if len(found) > 5 else ""
         detail = ("row " if len(found) == 1 else "rows ") + ", ".join(str(r + 1) for r in shown[ROW]) + more
@@ -420,14 +434,28 @@ def _dataset_of(checked: _Validated) -> contract.Dataset:
     return checked.dataset
 
 
-def _order_ids(checked: _Validated) -> pd.DataFrame:
-    return pd.DataFrame({"order_id": checked.dataset.orders["order_id"].astype("str").to_numpy(),
-                         ROW: checked.kept_rows["orders"]})
+def _hashes(ids: pd.Series) -> np.ndarray:
+    return pd.util.hash_pandas_object(ids, index=False).to_numpy(dtype=np.uint64)
 
 
-def _rows_of_orders(checked: _Validated, order_ids: set[str]) -> pd.DataFrame:
-    frame = _order_ids(checked)
-    return frame[frame["order_id"].isin(order_ids)]
+def _order_id_hashes(checked: _Validated, buckets: int) -> list[np.ndarray]:
+    """The partition's order id hashes, sorted, split into `buckets` by their top bits."""
+    h = np.sort(_hashes(checked.dataset.orders["order_id"]))
+    edges = np.searchsorted(h, (np.arange(1, buckets, dtype=np.float64) * (2.0**64 / buckets)).astype(np.uint64))
+    return np.split(h, edges)
+
+
+def _repeated(*pieces: np.ndarray) -> np.ndarray:
+    """Hashes that occur more than once across the partitions' pieces of one bucket."""
+    h = np.sort(np.concatenate(pieces)) if pieces else np.empty(0, dtype=np.uint64)
+    return np.unique(h[1:][h[1:] == h[:-1]])
+
+
+def _rows_of_orders(checked: _Validated, hashes: np.ndarray) -> pd.DataFrame:
+    """The partition's orders whose id hash is among `hashes`: the id and its file row."""
+    ids = checked.dataset.orders["order_id"]
+    hit = np.isin(_hashes(ids), hashes)
+    return pd.DataFrame({"order_id": ids.astype("str").to_numpy()[hit], ROW: checked.kept_rows["orders"][hit]})
 
 
 def _unique(lines: list[str]) -> list[str]:

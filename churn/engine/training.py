@@ -33,7 +33,6 @@ from churn.config import Config
 from churn.data import contract
 from churn.errors import DataError
 from churn.features.engine import FeatureBuilder, feature_columns
-from churn.features.segments import lifecycle_stage, value_tier
 from churn.features.snapshots import build_snapshots, data_range
 from churn.model import backtest as evaluation
 from churn.model.baselines import BASELINES, BGNBDChurnModel

@@ -193,3 +193,45 @@ def test_workers_never_import_prefect(engine, synthetic_dir):
     loaded = engine.client.run(lambda: sorted(m for m in sys.modules if m.split(".")[0] in ("prefect", "churn")))
     for modules in loaded.values():
         assert "churn.engine.dask" in modules and not any(m.startswith("prefect") for m in modules)
+
+
+def test_the_command_line_switches_engine_with_the_same_outputs(dask_client, synthetic_dir, quick_model, tmp_path,
+                                                                monkeypatch, capsys):
+    """`churn score --scheduler ADDRESS` (which implies --engine dask) publishes what `churn score` does."""
+    from tests.conftest import run
+
+    common = ["score", "--data", str(synthetic_dir), "--date", END, "--models", str(quick_model), "--json"]
+    code, out, err = run(monkeypatch, capsys, *common, "--out", str(tmp_path / "local"))
+    assert code == 0, err
+    code, out_dask, err = run(monkeypatch, capsys, *common, "--out", str(tmp_path / "dask"),
+                              "--scheduler", dask_client.scheduler.address)
+    assert code == 0, err
+    local, dask = json.loads(out), json.loads(out_dask)
+    assert {k: v for k, v in dask.items() if k not in ("timings_seconds", "path")} == \
+        {k: v for k, v in local.items() if k not in ("timings_seconds", "path")}
+    assert (tmp_path / "dask" / ".cache" / "partitions").is_dir()
+    assert _outputs(tmp_path / "dask", END)[2] == _outputs(tmp_path / "local", END)[2]
+
+
+def test_a_missing_data_directory_fails_before_any_cluster_starts(monkeypatch, capsys, tmp_path):
+    from tests.conftest import run
+
+    code, out, err = run(monkeypatch, capsys, "score", "--data", str(tmp_path / "missing"), "--date", END,
+                         "--out", str(tmp_path / "out"), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9")
+    assert code == 1 and err.startswith("error: ") and "data directory not found" in err and err.count("\n") == 1
+
+
+def test_training_job_on_the_cluster_registers_the_local_model_when_gathered(engine, synthetic_dir, tmp_path):
+    """`train_model` on the Dask engine ("gather"): the same version, backtest and gate as the local job."""
+    from churn.config import EvaluateConfig
+
+    config = Config(data=DataConfig(horizon_days=90), model=dataclasses.replace(QUICK, search_budget=1),
+                    evaluate=EvaluateConfig(n_bootstrap=20, n_bootstrap_segments=10))
+    gather = type(engine)(engine.client, dataclasses.replace(engine.config, training="gather"), engine.storage)
+    local = pipeline.train_model(synthetic_dir, tmp_path / "local", config, RunDate.parse(END))
+    dask = pipeline.train_model(synthetic_dir, tmp_path / "dask", config, RunDate.parse(END), engine=gather)
+    assert dask.metadata["version"] == local.metadata["version"]
+    assert dask.metadata["backtest"] == local.metadata["backtest"]
+    assert dask.metadata["gate"] == local.metadata["gate"]
+    assert (tmp_path / "dask" / local.metadata["version"] / "booster.json").read_bytes() == \
+        (tmp_path / "local" / local.metadata["version"] / "booster.json").read_bytes()
