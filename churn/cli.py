@@ -27,6 +27,8 @@ app = typer.Typer(help="Which customers are slipping away, why, and what to do a
 datasets_app = typer.Typer(help="Write example data directories in the data contract's format.",
                            no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+contacts_app = typer.Typer(help="What the service team did with the lists.", no_args_is_help=True)
+app.add_typer(contacts_app, name="contacts")
 
 
 def _run_date(value: str | RunDate) -> RunDate:
@@ -71,6 +73,14 @@ def _config(path: Path | None, horizon: int | None = None, engine: str | None = 
     config = load_config(path).with_horizon(horizon).with_engine(engine, scheduler)
     logging.getLogger("churn").setLevel(config.logging.level.upper())
     return config
+
+
+def _today(config) -> RunDate:
+    """The day it is now in the shop's time zone: the one place the command line reads the clock."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    return RunDate.parse(dt.datetime.now(ZoneInfo(config.data.timezone)))
 
 
 def _print_json(obj: Any) -> None:
@@ -134,14 +144,20 @@ def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) 
     """Check a data directory against the data contract; exit 1 with the problems if it breaks it."""
     from churn.data import contract
 
-    dataset = contract.validate(data, _config(config).contract)
+    dataset = contract.validate(data, _config(config))
     if as_json:
         _print_json({"row_counts": dataset.row_counts, "fingerprints": dataset.fingerprints,
-                     "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()}})
+                     "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()},
+                     "unmatched": {name: u.as_dict() for name, u in dataset.unmatched.items()},
+                     "cleared": dataset.cleared})
         return
     for name, count in dataset.row_counts.items():
         typer.echo(f"{name}: {count} rows ok" + (f", {len(dataset.quarantine[name])} quarantined"
                                                   if len(dataset.quarantine.get(name, [])) else ""))
+        if name in dataset.unmatched:
+            typer.echo(f"  customer_id: {dataset.unmatched[name].describe()}")
+        for column, n in dataset.cleared.get(name, {}).items():
+            typer.echo(f"  {column}: {n} implausible timestamp{'s' if n != 1 else ''} set to missing")
 
 
 TrackedOpt = Annotated[bool, typer.Option("--tracked", help="Run as a tracked Prefect flow run (the same outputs), "
@@ -188,7 +204,8 @@ def train(data: DataOpt, horizon: HorizonOpt = None,
             from churn.engine import open_engine
 
             with open_engine(cfg.engine, models, data_dir=data) as dask:
-                meta = pipeline.train_model(data, models, cfg, as_of, progress, engine=dask).to_dict()
+                meta = pipeline.train_model(data, models, cfg, as_of, progress, today=_today(cfg),
+                                            engine=dask).to_dict()
     typer.echo(_gate_summary(meta))
     if meta.get("backtest"):
         typer.echo(_metrics_table(meta["backtest"]))
@@ -211,6 +228,7 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
     """Out-of-time evaluation of the model and the baselines on the same split(s)."""
     from churn import pipeline
     from churn.data.io import write_json
+    from churn.model.backtest import rolling_calibration
 
     cfg = _config(config, horizon)
     with _progress_bar() as progress:
@@ -220,6 +238,8 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
     for run in report.get("rolling", []):
         if run["test_cutoff"] != report["test_cutoff"]:
             typer.echo(_metrics_table(run))
+    if report.get("rolling"):
+        typer.echo("calibration per test cutoff:\n  " + "\n  ".join(rolling_calibration(report)))
     typer.echo(f"written to {out}")
 
 
@@ -246,7 +266,8 @@ def score(data: DataOpt, date: Annotated[RunDate, typer.Option("--date", help="R
             from churn.engine import open_engine
 
             with open_engine(cfg.engine, out, data_dir=data) as dask:
-                manifest = pipeline.score_day(data, date, out, models, cfg, progress, engine=dask).to_dict()
+                manifest = pipeline.score_day(data, date, out, models, cfg, progress, today=_today(cfg),
+                                              engine=dask).to_dict()
     if as_json:
         _print_json(manifest)
         return
@@ -264,24 +285,56 @@ def outcomes(data: DataOpt,
     """
     from churn import pipeline
 
-    result = pipeline.measure_outcomes(data, out, _config(config))
+    cfg = _config(config)
+    result = pipeline.measure_outcomes(data, out, cfg)
     found = result.measured
     table, dates = found.table, found.list_dates
     learned = found.estimates[found.estimates["source"] == "measured"]
     if as_json:
         _print_json({"n_measured": len(found.follow), "list_dates": dates,
                      "orders_through": found.orders_through, "summary": _records(table),
+                     "ranking": _records(found.ranking) if found.ranking is not None else [],
                      "uplift": _records(found.estimates), "n_uplift_measured": len(learned),
                      "summary_csv": str(result.summary_csv)})
         return
     typer.echo(f"outcomes of {len(found.follow)} listed customers, list dates {dates[0]} to {dates[-1]}, "
                f"orders through {found.orders_through}")
-    typer.echo(_outcomes_table(table))
+    typer.echo(_outcomes_table(table, cfg.report.min_per_arm))
+    if found.ranking is not None:
+        for r in found.ranking.itertuples():
+            typer.echo(f"  {r.action:<19}" + (f"uplift@capacity {r.uplift_at_capacity:+.3f} ({r.ci_low:+.3f}..{r.ci_high:+.3f}),"
+                                                f" Qini of the list's ranking {r.qini_list:+.4f}" if r.claim == "measured"
+                                                else r.claim))
     typer.echo(f"uplift measured for {len(learned)} action/segment pairs (others keep the prior); "
                f"summary written to {result.summary_csv}")
 
 
-def _outcomes_table(table) -> str:
+@contacts_app.command("import")
+def contacts_import(
+        file: Annotated[Path, typer.Argument(help="The filled-in winback.xlsx, or one winback_<action>.csv.")],
+        out: Annotated[Path, typer.Option("--out", help="Output root the lists were published to (holds "
+                                                        "warehouse.duckdb).")] = Path("out"),
+        as_json: JsonOpt = False) -> None:
+    """Read the team's outcomes (called, reached, outcome, offer accepted) back into the warehouse.
+
+    Every filled-in row is checked; any problem names its sheet and row and nothing is recorded.
+    Importing the same list again after more calls replaces its earlier rows. "do not contact
+    again" suppresses the customer at once. `churn outcomes` then uses what was recorded.
+    """
+    from churn import pipeline
+
+    done = pipeline.import_contacts(file, out)
+    if as_json:
+        _print_json(done.to_dict())
+        return
+    outcomes_seen = ", ".join(f"{name} {n}" for name, n in done.outcomes.items()) or "none"
+    typer.echo(f"recorded {done.n_recorded} of {done.n_read} listed customers ({done.n_blank} not filled in yet) "
+               f"for list date(s) {', '.join(done.list_dates) or '-'}; outcomes: {outcomes_seen}; "
+               f"{done.n_suppressed} marked do not contact again (suppressed from the next run on)")
+
+
+def _outcomes_table(table, least: int = 30) -> str:
+    """The outcomes summary as text; below `least` customers in an arm (report.min_per_arm) no interval is claimed."""
     lines = [f"  {'action':<19}{'band':<8}{'treated':>8}{'holdout':>8}{'rate T':>8}{'rate H':>8}"
              f"{'diff':>8}  {'CI':<16}{'incr. revenue':>14}{'coupons':>9}"]
     def show(x: float, fmt: str, width: int) -> str:  # "-" where there is nothing to compare
@@ -289,6 +342,8 @@ def _outcomes_table(table) -> str:
 
     for r in table.itertuples():
         ci = "-" if r.ci_low != r.ci_low else f"{r.ci_low:+.3f}..{r.ci_high:+.3f}"
+        if min(r.n_treated, r.n_holdout) < least:  # one held-out customer proves nothing
+            ci = "too few to tell"
         lines.append(f"  {r.action:<19}{r.risk_band:<8}{r.n_treated:>8}{r.n_holdout:>8}{show(r.rate_treated, '.3f', 8)}"
                      f"{show(r.rate_holdout, '.3f', 8)}{show(r.difference, '+.3f', 8)}  {ci:<16}"
                      f"{show(r.incremental_revenue, ',.2f', 14)}{show(r.coupon_redemption, '.1%', 9)}")
@@ -301,6 +356,9 @@ def explain_customer(
         date: Annotated[RunDate, typer.Option("--date", help="Explain the score as of the end of this day "
                                                              "(YYYY-MM-DD).", parser=_run_date)],
         top: Annotated[int, typer.Option(help="How many contributions to show.")] = 8,
+        plot: Annotated[Path | None, typer.Option("--plot", help="Also write shap's waterfall plot of the "
+                                                                 "contributions to this PNG file.",
+                                                  show_default="no plot")] = None,
         models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
     """One customer's churn score as of D, its largest contributions, and the facts behind them."""
     import pandas as pd
@@ -313,10 +371,13 @@ def explain_customer(
     from churn.errors import DataError
     from churn.features.segments import lifecycle_stage, risk_band
 
+    from churn.data.spelling import normal_id
+
     model, meta = registry.load(models)
     cfg = _config(config, meta["horizon_days"])
-    dataset = contract.validate(data, cfg.contract)
+    dataset = contract.validate(data, cfg)
     frame = build_features(dataset, [date], cfg.data.lookback_days)
+    customer_id = normal_id(customer_id)  # the written form the contract gives ids: 13482.0 is 13482
     row = frame[frame["customer_id"] == customer_id]
     if row.empty:
         raise DataError(f"customer {customer_id!r} is not scored as of {date}: no purchase in the "
@@ -327,7 +388,7 @@ def explain_customer(
     stage = lifecycle_stage(row, cfg.lifecycle).iloc[0]
     typer.echo(f"customer {customer_id} as of {date}: churn risk {p:.1%} ({band}), stage {stage}; "
                f"model {meta['version']}, horizon {meta['horizon_days']} days")
-    found = explain.reasons(row, contributions)
+    found = explain.reasons(row, contributions, currency=cfg.business.currency)
     typer.echo("reasons raising the risk:")
     for i in (1, 2, 3):
         if isinstance(found[f"reason_{i}"].iloc[0], str):
@@ -339,6 +400,18 @@ def explain_customer(
     for r in table.itertuples():
         value = "missing" if r.value != r.value else f"{r.value:,.2f}".rstrip("0").rstrip(".")
         typer.echo(f"  {r.contribution:+6.2f}  {r.feature:<28}{value:>12}  {meaning.get(r.feature, '')}")
+    if plot is not None:
+        import base64
+
+        from churn.features.catalogue import labels
+        from churn.publish import charts, report
+
+        feats = row[model.feature_names_]
+        explained = charts.explanation(contributions, feats, report.base_log_odds(model, feats, contributions),
+                                       labels(model.feature_names_))
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot.write_bytes(base64.b64decode(charts.waterfall(explained[0], top)))
+        typer.echo(f"waterfall (shap, log-odds before calibration) written to {plot}")
     orders = valid_orders(dataset.orders)
     mine = orders[(orders["customer_id"] == customer_id)
                   & (orders["order_ts"] < pd.Timestamp(date) + pd.Timedelta(days=1))].sort_values("order_ts")
@@ -385,7 +458,8 @@ def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) ->
     if as_json:
         _print_json([{"version": m["version"], "champion": m["version"] == champion,
                       "model_kind": m.get("model_kind", "xgboost"), "horizon_days": m["horizon_days"],
-                      "as_of": m["as_of"], "gate": m.get("gate"),
+                      "as_of": m["as_of"], "gate": m.get("gate"), "quality": registry.quality(m),
+                      "served_reason": m.get("served_reason"),
                       "backtest": {k: (m.get("backtest") or {}).get(k) for k in ("test_cutoff", "models")}}
                      for m in registry.list_versions(models)])
         return
@@ -395,10 +469,13 @@ def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) ->
         mark = "*" if meta["version"] == champion else " "
         text = (f"ROC-AUC {m['roc_auc']:.3f} ECE {m['ece']:.3f} on {bt['test_cutoff']}"
                 if m.get("roc_auc") is not None else "not backtested")
+        band = registry.quality(meta)
+        text += f"  quality {band['band']}" if band else ""
         gate = meta.get("gate") or {}
         note = "" if meta["version"] == champion or not gate else f"  [challenger: {gate.get('reason', '')}]"
+        served = f"  [{meta['served_reason']}]" if meta.get("served_reason") else ""
         typer.echo(f"{mark} {meta['version']}  {meta.get('model_kind', 'xgboost')}  horizon "
-                   f"{meta['horizon_days']}d  {text}{note}")
+                   f"{meta['horizon_days']}d  {text}{note}{served}")
 
 
 @app.command()
@@ -438,10 +515,13 @@ def synthetic(out: Annotated[Path, typer.Option("--out", help="Directory to writ
 @app.command()
 def serve(data: DataOpt, out: Annotated[Path, typer.Option("--out", help="Output root for the daily runs.")] = Path("out"),
           models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
-    """Serve the scheduled deployments (daily scoring, monthly retraining, backfill) until stopped.
+    """Serve the scheduled deployments until stopped: daily scoring, monthly retraining, weekly outcome
+    measurement, and backfill (on demand).
 
-    Uses the Prefect server named by PREFECT_API_URL, or starts a local one (loopback only, state
-    under ./.prefect) and stops it on exit. Schedules come from [schedule] in churn.toml.
+    Uses the Prefect server named by PREFECT_API_URL, or starts a local one with its UI (loopback
+    only, state under ./.prefect) and stops it on exit; prints the UI's address and deployment run
+    commands that work as printed. Schedules come from the \\[schedule] table of churn.toml. A failed
+    scheduled run writes OUT/alerts/*.json and posts to \\[alerts] webhook_url when set.
     """
     from flows.deploy import serve as serve_deployments
 
@@ -475,7 +555,8 @@ def backfill(data: DataOpt,
             from churn.engine import open_engine
 
             with open_engine(cfg.engine, out, data_dir=data) as dask:
-                done = pipeline.backfill(data, start, end, out, models, cfg, force, progress, engine=dask)
+                done = pipeline.backfill(data, start, end, out, models, cfg, force, progress, today=_today(cfg),
+                                         engine=dask)
             result = {"scored": done.scored, "skipped": done.skipped}
     if as_json:
         _print_json({"start": str(start), "end": str(end), "out": str(out), **result})
@@ -483,32 +564,52 @@ def backfill(data: DataOpt,
     typer.echo(f"scored {len(result['scored'])} dates, skipped {len(result['skipped'])} already published")
 
 
+DEMO_PAST_DATES = (RunDate(2017, 10, 1), RunDate(2017, 10, 16), RunDate(2017, 11, 1), RunDate(2017, 11, 16))
+
+
 @app.command()
 def demo(out: Annotated[Path, typer.Option("--out", help="Output root.")] = Path("out"),
          models: ModelsOpt = Path("models")) -> None:
-    """The whole pipeline on the Complete Journey data: export, validate, train (H=30), backtest, score."""
+    """The whole loop on the Complete Journey data: export, validate, train (H=30) and backtest, score past
+    dates whose horizon has passed, measure their outcomes, then score 2017-12-31 with what was learnt."""
     from churn import pipeline
     from churn.data.datasets import complete_journey as cj
     from churn.data.io import write_json
+    from churn.errors import NothingToMeasure
 
     started = time.perf_counter()
     data_dir = out / "data" / "complete_journey"
     day = RunDate(2017, 12, 31)
     config = _config(None, 30)
     with _progress_bar() as progress:
-        _say(f"1/4 exporting Complete Journey to {data_dir}")
+        _say(f"1/6 exporting Complete Journey to {data_dir}")
         cj.export(data_dir)
-        _say("2/4 validating")
-        pipeline.load_dataset(data_dir, config)
-        _say(f"3/4 training and backtesting (horizon 30 days, as of {day}, test cutoff 2017-12-01)")
+        _say("2/6 validating")
+        dataset = pipeline.load_dataset(data_dir, config)
+        _say(f"3/6 training and backtesting (horizon 30 days, as of {day}, test cutoff 2017-12-01)")
         meta = pipeline.train_model(data_dir, models, config, day, progress).to_dict()
         write_json(meta["backtest"], out / "backtest.json")
-        _say(f"4/4 scoring {day} and building the win-back lists")
-        manifest = pipeline.score_day(data_dir, day, out, models, config, progress).to_dict()
+        past = ", ".join(str(d) for d in DEMO_PAST_DATES)
+        _say(f"4/6 scoring past dates whose 30-day horizon has passed ({past}), as a running shop would have")
+        for past_day in DEMO_PAST_DATES:  # validated once above: the same files
+            pipeline.score_day(data_dir, past_day, out, models, config, progress, dataset=dataset)
+        _say("5/6 measuring their outcomes: win-back rates, treated vs holdout; the uplift learnt")
+        try:
+            measured = pipeline.measure_outcomes(data_dir, out, config, dataset=dataset)
+        except NothingToMeasure:
+            measured = None
+        _say(f"6/6 scoring {day} and building the win-back lists")
+        manifest = pipeline.score_day(data_dir, day, out, models, config, progress, dataset=dataset).to_dict()
     typer.echo("\n" + _gate_summary(meta))
     typer.echo(_metrics_table(meta["backtest"]))
     typer.echo(f"backtest report: {out / 'backtest.json'}")
+    if measured is not None:
+        found = measured.measured
+        typer.echo(f"outcomes of {len(found.follow)} listed customers, list dates {', '.join(found.list_dates)}:")
+        typer.echo(_outcomes_table(found.table, config.report.min_per_arm))
     typer.echo(_score_summary(manifest))
+    typer.echo(f"next: churn report --data {data_dir} --out {out} --models {models}   (the analyst report); "
+               f"churn contacts import {out / str(day) / 'winback.xlsx'} --out {out}   (after the team fills it in)")
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 
@@ -526,11 +627,14 @@ def _metrics_table(report: dict[str, Any]) -> str:
 
 
 def _score_summary(manifest: dict[str, Any]) -> str:
-    lists = ", ".join(f"{action} {n}" for action, n in manifest["lists"].items())
+    funnel = manifest.get("funnel") or {}
+    lists = "\n".join(f"  {action}: {funnel[action]['blocked'] if action in funnel else n}"
+                      for action, n in manifest["lists"].items())
     bands = ", ".join(f"{band} {n}" for band, n in manifest["risk_bands"].items())
     sources = sorted({v["source"] for by_segment in manifest.get("uplift", {}).values() for v in by_segment.values()})
     return (f"scored {manifest['n_scored']} customers as of {manifest['run_date']} (risk: {bands})\n"
-            f"win-back lists: {lists}; holdout {manifest['holdout']}; uplift: {', '.join(sources) or 'prior'}\n"
+            f"win-back lists (listed of capacity, and what kept a list short):\n{lists}\n"
+            f"holdout {manifest['holdout']}; uplift: {', '.join(sources) or 'prior'}\n"
             f"outputs in {manifest['path']}")
 
 

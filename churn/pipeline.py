@@ -11,6 +11,7 @@ through the optional callback, and returns a typed result.
     backtest          out-of-time evaluation of the model and the baselines
     measure_outcomes  win-back rates of published lists, treated vs holdout; learned uplift
     backfill          score_day for every date of a range that is not published yet
+    import_contacts   the team's filled-in lists back into the warehouse; "do not contact" suppresses
 
 Errors a user can fix are `churn.errors.ChurnError`s, raised before anything is written.
 """
@@ -27,7 +28,7 @@ import pandas as pd
 from churn.config import Config
 from churn.data import contract
 from churn.data.io import write_csv
-from churn.decide import outcomes, quality, scoring, winback
+from churn.decide import outcomes, quality, scoring, uplift, winback
 from churn.engine import open_engine
 from churn.errors import DataError, ModelNotFoundError
 from churn.features.cache import FeatureCache, features_key
@@ -35,7 +36,7 @@ from churn.features.engine import FeatureBuilder
 from churn.model import backtest as evaluation
 from churn.model import registry, training
 from churn.model.classifier import ChurnModel
-from churn.progress import Progress, StepRunner, Steps, notify
+from churn.progress import Progress, StepRunner, Steps, notify, run_log
 from churn.publish import files, manifest, warehouse
 from churn.types import RunDate
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
            "load_dataset", "ValidatedData", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
-           "published", "feature_cache"]
+           "published", "feature_cache", "import_contacts", "ContactsImport"]
 
 SCORE_STEPS = ("validate", "features", "quality", "score", "lists", "publish")
 TRAIN_STEPS = ("validate", "fit", "backtest", "gate", "register")
@@ -79,6 +80,7 @@ class OutcomesResult:
 
     measured: outcomes.Measured
     summary_csv: Path
+    uplift_model: uplift.UpliftModel | None = None  # learnt per customer; None while too few were treated
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,22 @@ class BackfillResult:
 
 def load_dataset(data_dir: str | Path, config: Config) -> contract.Dataset:
     """Read and validate the data directory (raises ContractError naming file, column and rows)."""
-    return contract.validate(data_dir, config.contract)
+    return contract.validate(data_dir, config)
+
+
+def _check_today(dataset: contract.Dataset, today: RunDate | None) -> None:
+    """Refuse data dated after the day the run happens (when the caller says which day that is)."""
+    if today is not None:
+        contract.check_not_after(dataset, today)
+
+
+def _warn_unmatched(dataset: contract.Dataset) -> None:
+    """Say loudly when suppressions name no known customer: they still apply, but may be misspelt ids."""
+    found = dataset.unmatched.get("suppressions")
+    if found is not None and found.rows:
+        run_log.warning("suppressions: %d rows (%d customer ids) match no known customer; they still apply. "
+                        "If the ids are spelt otherwise than in the orders, fix the file: `churn validate` "
+                        "lists the first ones", found.rows, found.customers)
 
 
 def _table_counts(dataset: contract.Dataset) -> str:
@@ -133,56 +150,91 @@ def _quality(dataset: contract.Dataset, n_population: int, run_date: RunDate, hi
     return {**measured, "passed": quality.check(measured, str(run_date), history.previous_run, config.quality)}
 
 
-def suppressed_ids(dataset: contract.Dataset) -> set[str]:
-    """Customers who must never be listed (the suppressions table)."""
-    return set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"])
+def suppressed_ids(dataset: contract.Dataset, history: warehouse.History | None = None) -> set[str]:
+    """Customers who must never be listed: the data's suppressions table and the warehouse's
+    (customers the team marked "do not contact again", see `import_contacts`)."""
+    ours = set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"].astype(str))
+    return ours | (history.suppressed if history is not None else set())
+
+
+@dataclass(frozen=True)
+class Lists:
+    """The day's decisions: scores with reasons, the customers taken, the team's lists, and the funnel."""
+
+    scores: pd.DataFrame
+    taken: pd.DataFrame
+    lists: dict[str, pd.DataFrame]
+    funnel: dict[str, dict[str, Any]]
 
 
 def _lists(scores: pd.DataFrame, model: ChurnModel, suppressed: set[str], history: warehouse.History,
-           run_date: RunDate, config: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """EV policy, reasons for the customers taken, and the per-action lists for the service team."""
-    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift)
-    scores = scoring.add_reasons(scores, model, taken["customer_id"])
+           run_date: RunDate, config: Config) -> Lists:
+    """EV policy, reasons for the customers taken, the per-action lists, and what kept each list short.
+
+    Once `churn outcomes` has learnt a per-customer uplift model from the holdout, EV uses it
+    (shrunk to the segment estimates by sample size), else the segment uplift.
+    """
+    learned = (None if history.uplift_model is None else
+               uplift.per_customer(history.uplift_model, scores, history.uplift, config.winback))
+    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift,
+                           customer_uplift=learned)
+    scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
     reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
     taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
-    return scores, taken, winback.service_lists(taken, run_date, config.winback)
+    funnel = winback.funnel(scores, suppressed, config.winback, taken, run_date, history.last_listed, history.uplift,
+                            learned)
+    return Lists(scores, taken, winback.service_lists(taken, run_date, config.winback, config.business.currency),
+                 funnel)
+
+
+def _offers(taken: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each list's offer values, in list order (treated customers)."""
+    treated = taken[taken["arm"] == "treated"]
+    return {action: treated.loc[treated["action"] == action, "offer_value"].reset_index(drop=True)
+            for action in treated["action"].unique()}
 
 
 def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd.DataFrame,
-             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset) -> Path:
+             lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset,
+             config: Config) -> Path:
     """Replace D's warehouse rows and OUT/D/ together: the rows commit only if the files are in place."""
     warehouse.write_run(
         warehouse.path_in(out_dir), run, scores, taken, dataset.contacts,
-        then=lambda: files.publish(out_dir, run["run_date"], scores, lists, run_manifest, dataset.quarantine))
+        then=lambda: files.publish(out_dir, run["run_date"], scores, lists, run_manifest, dataset.quarantine,
+                                   config.business.currency, _offers(taken)))
     return out_dir / run["run_date"]
 
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
               config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
-              validated: ValidatedData | None = None, engine: DaskEngine | None = None) -> ScoreResult:
+              dataset: contract.Dataset | None = None, today: RunDate | None = None,
+              engine: DaskEngine | None = None) -> ScoreResult:
     """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
 
-    Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, manifest.json) and D's
-    rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError, QualityError, DataError
-    or ModelNotFoundError (nothing written) for problems the user must fix. `validated` (a
-    backfill's) reuses a validation of `data_dir` while its files stay the same. `engine` (a
+    Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, crm_import.csv,
+    manifest.json) and D's rows of OUT/warehouse.duckdb, all or nothing. Raises ContractError,
+    QualityError, DataError or ModelNotFoundError (nothing written) for problems the user must
+    fix. `dataset`: `data_dir` already validated (a caller scoring several dates in one process,
+    see `ValidatedData`). `today`: the day the run happens (the clock, read by the caller): data
+    dated after it cannot be real and stops the run (`contract.check_not_after`). `engine` (a
     `churn.engine` Dask engine) runs the per-customer steps per partition; with none and
     `[engine] kind = "dask"`, one is opened for this run (see `_score_day_partitioned`).
     """
     if engine is None and config.engine.kind == "dask":
         with open_engine(config.engine, out_dir) as engine:
-            return score_day(data_dir, run_date, out_dir, models_dir, config, progress, runner, validated, engine)
+            return score_day(data_dir, run_date, out_dir, models_dir, config, progress, runner, dataset, today, engine)
     if engine is not None:
-        return _score_day_partitioned(data_dir, run_date, out_dir, models_dir, config, engine, progress, runner)
+        return _score_day_partitioned(data_dir, run_date, out_dir, models_dir, config, engine, progress, runner,
+                                      today)
     out_dir = Path(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
-    if validated is None:
+    given = dataset is not None
+    if dataset is None:
         dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
-    else:
-        dataset = steps.run("validate", validated.dataset, io=True)
+    _check_today(dataset, today)
     steps.run("freshness", quality.check_freshness, dataset, run_date, config.quality)
-    steps.done("validate", _table_counts(dataset) + (", validated before (files unchanged)"
-                                                     if validated is not None and validated.reused else ""))
+    steps.done("validate", _table_counts(dataset) + (" (validated once by the caller)" if given else ""))
+    _warn_unmatched(dataset)
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
     history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
@@ -193,22 +245,23 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     steps.done("quality", "checks passed")
     scores = steps.run("score", scoring.score, feats, model, config, False)
     steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
-    suppressed = suppressed_ids(dataset)
-    scores, taken, lists = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
-    steps.done("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
+    suppressed = suppressed_ids(dataset, history)
+    made = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
+    scores, taken, lists = made.scores, made.taken, made.lists
+    steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
     run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, suppressed,
-                                         config)
+                                         config, made.funnel)
     run = manifest.warehouse_run(run_manifest, gate, config)
     run_manifest["timings_seconds"] = dict(steps.timings)
     kept = manifest.assignments_for_history(taken, history, run_date, config)
-    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
+    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config, io=True)
     steps.done("publish", f"published to {path}")
     return ScoreResult(run_manifest, path)
 
 
 def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
                            config: Config, engine: DaskEngine, progress: Progress | None = None,
-                           runner: StepRunner | None = None) -> ScoreResult:
+                           runner: StepRunner | None = None, today: RunDate | None = None) -> ScoreResult:
     """`score_day` on the Dask engine: the same steps, each per customer partition where it is per customer.
 
     Validation, features, scores and the lists' candidates run on the partitions; the quality
@@ -218,11 +271,14 @@ def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str
     """
     out_dir = Path(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
-    data = steps.run("validate", engine.load, str(data_dir), config.contract, io=True)
+    data = steps.run("validate", engine.load, str(data_dir), config, io=True)
+    if today is not None:
+        engine.check_not_after(data, today)
     steps.run("freshness", engine.check_freshness, data, run_date, config.quality)
     dataset = data.summary  # what is global and small: counts, quarantine, contacts, suppressions
     steps.done("validate", _table_counts(dataset) + f"; {engine.k} partitions"
                            + (" (reused: files unchanged)" if data.reused else " written"))
+    _warn_unmatched(dataset)
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
     history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
@@ -238,39 +294,54 @@ def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str
     steps.done("quality", "checks passed")
     parts = steps.run("score", engine.score, feats, model, config)
     steps.done("score", f"{n_population} customers scored with model {meta['version']}")
-    suppressed = suppressed_ids(dataset)
-    scores, taken, lists = steps.run("lists", _lists_partitioned, engine, data, parts, model, suppressed, history,
-                                     run_date, config)
-    steps.done("lists", ", ".join(f"{action} {len(frame)}" for action, frame in lists.items()))
+    suppressed = suppressed_ids(dataset, history)
+    made = steps.run("lists", _lists_partitioned, engine, data, parts, model, suppressed, history, run_date, config)
+    scores, taken, lists = made.scores, made.taken, made.lists
+    steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
     run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, suppressed,
-                                         config)
+                                         config, made.funnel)
     run = manifest.warehouse_run(run_manifest, gate, config)
     run_manifest["timings_seconds"] = dict(steps.timings)
     kept = manifest.assignments_for_history(taken, history, run_date, config)
-    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, io=True)
+    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config, io=True)
     steps.done("publish", f"published to {path}")
     return ScoreResult(run_manifest, path)
 
 
 def _lists_partitioned(engine: DaskEngine, data: PartitionedData, parts: list, model: ChurnModel,
-                       suppressed: set[str], history: warehouse.History, run_date: RunDate, config: Config
-                       ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+                       suppressed: set[str], history: warehouse.History, run_date: RunDate, config: Config) -> Lists:
     """`_lists` from the partitions' shortlists: the same customers taken, in the same EV order.
 
-    When a list that some partition cut short is not full, every partition sends all its
-    candidates and the fill is redone (as `winback.assign` does on one machine).
+    Each partition finds its EV-positive candidates (with the drivers' thresholds and, once learnt,
+    the per-customer uplift computed over all partitions) and sends its shortlist; the fill runs
+    here on their union. When a list that some partition cut short is not full, every partition
+    sends all its candidates and the fill is redone (as `winback.assign` does on one machine).
+    The funnel and the reasons use the scored customers gathered for the publication.
     """
     w = config.winback
-    rows, cuts, cut_short = engine.candidates(data, parts, w, run_date, history.last_listed, history.uplift)
-    taken = winback.assign(rows, suppressed, w, run_date, history.last_listed, history.uplift, cuts=cuts)
+    rows, cuts, cut_short = engine.candidates(data, parts, w, run_date, history.last_listed, history.uplift,
+                                              suppressed, history.uplift_model)
+
+    def taken_from(candidates: pd.DataFrame) -> pd.DataFrame:
+        learned = (None if history.uplift_model is None else
+                   uplift.per_customer(history.uplift_model, candidates, history.uplift, w, cuts))
+        return winback.assign(candidates, suppressed, w, run_date, history.last_listed, history.uplift,
+                              customer_uplift=learned, cuts=cuts)
+
+    taken = taken_from(rows)
     treated = taken.loc[taken["arm"] == "treated", "action"].value_counts()
     if any(treated.get(a, 0) < w.capacity.get(a, 0) for a in cut_short):
-        rows = engine.all_candidates(data, parts, w, run_date, history.last_listed, history.uplift, cuts)
-        taken = winback.assign(rows, suppressed, w, run_date, history.last_listed, history.uplift, cuts=cuts)
-    scores = scoring.add_reasons(engine.collect(parts), model, taken["customer_id"])
+        taken = taken_from(engine.all_candidates(data, parts, w, run_date, history.last_listed, history.uplift,
+                                                 cuts, suppressed, history.uplift_model))
+    scores = engine.collect(parts)
+    learned = (None if history.uplift_model is None else
+               uplift.per_customer(history.uplift_model, scores, history.uplift, w, cuts))
+    scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
     reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
     taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
-    return scores, taken, winback.service_lists(taken, run_date, w)
+    funnel = winback.funnel(scores, suppressed, w, taken, run_date, history.last_listed, history.uplift, learned,
+                            cuts)
+    return Lists(scores, taken, winback.service_lists(taken, run_date, w, config.business.currency), funnel)
 
 
 class ValidatedData:
@@ -310,7 +381,8 @@ def published(out_dir: str | Path, run_date: RunDate) -> bool:
 
 def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | Path, models_dir: str | Path,
              config: Config, force: bool = False, progress: Progress | None = None,
-             score: Callable[[RunDate], Any] | None = None, engine: DaskEngine | None = None) -> BackfillResult:
+             score: Callable[[RunDate], Any] | None = None, today: RunDate | None = None,
+             engine: DaskEngine | None = None) -> BackfillResult:
     """Score every date from `start` to `end` (included), one idempotent `score_day` per date.
 
     Resumable: dates already published are skipped unless `force`, so rerunning after a failure
@@ -322,10 +394,13 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
         raise DataError(f"backfill: --end {end} is before --start {start}")
     if score is None and engine is None and config.engine.kind == "dask":
         with open_engine(config.engine, out_dir) as engine:
-            return backfill(data_dir, start, end, out_dir, models_dir, config, force, progress, score, engine)
+            return backfill(data_dir, start, end, out_dir, models_dir, config, force, progress, score, today, engine)
     validated = ValidatedData(data_dir, config)
-    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, validated=validated,
-                                            engine=engine))
+    if engine is not None:  # the Dask engine validates per partition (partitions reused while the files stay)
+        score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, today=today,
+                                                engine=engine))
+    score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset(),
+                                            today=today))
     days = [start.days(i) for i in range((end - start).days + 1)]
     scored, skipped = [], []
     for i, day in enumerate(days):
@@ -379,21 +454,23 @@ def _backtest_counts(meta: dict[str, Any]) -> str:
 
 def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as_of: RunDate | None = None,
                 progress: Progress | None = None, runner: StepRunner | None = None,
-                engine: DaskEngine | None = None) -> TrainResult:
+                today: RunDate | None = None, engine: DaskEngine | None = None) -> TrainResult:
     """Train, backtest and register a churn model for the data in `data_dir`; the gate decides the champion.
 
     `as_of` (default: the day of the last order) is the day whose known labels train the model.
-    Writes models/<version>/ and, when the gate promotes it, models/champion.json. `engine`: as
-    for `score_day` (the partitions are written under the models directory's .cache when
-    `[engine] storage` is empty).
+    Writes models/<version>/ and, when the gate promotes it, models/champion.json. `today`: the
+    day the run happens; data dated after it stops the run (it would move the default as-of date).
+    `engine`: as for `score_day` (the partitions are written under the models directory's .cache
+    when `[engine] storage` is empty).
     """
     if engine is None and config.engine.kind == "dask":
         with open_engine(config.engine, Path(models_dir)) as engine:
-            return train_model(data_dir, models_dir, config, as_of, progress, runner, engine)
+            return train_model(data_dir, models_dir, config, as_of, progress, runner, today, engine)
     if engine is not None:
-        return _train_model_partitioned(data_dir, models_dir, config, engine, as_of, progress, runner)
+        return _train_model_partitioned(data_dir, models_dir, config, engine, as_of, progress, runner, today)
     steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
     dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    _check_today(dataset, today)
     steps.done("validate", _table_counts(dataset))
     as_of = as_of or RunDate.parse(training.default_as_of(dataset))
     result = steps.run("fit", training.train, dataset, as_of.timestamp, config, False, progress)
@@ -412,23 +489,28 @@ def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as
 
 def _train_model_partitioned(data_dir: str | Path, models_dir: str | Path, config: Config, engine: DaskEngine,
                              as_of: RunDate | None = None, progress: Progress | None = None,
-                             runner: StepRunner | None = None) -> TrainResult:
-    """`train_model` on the Dask engine: snapshots per partition, the model fitted on the cluster
-    (`churn.engine.training`), the same gate and registry."""
-    from churn.engine import training as distributed
+                             runner: StepRunner | None = None, today: RunDate | None = None) -> TrainResult:
+    """`train_model` on the Dask engine: validation per partition, then the local training steps on the
+    validated data gathered here (the same model, version, backtest and gate as the local engine).
 
+    The training job's own steps (season check, served baseline, backtest, gate) need every
+    customer's snapshots in one process; `churn.engine.training` builds them per partition and fits
+    with `xgboost.dask` for data beyond one machine (docs/scale.md), not yet wired into this job.
+    """
     steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
-    data = steps.run("validate", engine.load, str(data_dir), config.contract, io=True)
-    steps.done("validate", _table_counts(data.summary) + f"; {engine.k} partitions")
-    as_of = as_of or RunDate.parse(distributed.data_range_of(engine, data)[1])
-    result = steps.run("fit", distributed.train, engine, data, as_of.timestamp, config, progress)
-    steps.done("fit", _fit_counts(result.metadata) + f" ({engine.config.training} on {engine.k} partitions)")
-    result.metadata["backtest"] = steps.run("backtest", distributed.backtest, engine, data, result.metadata, config,
+    data = steps.run("validate", engine.load, str(data_dir), config, io=True)
+    if today is not None:
+        engine.check_not_after(data, today)
+    dataset = steps.run("gather", engine.dataset, data)
+    steps.done("validate", _table_counts(dataset) + f"; validated in {engine.k} partitions, gathered")
+    as_of = as_of or RunDate.parse(training.default_as_of(dataset))
+    result = steps.run("fit", training.train, dataset, as_of.timestamp, config, False, progress)
+    steps.done("fit", _fit_counts(result.metadata))
+    result.metadata["backtest"] = steps.run("backtest", training.backtest_recipe, dataset, result.metadata, config,
                                             progress)
     steps.done("backtest", _backtest_counts(result.metadata))
     champion, champion_meta = steps.run("read champion", _champion, models_dir, io=True)
-    gate = steps.run("gate", training.gate, None, result.metadata, champion, champion_meta, config,
-                     distributed.test_snapshots(engine, data, config))
+    gate = steps.run("gate", training.gate, dataset, result.metadata, champion, champion_meta, config)
     result.metadata["gate"] = gate
     steps.done("gate", f"{'champion' if gate['promoted'] else 'challenger'}: {gate['reason']}")
     path = steps.run("register", _register, result, models_dir, gate["promoted"], io=True)
@@ -456,29 +538,87 @@ def backtest(data_dir: str | Path, test_cutoff: RunDate, config: Config,
 def _measure(dataset: contract.Dataset, out_dir: Path, config: Config) -> outcomes.Measured:
     path = warehouse.path_in(out_dir)
     return outcomes.measure(warehouse.read_table(path, "assignments"), warehouse.read_table(path, "runs"),
-                            dataset.orders, dataset.contacts, config, where=str(path))
+                            dataset.orders, warehouse.contacts_with_imports(path, dataset.contacts), config,
+                            where=str(path))
 
 
-def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
-    """Store outcomes and estimates in the warehouse (one transaction) and the summary as OUT/outcomes.csv."""
-    warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates)
+def _learn_uplift(found: outcomes.Measured, out_dir: Path, config: Config) -> uplift.UpliftModel | None:
+    """The per-customer uplift model learnt from the measured lists (their features as published that day)."""
+    scores = {day: pd.read_parquet(out_dir / day / "scores.parquet") for day in found.list_dates
+              if (out_dir / day / "scores.parquet").exists()}
+    segment_uplift, _ = outcomes.uplift_for_run(found.estimates, config.winback)
+    return uplift.learn(found.follow, scores, segment_uplift, config.winback, config.outcomes.learned_strength)
+
+
+def _store_outcomes(found: outcomes.Measured, model: uplift.UpliftModel | None, out_dir: Path) -> Path:
+    """Store outcomes, estimates and the uplift model in the warehouse (one transaction) and OUT/outcomes.csv."""
+    warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates, model)
     write_csv(found.table, out_dir / "outcomes.csv")
     return out_dir / "outcomes.csv"
 
 
 def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
-                     runner: StepRunner | None = None) -> OutcomesResult:
+                     runner: StepRunner | None = None, dataset: contract.Dataset | None = None) -> OutcomesResult:
     """Measure every published list whose horizon window lies inside the data; store what it teaches.
 
     Raises NothingToMeasure while no list has come of age (a normal state for a new schedule).
+    `dataset`: `data_dir` already validated.
     """
     out_dir = Path(out_dir)
     steps = Steps("outcomes", (), None, runner)
-    dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+    if dataset is None:
+        dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     steps.done("validate", f"orders {len(dataset.orders)} rows")
     found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
     steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
-    csv = steps.run("write", _store_outcomes, found, out_dir, io=True)
+    model = steps.run("learn uplift", _learn_uplift, found, out_dir, config, io=True)
+    steps.done("learn uplift", "no action has enough treated customers yet" if model is None else
+               "per-customer uplift learnt for " + ", ".join(f"{a} ({fit['n']} treated)"
+                                                          for a, fit in model.treated.items()))
+    csv = steps.run("write", _store_outcomes, found, model, out_dir, io=True)
     steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
-    return OutcomesResult(found, csv)
+    return OutcomesResult(found, csv, model)
 
+
+
+# --- the team's filled-in lists ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactsImport:
+    """What one import recorded: rows read, left blank, recorded per outcome, and new suppressions."""
+
+    n_read: int
+    n_blank: int
+    n_recorded: int
+    outcomes: dict[str, int]
+    n_suppressed: int
+    list_dates: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def import_contacts(path: str | Path, out_dir: str | Path) -> ContactsImport:
+    """Read the team's filled-in list (winback.xlsx or winback_<action>.csv) into the warehouse.
+
+    Every filled row is checked (choices, dates, consistent answers, a customer on that list);
+    with any problem, a ContractError names every bad row and nothing is recorded. Otherwise the
+    rows replace earlier imports of the same list date, customer and action in the `contacts`
+    table (so importing a list again after more calls is safe), and "do not contact again"
+    becomes a suppression at once: the next daily run will not list the customer, whatever the
+    date. `churn outcomes` then reports the share of treated customers the team reached.
+    """
+    from churn.publish import contacts
+
+    where = warehouse.path_in(out_dir)
+    filled = contacts.read_filled_lists(path)
+    assignments = warehouse.read_table(where, "assignments")
+    if assignments.empty and len(filled.rows):
+        raise DataError(f"no win-back lists in {where}: import into the output root the lists were published "
+                        f"to (--out)")
+    rows, stop = contacts.to_contacts(filled.rows, assignments, str(where))
+    warehouse.write_contacts(where, rows, stop)
+    counts = rows["outcome"].fillna("(no outcome)").value_counts().sort_index()
+    return ContactsImport(filled.n_read, filled.n_blank, len(rows), {k: int(v) for k, v in counts.items()},
+                          len(stop), sorted({str(d) for d in filled.rows["list_date"]}))

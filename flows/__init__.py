@@ -45,11 +45,20 @@ from churn.errors import ChurnError  # noqa: E402
 # Prefect validates a flow's parameters against its annotations, resolved in the namespace of the
 # function it calls (`refusals_fail_quietly`'s wrapper, here): the flows' parameter types must be too.
 from churn.progress import Progress  # noqa: E402,F401
+from churn.types import RunDate  # noqa: E402
 
 REFUSED = "Refused"  # the name of a flow run's Failed state when the input, not the code, was at fault
 RETRIES = 3  # tries after the first for a step that reads or writes files
 RETRY_BACKOFF_SECONDS = 2  # waits of 2, 4, 8 s between them
 T = TypeVar("T")
+
+
+def today_in(timezone: str) -> RunDate:
+    """The day it is now in the shop's time zone (a flow is an edge: it may read the clock)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    return RunDate.parse(dt.datetime.now(ZoneInfo(timezone)))
 
 
 def set_log_level(level: str) -> None:
@@ -101,6 +110,43 @@ def refusals_fail_quietly(flow_body: Callable[..., T]) -> Callable[..., T | Stat
             get_run_logger().error("%s", err)
             return Failed(name=REFUSED, message=str(err))
     return run
+
+
+def alert_on_failure(flow: Any, flow_run: Any, state: State) -> None:
+    """Prefect hook for the scheduled flows: a failed (or crashed) deployment run writes an alert file
+    in its output root and, when `[alerts] webhook_url` is set, posts it (`churn.publish.alerts`).
+
+    Runs started by hand from the command line are not alerted: their user sees the error.
+    """
+    from churn.config import load_config
+    from churn.publish import alerts
+
+    if getattr(flow_run, "deployment_id", None) is None:
+        return
+    logger = logging.getLogger("churn.alerts")
+    params = dict(flow_run.parameters or {})
+    try:
+        config = load_config(params.get("config_path")).alerts
+    except ChurnError as err:  # the settings that broke the run must not silence its alert
+        logger.error("alerts: %s; writing the alert file only", err)
+        from churn.config import AlertsConfig
+
+        config = AlertsConfig()
+    deployment = None
+    try:
+        from prefect.runtime import deployment as current
+
+        deployment = current.name
+    except Exception:  # noqa: BLE001 - the alert matters more than its deployment name
+        pass
+    ui = os.environ.get("PREFECT_UI_URL") or (os.environ.get("PREFECT_API_URL", "").removesuffix("/api") or None)
+    document = alerts.alert(flow.name, flow_run.name, state.name or state.type.value, state.message or "",
+                            state.timestamp, params, deployment, str(flow_run.id), ui)
+    for line in alerts.record(document, params.get("out_dir"), config):
+        logger.warning("%s", line)
+
+
+ALERT_HOOKS = {"on_failure": [alert_on_failure], "on_crashed": [alert_on_failure]}
 
 
 def result_or_raise(state: State) -> Any:

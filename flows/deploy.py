@@ -1,9 +1,10 @@
-"""Deployments on a schedule: daily scoring, monthly retraining, backfills; served by `churn serve`.
+"""Deployments on a schedule: daily scoring, monthly retraining, weekly outcomes, backfills; served by `churn serve`.
 
 Prefect's temporary in-process server does not fire schedules, so unless `PREFECT_API_URL`
 names a server, `serve` starts a local Prefect server itself (SQLite under the project's
-Prefect home, loopback only), waits until it is healthy, serves the deployments against it,
-and stops it on exit (SIGTERM or Ctrl-C).
+Prefect home, loopback only, with its UI), waits until it is healthy, serves the deployments
+against it, and stops it on exit (SIGTERM or Ctrl-C). A failed or crashed scheduled run leaves
+an alert (`flows.alert_on_failure`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from churn.config import Config, load_config
 from churn.errors import ChurnError
 from churn.progress import Progress
 from churn.types import RunDate
-from flows import refusals_fail_quietly, result_or_raise, set_log_level
+from flows import ALERT_HOOKS, refusals_fail_quietly, result_or_raise, set_log_level
 from flows.outcomes import outcomes_flow
 from flows.score import score_flow
 from flows.train import train_flow
@@ -46,7 +47,7 @@ def previous_day(scheduled: Any, timezone: str) -> RunDate:
     return RunDate.parse(local).days(-1)
 
 
-@flow(name="churn-daily")
+@flow(name="churn-daily", **ALERT_HOOKS)
 @refusals_fail_quietly
 def daily_flow(data_dir: str, out_dir: str = "out", models_dir: str = "models", config_path: str | None = None,
                run_date: str | None = None) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def daily_flow(data_dir: str, out_dir: str = "out", models_dir: str = "models", 
     return result_or_raise(score_flow(data_dir, run_date, out_dir, models_dir, config_path, return_state=True))
 
 
-@flow(name="churn-backfill")
+@flow(name="churn-backfill", **ALERT_HOOKS)
 @refusals_fail_quietly
 def backfill_flow(data_dir: str, start: str, end: str, out_dir: str = "out", models_dir: str = "models",
                   config_path: str | None = None, force: bool = False,
@@ -95,7 +96,7 @@ def deployments(data_dir: str, out_dir: str, models_dir: str, config_path: str |
             description="Score every customer as of the previous day and publish the win-back lists."),
         train_flow.to_deployment(
             "monthly-retrain", schedule=Cron(config.schedule.retrain_cron, timezone=tz),
-            parameters=common, entrypoint_type=EntrypointType.MODULE_PATH,
+            parameters={**common, "out_dir": out_dir}, entrypoint_type=EntrypointType.MODULE_PATH,
             description="Retrain and backtest the churn model; the promotion gate decides the champion."),
         outcomes_flow.to_deployment(
             "weekly-outcomes", schedule=Cron(config.schedule.outcomes_cron, timezone=tz),
@@ -122,10 +123,13 @@ def local_server(port: int) -> Iterator[str]:
     if _healthy(url):
         raise RuntimeError(f"something already answers on port {port}: set schedule.server_port in "
                            f"churn.toml or PREFECT_API_URL to use that server")
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    # The UI is on: the operator watches runs there (it is served from the installed package, offline).
+    # It must call this server's API, not the default port's (what it does unless told).
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "true",
+           "PREFECT_UI_API_URL": url}
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--analytics-off", "--no-ui"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--analytics-off", "--ui"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while not _healthy(url):
@@ -154,6 +158,25 @@ def prefect_api(port: int) -> Iterator[str]:
         yield url
 
 
+def operator_help(api_url: str) -> str:
+    """What the operator needs while `serve` runs: the UI, and run commands that work as printed.
+
+    Prefect's own banner prints `prefect deployment run ...` without the API address, which
+    fails with "Deployment not found" in a shell where PREFECT_API_URL is not exported.
+    """
+    ui = api_url.removesuffix("/").removesuffix("/api")
+    prefect = f"PREFECT_API_URL={api_url} {sys.executable} -m prefect"
+    return "\n".join([
+        f"Prefect API: {api_url}",
+        f"Prefect UI:  {ui} (deployments: {ui}/deployments)",
+        "Run a deployment now, from any shell (the commands Prefect prints below need PREFECT_API_URL exported):",
+        f"  {prefect} deployment run churn-daily/daily-score -p run_date=YYYY-MM-DD",
+        f"  {prefect} deployment run churn-backfill/backfill -p start=YYYY-MM-DD -p end=YYYY-MM-DD",
+        f"  {prefect} deployment run churn-outcomes/weekly-outcomes",
+        f"  {prefect} deployment run churn-train/monthly-retrain",
+    ])
+
+
 def serve(data_dir: str, out_dir: str, models_dir: str, config_path: str | None) -> None:
     """Serve the deployments until SIGTERM or Ctrl-C; schedules stay active across restarts."""
     from prefect import serve as prefect_serve
@@ -162,6 +185,6 @@ def serve(data_dir: str, out_dir: str, models_dir: str, config_path: str | None)
     # Ctrl-C must reach us even when a shell started us in the background (it ignores SIGINT there).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with prefect_api(config.schedule.server_port) as url:
-        print(f"Prefect API: {url}", flush=True)
+        print(operator_help(url), flush=True)
         # pause_on_shutdown=False: a service that restarts must not silently stop scheduling.
         prefect_serve(*deployments(data_dir, out_dir, models_dir, config_path, config), pause_on_shutdown=False)

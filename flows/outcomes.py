@@ -10,13 +10,13 @@ from prefect.artifacts import create_markdown_artifact
 from churn import pipeline
 from churn.config import load_config
 from churn.errors import NothingToMeasure
-from flows import refusals_fail_quietly, set_log_level, task_runner
+from flows import ALERT_HOOKS, refusals_fail_quietly, set_log_level, task_runner
 from flows.artifacts import outcomes_markdown
 
 ARTIFACT = {"key": "churn-outcomes-summary", "description": "Win-back rates, treated vs holdout"}
 
 
-@flow(name="churn-outcomes")
+@flow(name="churn-outcomes", **ALERT_HOOKS)
 @refusals_fail_quietly
 def outcomes_flow(data_dir: str, out_dir: str = "out", config_path: str | None = None) -> dict[str, Any]:
     """Measure every published list whose horizon window lies inside the data; store what it teaches."""

@@ -10,7 +10,7 @@ from churn import pipeline
 from churn.config import load_config
 from churn.progress import Progress
 from churn.types import RunDate
-from flows import refusals_fail_quietly, set_log_level, task_runner
+from flows import refusals_fail_quietly, set_log_level, task_runner, today_in
 from flows.artifacts import score_artifacts
 from flows.engine import flow_engine
 
@@ -29,6 +29,6 @@ def score_flow(data_dir: str, run_date: str, out_dir: str = "out", models_dir: s
     set_log_level(config.logging.level)
     with flow_engine(config, out_dir) as dask:
         result = pipeline.score_day(data_dir, RunDate.parse(run_date), out_dir, models_dir, config, progress,
-                                    runner=task_runner, engine=dask)
+                                    runner=task_runner, today=today_in(config.data.timezone), engine=dask)
     score_artifacts(result.manifest)
     return result.to_dict()

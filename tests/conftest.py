@@ -110,3 +110,13 @@ def dask_client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def engine(dask_client, tmp_path_factory):
+    """A Dask engine of 4 partitions on the session's cluster; its partitions are reused across tests."""
+    from churn.config import EngineConfig
+    from churn.engine.dask import DaskEngine
+
+    storage = str(tmp_path_factory.mktemp("partitions"))
+    return DaskEngine(dask_client, EngineConfig(kind="dask", partitions=4), storage).warm()

@@ -57,10 +57,19 @@ def test_train_then_score_through_the_cli(monkeypatch, capsys, synthetic_dir, tm
     assert "registered" in out and "xgboost" in out
     code, out, _ = run(monkeypatch, capsys, "models", "--models", str(models))
     assert code == 0 and out.startswith("* ") and "horizon 60d" in out
+    assert any(f"quality {band}" in out for band in ("Excellent", "Good", "Fair", "Poor"))
     code, out, err = run(monkeypatch, capsys, "score", "--data", str(synthetic_dir), "--date", "2024-06-30",
                          "--out", str(tmp_path / "out"), "--models", str(models), "--config", str(config))
     assert code == 0, err
     assert (tmp_path / "out" / "2024-06-30" / "winback.xlsx").exists() and "scored" in out
+    assert "what kept a list short" in out and ("of 25" in out or "full:" in out)
+    # One customer explained, with shap's waterfall of their contributions as a PNG.
+    customer = pd.read_csv(tmp_path / "out" / "2024-06-30" / "crm_import.csv", dtype=str)["customer_id"].iloc[0]
+    plot = tmp_path / "why.png"
+    code, out, err = run(monkeypatch, capsys, "explain", customer, "--data", str(synthetic_dir), "--date",
+                         "2024-06-30", "--models", str(models), "--config", str(config), "--plot", str(plot))
+    assert code == 0, err
+    assert "reasons raising the risk" in out and plot.read_bytes()[:4] == b"\x89PNG" and plot.stat().st_size > 5000
 
 
 def test_score_without_a_model_says_to_train_first(monkeypatch, capsys, synthetic_dir, tmp_path):
@@ -75,3 +84,42 @@ def test_validate_and_models_speak_json_for_scripts(monkeypatch, capsys, synthet
     assert code == 0 and report["row_counts"]["orders"] > 0 and set(report["fingerprints"]) >= {"orders"}
     code, out, _ = run(monkeypatch, capsys, "models", "--models", str(tmp_path), "--json")
     assert code == 0 and json.loads(out) == []
+
+
+def test_validate_float_ids_against_integer_customers_keeps_every_order(monkeypatch, capsys, tmp_path):
+    # Issue 13, case 1: before, "orders: 0 rows ok, 3 quarantined" and exit 0.
+    pd.DataFrame({"customer_id": ["12346.0", "12347.0", "12347.0"], "order_id": ["1", "2", "3"],
+                  "order_ts": ["2024-01-01", "2024-01-02", "2024-01-03"], "amount": ["5", "6", "7"]}
+                 ).to_csv(tmp_path / "orders.csv", index=False)
+    pd.DataFrame({"customer_id": [12346, 12347]}).to_parquet(tmp_path / "customers.parquet")
+    pd.DataFrame({"customer_id": ["12346.0", "99999.0"], "reason": ["opt_out", "opt_out"]}
+                 ).to_csv(tmp_path / "suppressions.csv", index=False)
+    code, out, _ = run(monkeypatch, capsys, "validate", "--data", str(tmp_path), "--json")
+    report = json.loads(out)
+
+    assert code == 0 and report["row_counts"]["orders"] == 3 and report["quarantined"] == {}
+    assert report["unmatched"] == {"suppressions": {"rows": 1, "customers": 1, "first_ids": ["99999"],
+                                                    "against": "customers.parquet", "handling": "kept"}}
+    code, out, _ = run(monkeypatch, capsys, "validate", "--data", str(tmp_path))
+    assert code == 0 and "suppressions: 2 rows ok\n  customer_id: 1 row (1 customer id) matches no customer in " \
+                         "customers.parquet, kept; first ids: '99999'" in out
+
+
+def test_validate_ids_that_match_nothing_exits_1_in_one_line(monkeypatch, capsys, tmp_path):
+    pd.DataFrame({"customer_id": ["x1", "x2"], "order_id": ["1", "2"], "order_ts": ["2024-01-01", "2024-01-02"],
+                  "amount": ["5", "6"]}).to_csv(tmp_path / "orders.csv", index=False)
+    pd.DataFrame({"customer_id": ["a1", "a2"]}).to_csv(tmp_path / "customers.csv", index=False)
+    code, out, err = run(monkeypatch, capsys, "validate", "--data", str(tmp_path), "--json")
+
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.startswith("error: orders.csv: column customer_id: 2 rows not in customers.csv")
+
+
+def test_a_bad_setting_stops_any_command_in_one_line(monkeypatch, capsys, synthetic_dir, tmp_path):
+    # Issue 13, case 6: "Europe/Pari" was accepted by every command, then `churn serve` exited 70.
+    config = tmp_path / "churn.toml"
+    config.write_text('[schedule]\ntimezone = "Europe/Pari"\n')
+    code, out, err = run(monkeypatch, capsys, "validate", "--data", str(synthetic_dir), "--config", str(config))
+
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: {config}: schedule.timezone: 'Europe/Pari' is not a time zone")

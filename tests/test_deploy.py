@@ -134,3 +134,102 @@ def test_prefect_yaml_declares_the_served_deployments_with_the_default_schedules
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         accepted = inspect.signature(getattr(module, name).fn).parameters
         assert set(dep["parameters"]) <= set(accepted), dep["name"]
+
+
+class _Webhook:
+    """A webhook on loopback that keeps the JSON documents POSTed to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium(*args: str, timeout: int = 120) -> str:
+    """Run headless Chromium (Debian's `chromium`) with a throwaway profile; return its stdout."""
+    import shutil
+    import tempfile
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "headless Chromium is needed: apt-get install -y chromium (.ci/run installs it)"
+    with tempfile.TemporaryDirectory() as profile:
+        env = {**os.environ, "XDG_CONFIG_HOME": profile, "XDG_CACHE_HOME": profile}
+        done = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], env=env,
+                              capture_output=True, timeout=timeout, text=True)
+    return done.stdout
+
+
+def test_serve_shows_its_deployments_in_the_ui_prints_a_working_run_command_and_a_failed_run_alerts(
+        synthetic_dir, tmp_path):
+    hook = _Webhook()
+    port = _free_port()
+    (tmp_path / "churn.toml").write_text(f'[schedule]\nserver_port = {port}\n[alerts]\nwebhook_url = "{hook.url}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / ".prefect"), CHURN_HOME=str(tmp_path))
+    churn = Path(sys.executable).parent / "churn"
+    # No model in ./models: a run of the daily deployment must fail ("no champion model").
+    proc = subprocess.Popen([str(churn), "serve", "--data", str(synthetic_dir)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        printed = []
+        for line in proc.stdout:
+            printed.append(line)
+            if "deployment run churn-train/monthly-retrain" in line:
+                break
+        command = next(line.strip() for line in printed if "deployment run churn-daily/daily-score" in line)
+        assert command.startswith(f"PREFECT_API_URL=http://127.0.0.1:{port}/api ")
+        assert any(f"Prefect UI:  http://127.0.0.1:{port}" in line for line in printed)
+        deadline, found = time.monotonic() + 120, {}
+        while time.monotonic() < deadline and len(found) < 4:
+            try:
+                found = asyncio.run(_deployments(f"http://127.0.0.1:{port}/api"))
+            except (httpx.HTTPError, OSError):
+                pass
+            time.sleep(1)
+
+        # The UI answers, and its deployments page lists the four deployments (rendered by Chromium).
+        page = chromium("--virtual-time-budget=20000", "--dump-dom", f"http://127.0.0.1:{port}/deployments")
+        for name in ("daily-score", "monthly-retrain", "weekly-outcomes", "backfill"):
+            assert name in page, page[-3000:]
+
+        # The printed command works as printed, from a shell without PREFECT_API_URL.
+        started = subprocess.run(command.replace("YYYY-MM-DD", "2024-06-30"), shell=True, env=env, cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0 and "Created flow run" in started.stdout, started.stdout + started.stderr
+
+        # The run fails (no model), and its failure hook writes the alert file and posts to the webhook.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (hook.received and list((tmp_path / "out" / "alerts").glob("*.json"))):
+            time.sleep(1)
+        alerts = list((tmp_path / "out" / "alerts").glob("*.json"))
+        assert len(alerts) == 1, "".join(printed)
+        written = json.loads(alerts[0].read_text())
+        assert written["flow"] == "churn-daily" and written["deployment"] == "daily-score"
+        assert written["state"] == "Refused" and "train" in written["message"]
+        assert written["parameters"]["run_date"] == "2024-06-30"
+        assert hook.received == [written] and written["text"].startswith("churn: churn-daily run")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        hook.server.shutdown()

@@ -2,17 +2,22 @@
 
 Every table is described by a `TableSpec` in `TABLES`. `validate` reads a directory,
 `validate_tables` checks frames already in memory; both return a `Dataset` whose columns have
-canonical types (ids `str` stripped, timestamps `datetime64[us]` naive UTC, dates at midnight,
+canonical types and one written form (ids `str` in the form of `churn.data.spelling`, labels
+such as event types normalised, order statuses canonical (`churn.data.statuses`), timestamps
+`datetime64[us]` naive local times of the shop's zone (`[data] timezone`), dates at midnight,
 amounts float64, counts Int64, flags bool) or raise one `ContractError` listing every problem,
 one per line: file, column, rule, count and up to five offending rows (1-based data rows as in
 the file, header excluded) with their values. Soft problems (exact duplicate rows, customers
-missing from `customers`) follow `ContractConfig`: fail, or set the rows aside in
-`Dataset.quarantine`. Validation never writes anything; `write_quarantine` does, on request.
+missing from `customers`, unknown statuses, implausible timestamps) follow `ContractConfig`:
+fail, or set the rows aside in `Dataset.quarantine`; customer ids that match no customer are
+counted in `Dataset.unmatched`. Validation never writes anything; `write_quarantine` does, on
+request. `check_not_after` refuses data dated after the day of the run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +28,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churn.config import ContractConfig
+from churn.config import ORDER_STATUSES, Config, ContractConfig
 from churn.errors import ContractError
+from churn.data import spelling, statuses
 from churn.data.io import SUFFIXES, read_raw, table_path
 
-__all__ = ["TABLES", "ColumnSpec", "TableSpec", "Dataset", "validate", "validate_tables", "write_quarantine"]
+log = logging.getLogger(__name__)
 
-Kind = Literal["id", "text", "timestamp", "date", "float", "int", "bool"]
+__all__ = ["TABLES", "ColumnSpec", "TableSpec", "Dataset", "Unmatched", "validate", "validate_tables",
+           "check_not_after", "write_quarantine"]
+
+Kind = Literal["id", "label", "text", "timestamp", "date", "float", "int", "bool"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ TABLES: dict[str, TableSpec] = {
                 _col("coupon_used", "bool"),
                 _col("n_items", "int"),
                 _col("channel", "text"),
-                _col("status", "text"),
+                _col("status", "label"),
             ),
             required=True,
             key="order_id",
@@ -110,7 +119,7 @@ TABLES: dict[str, TableSpec] = {
             (
                 _col("customer_id", "id", True),
                 _col("event_ts", "timestamp", True),
-                _col("event_type", "text", True),
+                _col("event_type", "label", True),
             ),
             customer_rows=True,
         ),
@@ -119,8 +128,8 @@ TABLES: dict[str, TableSpec] = {
             (
                 _col("customer_id", "id", True),
                 _col("list_date", "date", True),
-                _col("action", "text", True),
-                _col("arm", "text", True, allowed=frozenset({"treated", "holdout"})),
+                _col("action", "label", True),
+                _col("arm", "label", True, allowed=frozenset({"treated", "holdout"})),
                 _col("contacted_ts", "timestamp"),
                 _col("outcome", "text"),
             ),
@@ -130,7 +139,7 @@ TABLES: dict[str, TableSpec] = {
             "suppressions",
             (
                 _col("customer_id", "id", True),
-                _col("reason", "text", True, allowed=frozenset({"opt_out", "do_not_contact", "deleted", "complaint"})),
+                _col("reason", "label", True, allowed=frozenset({"opt_out", "do_not_contact", "deleted", "complaint"})),
                 _col("since", "date"),
             ),
         ),
@@ -149,9 +158,41 @@ _FALSE = ("false", "0", "no")
 _SHOWN = 5  # offending rows quoted per problem
 
 
+@dataclass(frozen=True)
+class Unmatched:
+    """Rows of a table whose customer_id matches no known customer (see `Dataset.unmatched`)."""
+
+    rows: int  # rows with such an id
+    customers: int  # distinct such ids
+    first_ids: tuple[str, ...]  # the first few, in file order
+    against: str  # the file the ids were looked up in: customers (when present), else orders
+    handling: str  # "quarantined" (rows set aside) or "kept"
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready, for a run manifest."""
+        return {"rows": self.rows, "customers": self.customers, "first_ids": list(self.first_ids),
+                "against": self.against, "handling": self.handling}
+
+    def describe(self) -> str:
+        """'3 rows (2 customer ids) match no customer in orders.csv, kept; first ids: '17', '18''."""
+        ids = ", ".join(repr(i) for i in self.first_ids) + (", ..." if self.customers > len(self.first_ids) else "")
+        return (f"{self.rows} row{'s' if self.rows != 1 else ''} ({self.customers} customer "
+                f"id{'s' if self.customers != 1 else ''}) match{'es' if self.rows == 1 else ''} no customer in "
+                f"{self.against}, "
+                f"{self.handling}; first ids: {ids}")
+
+
 @dataclass
 class Dataset:
-    """Validated tables with canonical dtypes; absent optional tables are None."""
+    """Validated tables with canonical dtypes; absent optional tables are None.
+
+    `unmatched` says, per table (orders when a customers table exists, events, contacts,
+    suppressions), how many rows name a customer_id that no known customer has: known
+    customers are the `customers` table when present, else the customers in `orders`. Such
+    rows are quarantined (orders, events, contacts, under `contract.unknown_customers`, when a
+    customers table exists) or kept (a visitor who never bought; a suppression, which keeps
+    applying should that customer appear). Nothing is dropped without being counted there.
+    """
 
     orders: pd.DataFrame
     order_items: pd.DataFrame | None = None
@@ -162,6 +203,10 @@ class Dataset:
     quarantine: dict[str, pd.DataFrame] = field(default_factory=dict)  # rows set aside, with file_row, reason
     fingerprints: dict[str, str] = field(default_factory=dict)  # sha256 of each file read
     row_counts: dict[str, int] = field(default_factory=dict)  # rows kept per present table
+    unmatched: dict[str, Unmatched] = field(default_factory=dict)  # per table, ids matching no customer
+    cleared: dict[str, dict[str, int]] = field(default_factory=dict)  # per table and column: implausible
+    # optional timestamps (e.g. signup_ts = 1900-01-01) set to missing under the quarantine policy
+    sources: dict[str, str] = field(default_factory=dict)  # the file (or name) each table came from
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The present tables, by name."""
@@ -171,8 +216,14 @@ class Dataset:
 # --- public entry points -------------------------------------------------------------------
 
 
-def validate(data_dir: str | Path, policy: ContractConfig = ContractConfig()) -> Dataset:
-    """Read every table file in `data_dir` and check it against the contract."""
+def validate(data_dir: str | Path, config: Config | ContractConfig = ContractConfig()) -> Dataset:
+    """Read every table file in `data_dir` and check it against the contract.
+
+    `config`: the whole `Config` (its `[contract]` policies and `[data] timezone`, the shop's
+    zone, to which timestamps with an offset are converted), or just a `ContractConfig` (the
+    zone is then UTC).
+    """
+    policy, timezone = _settings(config)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ContractError(f"{data_dir}: data directory not found")
@@ -194,23 +245,25 @@ def validate(data_dir: str | Path, policy: ContractConfig = ContractConfig()) ->
             continue
         source[name] = path.name
         fingerprints[name] = _sha256(path)
-    dataset = _check(raw, policy, source, problems)
+    dataset = _check(raw, policy, timezone, source, problems)
     dataset.fingerprints = fingerprints
     return dataset
 
 
 def validate_tables(
     tables: dict[str, pd.DataFrame],
-    policy: ContractConfig = ContractConfig(),
+    config: Config | ContractConfig = ContractConfig(),
     source: dict[str, str] | None = None,
     file_rows: dict[str, np.ndarray] | None = None,
 ) -> Dataset:
-    """Check in-memory frames against the contract (no files, so no fingerprints).
+    """Check in-memory frames against the contract (no files, so no fingerprints); `config` as in `validate`.
 
     `file_rows` (per table, each row's 0-based position in its file) is for frames that are a
     part of a file, such as one partition of the Dask engine: messages and the quarantine then
-    quote those file rows, and an empty part is no problem (the caller judges the whole file).
+    quote those file rows, and an empty part, or one whose rows were all set aside, is no
+    problem here (the caller judges the whole file).
     """
+    policy, timezone = _settings(config)
     problems = []
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
@@ -218,7 +271,35 @@ def validate_tables(
     if "orders" not in tables:
         problems.append("orders: table not given (it is required)")
     known = {name: frame for name, frame in tables.items() if name in TABLES}
-    return _check(known, policy, {name: (source or {}).get(name, name) for name in known}, problems, file_rows)
+    return _check(known, policy, timezone, {name: (source or {}).get(name, name) for name in known}, problems,
+                  file_rows)
+
+
+def check_not_after(dataset: Dataset, last_day: object) -> None:
+    """Refuse data dated after `last_day`: raise one ContractError naming table, column and file rows.
+
+    The contract cannot know what day it is; the edge that runs the pipeline does. Call this
+    with the day the run happens (the clock, read at the edge, in the shop's zone): a timestamp
+    later than the end of that day cannot be real (a placeholder or a clock error), and it
+    would move "the last day of the data" to the future. Every timestamp and date column is
+    checked but suppressions' `since` (a suppression applies whatever its date).
+    """
+    end = pd.Timestamp(last_day).normalize() + pd.Timedelta(days=1)
+    problems = []
+    for name, frame in dataset.tables().items():
+        if name == "suppressions":
+            continue
+        for column in TABLES[name].columns:
+            if column.kind not in ("timestamp", "date") or column.name not in frame:
+                continue
+            later = frame[column.name] >= end
+            if later.any():
+                rows = _file_rows(dataset, name, later)
+                problems.append(_rows(dataset.sources.get(name, name), column.name, rows,
+                                      f"after {end.date() - pd.Timedelta(days=1)}, the day of the run",
+                                      pd.Series(frame.loc[later, column.name].to_numpy(), index=rows.index)))
+    if problems:
+        raise ContractError("\n".join(problems) + "\nfix these dates at the source: data cannot come from the future")
 
 
 def write_quarantine(quarantine: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int]:
@@ -264,22 +345,31 @@ class _Findings:
 
 
 def _check(
-    raw: dict[str, pd.DataFrame], policy: ContractConfig, source: dict[str, str], problems: list[str],
+    raw: dict[str, pd.DataFrame], policy: ContractConfig, timezone: str, source: dict[str, str], problems: list[str],
     file_rows: dict[str, np.ndarray] | None = None,
 ) -> Dataset:
     """Run every rule family over the tables; raise one ContractError listing all problems."""
     found = _Findings(policy, problems)
     frames = {
-        name: _parse_table(spec, raw[name], source[name], problems, (file_rows or {}).get(name))
+        name: _parse_table(spec, raw[name], source[name], problems, timezone, (file_rows or {}).get(name))
         for name, spec in TABLES.items() if name in raw
     }
+    order_ids = frames["orders"]["order_id"] if "orders" in frames and "order_id" in frames["orders"] else None
+    if "orders" in frames and "status" in frames["orders"]:
+        frames["orders"] = _map_statuses(frames["orders"], source["orders"], found)
+    cleared: dict[str, dict[str, int]] = {}
+    for name in frames:
+        frames[name] = _check_plausible_dates(name, frames[name], source[name], found, cleared)
     for name, frame in frames.items():
         dup = _exact_duplicates(frame)
         message = _rows(source[name], None, dup, "", noun="exact duplicate row")
         frames[name] = found.soft(name, frame, dup, "duplicate_rows", "duplicate_row", message)
         _check_unique_key(frames[name], TABLES[name], source[name], problems)
-    _check_order_items(frames, source, problems)
-    _handle_unknown_customers(frames, source, found)
+    _check_order_items(frames, order_ids, source, problems)
+    unmatched = _match_customers(frames, source, found)
+    _follow_orders(frames, found)
+    if file_rows is None:  # a part of a file (a partition): its caller judges the whole
+        _check_required_left(frames, raw, source, found)
     if problems:
         raise ContractError("\n".join(problems))
     kept = {name: frame.reset_index(drop=True) for name, frame in frames.items()}
@@ -287,10 +377,17 @@ def _check(
         name: pd.concat(parts).sort_values("file_row", kind="stable").reset_index(drop=True)
         for name, parts in found.quarantine.items()
     }
-    return Dataset(**kept, quarantine=set_aside, row_counts={name: len(frame) for name, frame in kept.items()})
+    for name, what in unmatched.items():
+        (log.warning if name == "suppressions" else log.info)("%s: %s", source[name], what.describe())
+    for name, columns in cleared.items():
+        for column, n in columns.items():
+            log.warning("%s: column %s: %d implausible timestamp%s set to missing", source[name], column, n,
+                        "s" if n != 1 else "")
+    return Dataset(**kept, quarantine=set_aside, row_counts={name: len(frame) for name, frame in kept.items()},
+                   unmatched=unmatched, sources=dict(source), cleared=cleared)
 
 
-def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str],
+def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str], timezone: str,
                  file_rows: np.ndarray | None = None) -> pd.DataFrame:
     """Column checks, then each known column parsed to its canonical type and its values checked.
 
@@ -308,7 +405,10 @@ def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list
         if column is None:  # unknown columns travel as they are
             parsed[name] = raw[name]
             continue
-        values, unparsable = _PARSERS[column.kind](raw[name])
+        if column.kind in ("timestamp", "date"):
+            values, unparsable = _PARSERS[column.kind](raw[name], timezone)
+        else:
+            values, unparsable = _PARSERS[column.kind](raw[name])
         if unparsable.any():
             problems.append(_rows(source, name, unparsable, _UNPARSABLE[column.kind], raw[name]))
         problems.extend(_check_values(column, values, unparsable, source))
@@ -362,6 +462,54 @@ def _exact_duplicates(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(flagged, index=frame.index)
 
 
+def _check_plausible_dates(name: str, frame: pd.DataFrame, source: str, found: _Findings,
+                           cleared: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """Timestamps outside [contract] min_date .. max_date fail, or are set aside by policy.
+
+    Outside that range are warehouse placeholders (9999-12-31, 1900-01-01, 1970-01-01) and
+    typos. Under "quarantine", rows with such a required timestamp (an order's, an event's) go
+    to the quarantine; an optional one (a signup date, a contact time) is set to missing, which
+    is what such a placeholder means, and counted in `Dataset.cleared`.
+    """
+    low = pd.Timestamp(found.policy.min_date)
+    high = pd.Timestamp(found.policy.max_date) + pd.Timedelta(days=1)
+    span = f"outside {found.policy.min_date} .. {found.policy.max_date}"
+    hint = "placeholders or typos; if these dates are real, widen [contract] min_date / max_date"
+    for column in TABLES[name].columns:
+        if column.kind not in ("timestamp", "date") or column.name not in frame:
+            continue
+        values = frame[column.name]
+        outside = (values < low) | (values >= high)
+        if not outside.any():
+            continue
+        message = _rows(source, column.name, outside, span, values) + f"; {hint}"
+        if column.required:
+            frame = found.soft(name, frame, outside, "implausible_timestamps", "implausible_timestamp", message)
+        elif found.policy.implausible_timestamps == "fail":
+            found.problems.append(f'{message}; contract.implausible_timestamps is "fail": fix the file, or set it to '
+                                  f'"quarantine" to clear these cells')
+        else:
+            frame = frame.assign(**{column.name: values.mask(outside)})
+            cleared.setdefault(name, {})[column.name] = int(outside.sum())
+    return frame
+
+
+def _map_statuses(orders: pd.DataFrame, source: str, found: _Findings) -> pd.DataFrame:
+    """orders.status as canonical statuses (`churn.data.statuses`); unknown values fail or go to quarantine."""
+    mapped, unknown = statuses.canonical(orders["status"], found.policy.statuses)
+    orders = orders.assign(status=mapped)
+    if not unknown.any():
+        return orders
+    counts = orders.loc[unknown, "status"].value_counts().sort_index().sort_values(ascending=False, kind="stable")
+    values = ", ".join(f"{value!r} ({n} row{'s' if n != 1 else ''})" for value, n in counts.iloc[:10].items())
+    values += ", ..." if len(counts) > 10 else ""
+    example = counts.index[0]
+    message = (_rows(source, "status", unknown, "with a status churn does not know", orders["status"])
+               + f"; unknown values: {values}; say what each means in churn.toml, e.g. [contract.statuses] "
+                 f'{example} = "cancelled" (one of {", ".join(ORDER_STATUSES)}: only completed orders are purchases)')
+    return found.soft("orders", orders, unknown, "unknown_statuses", "unknown_status", message)
+
+
 def _check_unique_key(frame: pd.DataFrame, spec: TableSpec, source: str, problems: list[str]) -> None:
     """Each key value (order_id in orders, customer_id in customers) on one row only."""
     if spec.key is None or spec.key not in frame:
@@ -374,40 +522,115 @@ def _check_unique_key(frame: pd.DataFrame, spec: TableSpec, source: str, problem
         problems.append(_rows(source, spec.key, repeated, f"with a duplicate {spec.key}", ids))
 
 
-def _check_order_items(frames: dict[str, pd.DataFrame], source: dict[str, str], problems: list[str]) -> None:
-    """Every order_items row points at an order in orders."""
-    items, orders = frames.get("order_items"), frames.get("orders")
-    if items is None or orders is None or "order_id" not in items or "order_id" not in orders:
+def _check_order_items(frames: dict[str, pd.DataFrame], order_ids: pd.Series | None, source: dict[str, str],
+                       problems: list[str]) -> None:
+    """Every order_items row points at an order of the orders file (`order_ids`: all of them, even set aside)."""
+    items = frames.get("order_items")
+    if items is None or order_ids is None or "order_id" not in items:
         return
-    orphan = items["order_id"].notna() & ~_isin(items["order_id"], orders["order_id"])
+    orphan = items["order_id"].notna() & ~_isin(items["order_id"], order_ids)
     if orphan.any():
         rule = f"not in {source['orders']}"
         problems.append(_rows(source["order_items"], "order_id", orphan, rule, items["order_id"]))
 
 
-def _handle_unknown_customers(frames: dict[str, pd.DataFrame], source: dict[str, str], found: _Findings) -> None:
-    """Rows whose customer is not in `customers` (when it exists) fail or go to quarantine.
+def _match_customers(frames: dict[str, pd.DataFrame], source: dict[str, str], found: _Findings) -> dict[str, Unmatched]:
+    """Look every table's customer_id up among the known customers; return what matched nothing.
 
-    The items of a quarantined order follow it, so order_items never points at a missing order.
+    Known customers are the `customers` table when present, else the customers in `orders`.
+    With a customers table, unknown orders, events and contacts fail or go to quarantine
+    (`contract.unknown_customers`). Suppressions are kept and counted, or refused
+    under `contract.unmatched_suppressions = "fail"`. Always an error, whatever the policy: ids
+    that match a known customer once case, separators and leading zeros are ignored (two files
+    spell ids differently), and orders, events or contacts none of whose rows is in the customers
+    table (not the same ids: the policy would set the whole table aside). A suppression list may
+    hold only people who never bought, so it is not refused for that; its unmatched ids are
+    counted and logged as a warning.
     """
     customers = frames.get("customers")
-    if customers is None or "customer_id" not in customers:
-        return
-    for name in [name for name, spec in TABLES.items() if spec.customer_rows and name in frames]:
-        frame = frames[name]
-        if "customer_id" not in frame:
+    reference = "customers" if customers is not None else "orders"
+    known_frame = frames.get(reference)
+    if known_frame is None or "customer_id" not in known_frame:
+        return {}
+    known = known_frame["customer_id"].dropna()
+    unmatched = {}
+    for name in ("orders", "events", "contacts", "suppressions"):
+        frame = frames.get(name)
+        if name == reference or frame is None or "customer_id" not in frame:
             continue
         ids = frame["customer_id"]
-        unknown = ids.notna() & ~_isin(ids, customers["customer_id"])
-        message = _rows(source[name], "customer_id", unknown, f"not in {source['customers']}", ids)
+        unknown = ids.notna() & ~_isin(ids, known)
+        if not unknown.any():
+            continue
+        against = source[reference]
+        loose = _loosely_known(ids[unknown], known)
+        if loose.any():
+            found.problems.append(_rows(
+                source[name], "customer_id", loose.reindex(ids.index, fill_value=False),
+                f"not in {against} as written, but in it once case, separators and leading zeros are ignored", ids)
+                + "; the two files spell the same ids differently: export both with the same ids")
+            continue
+        if unknown.all() and customers is not None and name != "suppressions":
+            first = ", ".join(repr(i) for i in known.iloc[:3])
+            found.problems.append(_rows(source[name], "customer_id", unknown, f"not in {against}", ids)
+                                  + f"; not one row matches, so these are not the same ids as in {against} "
+                                    f"({first}, ...): export both with the same ids")
+            continue
+        quarantine = customers is not None and name != "suppressions" and found.policy.unknown_customers == "quarantine"
+        unmatched[name] = _unmatched(ids[unknown], against, "quarantined" if quarantine else "kept")
+        if name == "suppressions":
+            if found.policy.unmatched_suppressions == "fail":
+                found.problems.append(_rows(source[name], "customer_id", unknown, f"not in {against}", ids)
+                                      + '; contract.unmatched_suppressions is "fail": fix the ids, or set it to '
+                                        '"warn" to keep them (they still apply should these customers appear)')
+            continue
+        if customers is None:
+            continue  # events or contacts of people who never bought: kept, counted
+        message = _rows(source[name], "customer_id", unknown, f"not in {against}", ids)
         frames[name] = found.soft(name, frame, unknown, "unknown_customers", "unknown_customer", message)
-        items = frames.get("order_items")
-        if name == "orders" and items is not None and found.policy.unknown_customers == "quarantine" and unknown.any():
-            if "order_id" in frame and "order_id" in items:
-                kept_orders = frames["orders"]["order_id"]
-                gone = frame.loc[unknown, "order_id"]
-                follow = _isin(items["order_id"], gone) & ~_isin(items["order_id"], kept_orders)
-                frames["order_items"] = found.set_aside("order_items", items, follow, "unknown_customer")
+    return unmatched
+
+
+def _follow_orders(frames: dict[str, pd.DataFrame], found: _Findings) -> None:
+    """The items of an order set aside go with it, with its reason: order_items never points at a missing order."""
+    items, gone = frames.get("order_items"), found.quarantine.get("orders")
+    if items is None or not gone or "order_id" not in items or "order_id" not in frames["orders"]:
+        return
+    gone_orders = pd.concat(gone)
+    orphaned = ~_isin(items["order_id"], frames["orders"]["order_id"])
+    for reason, rows in gone_orders.groupby("reason", sort=True):
+        follow = orphaned & _isin(items["order_id"], rows["order_id"])
+        if follow.any():
+            items = found.set_aside("order_items", items, follow, reason)
+            orphaned = orphaned.loc[items.index]
+    frames["order_items"] = items
+
+
+def _unmatched(ids: pd.Series, against: str, handling: str) -> Unmatched:
+    distinct = ids.drop_duplicates()
+    return Unmatched(rows=len(ids), customers=len(distinct), first_ids=tuple(distinct.iloc[:_SHOWN]),
+                     against=against, handling=handling)
+
+
+def _loosely_known(ids: pd.Series, known: pd.Series) -> pd.Series:
+    """True where an id matches a known id only loosely (case, separators, leading zeros ignored)."""
+    loose_known = spelling.loose_ids(known.drop_duplicates())
+    return _isin(spelling.loose_ids(ids), loose_known)
+
+
+def _check_required_left(frames: dict[str, pd.DataFrame], raw: dict[str, pd.DataFrame], source: dict[str, str],
+                         found: _Findings) -> None:
+    """A required table whose every row a policy set aside is an error, never an empty run."""
+    for name, spec in TABLES.items():
+        if not spec.required or name not in frames or len(frames[name]) or not len(raw[name]):
+            continue
+        parts = found.quarantine.get(name, [])
+        reasons = pd.concat(parts)["reason"].value_counts() if parts else pd.Series(dtype=int)
+        if not len(reasons):
+            continue  # already reported as a problem
+        why = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
+        found.problems.append(f"{source[name]}: all {len(raw[name])} rows were set aside ({why}): nothing is "
+                              f"left to work with; see the quarantine, fix the file or the [contract] policy")
 
 
 # --- parsers: raw column -> (canonical values, mask of present but unparsable cells) -------
@@ -431,29 +654,47 @@ def _cells(raw: pd.Series) -> pd.Series:
 
 
 def _parse_id(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    return _cells(raw), _none(raw)
+    """Ids in one written form (see `churn.data.spelling`); scientific notation is unparsable."""
+    ids = spelling.normal_ids(_cells(raw))
+    return ids, spelling.scientific_ids(ids)
+
+
+def _parse_label(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Labels in one written form: `Return Request` and `return-request` are `return_request`."""
+    return spelling.normal_labels(_as_text(raw)), _none(raw)
 
 
 def _parse_text(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return _as_text(raw), _none(raw)
 
 
-def _parse_timestamp(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+# A time of day followed by a zone: Z or an offset (+02:00, -0500, +09).
+_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _parse_timestamp(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, pd.Series]:
+    """Naive local times of the shop's zone: values with a zone are converted to it, naive ones kept.
+
+    So the calendar day of every timestamp is the shop's day (a New York order at 20:30 on 31
+    December stays on 31 December), whatever zone the export wrote.
+    """
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("us"), _none(raw)
+        return raw.dt.tz_convert(timezone).dt.tz_localize(None).dt.as_unit("us"), _none(raw)
     if pd.api.types.is_datetime64_dtype(raw):
         return raw.dt.as_unit("us"), _none(raw)
     text = _cells(raw)
     try:  # Arrow parses plain ISO timestamps ten times faster than pandas
         values = pd.Series(pc.cast(pa.array(text), pa.timestamp("us")), index=raw.index, dtype="datetime64[us]")
     except pa.ArrowException:  # offsets, 'Z', odd spacing, or bad cells: let pandas decide
-        values = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-        values = values.dt.tz_localize(None).dt.as_unit("us")
+        zoned = text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+        instants = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+        local = instants.dt.tz_convert(timezone).dt.tz_localize(None)
+        values = local.where(zoned, instants.dt.tz_localize(None)).dt.as_unit("us")
     return values, text.notna() & values.isna()
 
 
-def _parse_date(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    values, unparsable = _parse_timestamp(raw)
+def _parse_date(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, pd.Series]:
+    values, unparsable = _parse_timestamp(raw, timezone)
     return values.dt.normalize(), unparsable
 
 
@@ -490,6 +731,7 @@ def _parse_bool(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 _PARSERS = {
     "id": _parse_id,
+    "label": _parse_label,
     "text": _parse_text,
     "timestamp": _parse_timestamp,
     "date": _parse_date,
@@ -498,6 +740,8 @@ _PARSERS = {
     "bool": _parse_bool,
 }
 _UNPARSABLE = {
+    "id": "in scientific notation, among numeric ids: a spreadsheet keeps six digits of such numbers, so the "
+          "exact id may be lost; export the column as text",
     "timestamp": "not an ISO 8601 timestamp (e.g. 2017-03-01T10:20:00)",
     "date": "not an ISO 8601 date (e.g. 2017-03-01)",
     "float": "not a number",
@@ -507,6 +751,27 @@ _UNPARSABLE = {
 
 
 # --- small helpers -------------------------------------------------------------------------
+
+
+def _settings(config: Config | ContractConfig) -> tuple[ContractConfig, str]:
+    """The contract policies and the shop's time zone from a Config (or a ContractConfig: UTC)."""
+    if isinstance(config, Config):
+        return config.contract, config.data.timezone
+    return config, "UTC"
+
+
+def _file_rows(dataset: Dataset, name: str, flagged: pd.Series) -> pd.Series:
+    """`flagged` (over a validated table) re-indexed by 0-based file position, for messages.
+
+    The rows the contract set aside are in the quarantine with their file row; the kept rows
+    fill the other positions in order.
+    """
+    positions = np.flatnonzero(flagged.to_numpy(dtype=bool))
+    quarantined = dataset.quarantine.get(name)
+    if quarantined is not None and len(quarantined):
+        removed = np.sort(quarantined["file_row"].to_numpy(dtype="int64") - 1)
+        positions = positions + np.searchsorted(removed - np.arange(len(removed)), positions, side="right")
+    return pd.Series(True, index=positions)
 
 
 def _none(raw: pd.Series) -> pd.Series:

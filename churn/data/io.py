@@ -26,10 +26,39 @@ def table_path(data_dir: str | Path, name: str) -> Path | None:
 
 
 def read_raw(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file as it is; CSV columns all come in as text for validation."""
+    """Read a CSV or Parquet file as it is; CSV columns all come in as text for validation.
+
+    Raises ValueError naming the first line that is not UTF-8 (e.g. a file Excel saved as
+    Windows-1252).
+    """
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(_not_utf8(path)) from None
+
+
+def _not_utf8(path: Path) -> str:
+    """Where a CSV stops being UTF-8: the first bad line, character and byte (the decoder only knows a chunk offset)."""
+    with open(path, "rb") as f:
+        if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+            return "the file is UTF-16, not UTF-8; save it as UTF-8 (in Excel: \"CSV UTF-8\")"
+        f.seek(0)
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                try:
+                    line.decode("cp1252")
+                    guess = ", probably saved as Windows-1252 (Excel's plain \"CSV\")"
+                except UnicodeDecodeError:
+                    guess = ""
+                where = "line 1, the header," if number == 1 else f"line {number}, data row {number - 1},"
+                return (f"{where} is not UTF-8: byte 0x{line[err.start]:02x} at character "
+                        f"{len(line[:err.start].decode('utf-8')) + 1}{guess}; save the file as UTF-8 "
+                        f"(in Excel: \"CSV UTF-8\")")
+    return "not UTF-8; save the file as UTF-8"
 
 
 def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path, fmt: str = "parquet") -> dict[str, Path]:
@@ -73,6 +102,13 @@ def write_json(obj: Any, path: str | Path) -> None:
     _replace_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a staging directory that replaces `target` whole on success, and vanishes on error.
@@ -82,6 +118,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    # mkdtemp makes the directory owner-only (0700); the published one must be readable as the
+    # umask allows (a team share), like any directory mkdir would make.
+    os.chmod(staging, 0o777 & ~_umask())
     try:
         yield staging
     except BaseException:

@@ -21,7 +21,7 @@ from churn.data import database
 from churn.errors import NothingToMeasure
 from churn.features.engine import valid_orders
 
-__all__ = ["follow_up", "summary", "estimate_uplift", "uplift_for_run", "measure", "Measured"]
+__all__ = ["follow_up", "summary", "ranking", "estimate_uplift", "uplift_for_run", "measure", "Measured"]
 
 SUMMARY_COLUMNS = ["action", "risk_band", "n_treated", "n_holdout", "rate_treated", "rate_holdout", "difference",
                    "ci_low", "ci_high", "incremental_revenue", "coupon_redemption", "contacted_share"]
@@ -43,14 +43,18 @@ def follow_up(assignments: pd.DataFrame, horizons: pd.Series, orders: pd.DataFra
     listed["window_end"] = listed["list_date"] + pd.to_timedelta(days, unit="D")
     listed = listed[listed["window_end"] <= data_end]
     con = database.connect()
-    con.register("listed", listed[["list_date", "customer_id", "action", "arm", "segment", "risk_band", "window_end"]])
+    # The list's own ranking, when the assignments carry it, for the Qini of `ranking`.
+    ranked = [c for c in ("rank", "expected_value", "p_churn") if c in listed]
+    con.register("listed", listed[["list_date", "customer_id", "action", "arm", "segment", "risk_band", "window_end",
+                                   *ranked]])
     coupon = "coalesce(o.coupon_used, false)" if "coupon_used" in valid else "false"
     con.register("orders", valid[["customer_id", "order_ts", "amount"]
                                  + (["coupon_used"] if "coupon_used" in valid else [])])
     # Whole days: the window starts the day after the list date and ends with day list_date + H.
     frame = con.execute(f"""
         SELECT l.list_date, l.customer_id, l.action, l.arm, l.segment, CAST(l.risk_band AS VARCHAR) AS risk_band,
-               l.window_end, count(o.customer_id) > 0 AS came_back, coalesce(sum(o.amount), 0) AS revenue,
+               l.window_end, {"".join(f"l.{c}, " for c in ranked)}count(o.customer_id) > 0 AS came_back,
+               coalesce(sum(o.amount), 0) AS revenue,
                coalesce(bool_or({coupon}), false) AS coupon_redeemed
         FROM listed l LEFT JOIN orders o ON o.customer_id = l.customer_id
              AND o.order_ts >= l.list_date + INTERVAL 1 DAY AND o.order_ts < l.window_end + INTERVAL 1 DAY
@@ -157,14 +161,61 @@ def uplift_for_run(estimates: pd.DataFrame | None,
     return used, report
 
 
+RANKING_COLUMNS = ["action", "n_treated", "n_holdout", "uplift_at_capacity", "ci_low", "ci_high", "qini_list",
+                   "qini_learned", "claim"]
+
+
+def ranking(outcomes: pd.DataFrame, config: OutcomesConfig, learned_score: pd.Series | None = None) -> pd.DataFrame:
+    """Per action: uplift at the list's capacity and the Qini coefficient of the list's ranking.
+
+    uplift_at_capacity: rate treated - rate holdout of the customers the lists took (all within
+    capacity; the holdout is drawn from the same ranking), with its interval. qini_list: the
+    Qini coefficient (`churn.decide.uplift.qini_coefficient`) of the lists' own order, by
+    expected value at list time: positive when the top of the lists held more of the customers
+    the action brought back. qini_learned: the same for a learned uplift score (cross-fitted,
+    `learned_score`, aligned with `outcomes`), when given. Below outcomes.min_claim_treated
+    treated or outcomes.min_claim_holdout holdout customers an action's figures stay empty and
+    `claim` says it is too few to tell.
+    """
+    from churn.decide.uplift import qini_coefficient, uplift_at_capacity
+
+    rows = []
+    for action in ACTIONS:
+        mine = outcomes[outcomes["action"] == action]
+        if mine.empty:
+            continue
+        treated = (mine["arm"] == "treated").to_numpy()
+        n_t, n_h = int(treated.sum()), int((~treated).sum())
+        row = {"action": action, "n_treated": n_t, "n_holdout": n_h, "uplift_at_capacity": np.nan,
+               "ci_low": np.nan, "ci_high": np.nan, "qini_list": np.nan, "qini_learned": np.nan}
+        if n_t < config.min_claim_treated or n_h < config.min_claim_holdout:
+            row["claim"] = (f"too few to tell: {n_t} treated and {n_h} holdout measured, "
+                            f"{config.min_claim_treated} and {config.min_claim_holdout} needed")
+            rows.append(row)
+            continue
+        y = mine["came_back"].to_numpy(dtype=float)
+        row["uplift_at_capacity"], row["ci_low"], row["ci_high"] = uplift_at_capacity(y, treated)
+        if "expected_value" in mine:
+            row["qini_list"] = qini_coefficient(mine["expected_value"].to_numpy(dtype=float), y, treated)
+        if learned_score is not None:
+            row["qini_learned"] = qini_coefficient(learned_score.loc[mine.index].to_numpy(dtype=float), y, treated)
+        row["claim"] = "measured"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RANKING_COLUMNS)
+
+
 @dataclass(frozen=True)
 class Measured:
-    """What one measurement found: per-customer outcomes, uplift estimates, the summary table."""
+    """What one measurement found: per-customer outcomes, uplift estimates, the summary table.
+
+    `ranking`: uplift at capacity and Qini per action (see `ranking`).
+    """
 
     follow: pd.DataFrame
     estimates: pd.DataFrame
     table: pd.DataFrame
     orders_through: str
+    ranking: pd.DataFrame | None = None
 
     @property
     def list_dates(self) -> list[str]:
@@ -183,4 +234,4 @@ def measure(assignments: pd.DataFrame, runs: pd.DataFrame, orders: pd.DataFrame,
     # The estimates use orders up to the last window's end: runs from that day on may use them.
     through = str(pd.Timestamp(follow["window_end"].max()).date())
     estimates = estimate_uplift(follow, config.winback, config.outcomes, through)
-    return Measured(follow, estimates, summary(follow, config.outcomes), through)
+    return Measured(follow, estimates, summary(follow, config.outcomes), through, ranking(follow, config.outcomes))

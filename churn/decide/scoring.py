@@ -34,7 +34,7 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config, explain: bo
     out["value"] = frame["spend_365d"] * config.score.margin_rate
     out["value_tier"] = value_tier(out["value"], config.score.value_tier_cuts)
     if explain:
-        out = out.join(reasons(frame, model.contributions(frame)))
+        out = out.join(reasons(frame, model.contributions(frame), currency=config.business.currency))
     else:
         out = out.assign(**{column: pd.Series(None, index=out.index, dtype=object) for column in REASON_COLUMNS})
     facts = frame[feature_columns(frame)]
@@ -44,14 +44,15 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config, explain: bo
     return scored.sort_values("customer_id", ignore_index=True)
 
 
-def add_reasons(scores: pd.DataFrame, model: ChurnModel, customer_ids: Iterable[str]) -> pd.DataFrame:
+def add_reasons(scores: pd.DataFrame, model: ChurnModel, customer_ids: Iterable[str],
+                currency: str = "") -> pd.DataFrame:
     """Scores with the reason columns filled in for the given customers (the others unchanged)."""
     out = scores.copy(deep=False)  # only the reason columns change, and they are replaced whole
     rows = out.index[out["customer_id"].isin(set(customer_ids))]
     if not len(rows):
         return out
     subset = out.loc[rows]
-    found = reasons(subset, model.contributions(subset))
+    found = reasons(subset, model.contributions(subset), currency=currency)
     for column in REASON_COLUMNS:
         out[column] = out[column].astype(object)
         out.loc[rows, column] = found[column].astype(object).to_numpy()

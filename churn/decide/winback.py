@@ -18,33 +18,65 @@ holdout mirrors the lists and the win-back rate can be measured against it.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from churn.config import ACTIONS, DRIVERS, SEGMENTS, WinbackConfig
 from churn.data.hashing import stable_share
-from churn.types import cooldown_start, due_date
+from churn.model.explain import theme
+from churn.types import RunDate, cooldown_start, due_date
 
-__all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "assign", "candidates", "driver_cuts", "drivers", "holdout",
-           "in_cooldown", "listed_dates", "prior_uplift", "service_lists", "shortlisted", "talking_points"]
+__all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "OUTCOME_COLUMNS", "OUTCOMES", "assign", "candidates",
+           "driver_cuts", "drivers", "eligibility", "funnel", "holdout", "in_cooldown", "listed_dates", "offer_value",
+           "prior_uplift", "service_lists", "shortlisted", "talking_points", "topic"]
 
 Uplift = Mapping[str, Mapping[str, float]]  # action -> segment -> share of would-be churners won back
 
 ASSIGNMENT_COLUMNS = ["customer_id", "action", "arm", "rank", "segment", "uplift", "cost", "expected_value",
                       "offer_value"]
+# What agents fill in, with the choices the workbook's drop-downs offer (`churn contacts import` reads them).
+OUTCOME_COLUMNS = ["called", "reached", "outcome", "offer_accepted", "notes"]
+YES_NO = ("yes", "no")
+OUTCOMES = ("accepted", "declined", "call back later", "wrong number", "do not contact again")
 LIST_COLUMNS = ["rank", "customer_id", "lifecycle_stage", "value_tier", "p_churn_pct", "value",
-                "expected_value", "reason_1", "reason_2", "reason_3", "suggested_offer",
-                "talking_points", "due_date"]
+                "expected_value", "reason_1", "reason_2", "reason_3", "chosen_because", "suggested_offer",
+                "talking_points", "list_date", "due_date", *OUTCOME_COLUMNS]
 
-OFFERS = {
-    "callback": "A personal call from the service team: listen, fix what went wrong, offer help",
-    "exclusive_discount": "A personal comeback coupon worth {offer_value:,.2f} on the next order, "
-                          "valid {coupon_valid_days} days",
-    "trial": "A free sample of a product from a category they have not tried yet",
+# Offers and talking points by action and topic. The topic is the driver that chose the action
+# (service, price, variety) or, for a customer without one, their strongest warning sign (lapse:
+# buying less often; breadth: buying from fewer categories), so that the offer, the talking
+# points and the reasons on the same row tell one story. {offer} is the coupon's value with its
+# currency, {valid_days} how long it holds.
+OFFERS: dict[str, dict[str, str]] = {
+    "callback": {
+        "service": "A personal call: apologise, fix what went wrong, offer help",
+        "price": "A personal call: tell them about the offers on what they usually buy",
+        "variety": "A personal call: tell them what is new in the categories they like",
+        "breadth": "A personal call: help them find what they no longer buy from us",
+        "lapse": "A personal call: check in, ask what changed, help with the next order",
+        "default": "A personal call: thank them and ask how their orders went",
+    },
+    "exclusive_discount": {
+        "service": "A personal comeback coupon worth {offer} to make up for the trouble, valid {valid_days} days",
+        "price": "A personal comeback coupon worth {offer} on the next order, valid {valid_days} days",
+        "variety": "A personal coupon worth {offer} to try something new, valid {valid_days} days",
+        "breadth": "A personal coupon worth {offer} in a category they used to buy, valid {valid_days} days",
+        "lapse": "A personal comeback coupon worth {offer} on the next order, valid {valid_days} days",
+        "default": "A personal comeback coupon worth {offer} on the next order, valid {valid_days} days",
+    },
+    "trial": {
+        "service": "A free sample as a thank-you for their patience after the recent trouble",
+        "price": "A free sample: something new to try at no cost",
+        "variety": "A free sample of a new product in a category they like",
+        "breadth": "A free sample from a category they used to buy but have not lately",
+        "lapse": "A free sample of a new product in a category they used to buy often",
+        "default": "A free sample of a new product in a category they like",
+    },
 }
-# Talking points by action and topic; the topic comes from the top reason (else the segment).
 TALKING_POINTS: dict[str, dict[str, tuple[str, ...]]] = {
     "callback": {
         "service": ("Apologise for the trouble with their recent orders",
@@ -53,7 +85,11 @@ TALKING_POINTS: dict[str, dict[str, tuple[str, ...]]] = {
         "price": ("Thank them for shopping with us",
                   "Ask whether prices or offers have kept them away",
                   "Tell them about the offers on products they buy often"),
-        "breadth": ("Ask whether they found what they were looking for lately",
+        "variety": ("Thank them for shopping with us",
+                    "Tell them what is new in the categories they buy from",
+                    "Ask what they would like to see us sell"),
+        "breadth": ("Say we noticed they buy from fewer of our categories than before",
+                    "Ask whether they found what they were looking for lately",
                     "Mention new products in the categories they used to buy"),
         "lapse": ("Say we noticed they have not ordered for a while and wanted to check in",
                   "Ask whether anything changed in how they shop with us",
@@ -65,28 +101,50 @@ TALKING_POINTS: dict[str, dict[str, tuple[str, ...]]] = {
     "exclusive_discount": {
         "service": ("Apologise for the recent trouble; the coupon thanks them for their patience",
                     "Make sure the problem is solved before mentioning the coupon"),
-        "price": ("The coupon is personal and valid {coupon_valid_days} days",
+        "price": ("The coupon is personal and valid {valid_days} days",
                   "Point to products they bought before that are on offer now"),
+        "variety": ("The coupon is personal and valid {valid_days} days",
+                    "Suggest something new in a category they like"),
+        "breadth": ("Mention a category they used to buy from us",
+                    "The coupon is personal and valid {valid_days} days"),
+        "lapse": ("Tell them we miss them",
+                  "The coupon is personal and valid {valid_days} days",
+                  "Point to products they bought before"),
         "default": ("Tell them we miss them",
-                    "The coupon is personal and valid {coupon_valid_days} days",
+                    "The coupon is personal and valid {valid_days} days",
                     "Point to products they bought before"),
     },
     "trial": {
+        "service": ("Apologise for the recent trouble; the sample is a small thank-you",
+                    "The sample is free, no order needed"),
+        "price": ("The sample is free, no order needed",
+                  "Mention the offers on products they buy often"),
+        "variety": ("Suggest something new in a category they like",
+                    "The sample is free, no order needed",
+                    "Ask them to tell us what they think of it"),
         "breadth": ("Suggest a product from a category they used to enjoy",
                     "The sample is free, no order needed",
                     "Ask them to tell us what they think of it"),
-        "service": ("Apologise for the recent trouble; the sample is a small thank-you",
-                    "The sample is free, no order needed"),
+        "lapse": ("Say we noticed they have not ordered for a while",
+                  "Suggest something new in a category they used to buy often; the sample is free",
+                  "Ask them to tell us what they think of it"),
         "default": ("Suggest something new in a category they like",
                     "The sample is free, no order needed",
                     "Ask them to tell us what they think of it"),
     },
 }
-# Reason families (churn.explain) and segments mapped to a talking-point topic.
+# Why a customer got the action, by segment (the driver with the largest uplift for it).
+CHOSEN_BECAUSE = {
+    "service": "Service trouble: a complaint, ticket or return request in the last 90 days, or many returns",
+    "price": "Price-sensitive: buys on discount more than most customers",
+    "variety": "Variety seeker: buys from more categories than most customers",
+    "none": "No specific driver: the action with the best expected value for them",
+}
+# Reason families (churn.model.explain) and segments mapped to a topic.
 _TOPIC_OF = {"event_complaint": "service", "event_support_ticket": "service", "event_return_request": "service",
              "returns": "service", "service": "service", "discount": "price", "price": "price",
-             "breadth": "breadth", "variety": "breadth", "recency": "lapse", "frequency": "lapse",
-             "spend": "lapse", "activity": "lapse", "drift": "lapse"}
+             "variety": "variety", "breadth": "breadth", "recency": "lapse", "frequency": "lapse",
+             "spend": "lapse", "visits": "lapse", "activity": "lapse", "drift": "lapse"}
 
 
 # --- drivers and candidates ----------------------------------------------------------------
@@ -149,43 +207,149 @@ def prior_uplift(config: WinbackConfig) -> dict[str, dict[str, float]]:
     return {action: dict(config.action(action).uplift) for action in ACTIONS}
 
 
+def eligibility(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
+                run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
+                cuts: Mapping[str, float] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Per action, one boolean per customer for each rule a candidate must pass.
+
+    eligible: the action's stages, value tiers and drivers; above_risk_floor: p_churn at least
+    winback.min_p_churn and the action's own floor; not_suppressed; not_in_cooldown: not listed or
+    contacted within the action's cooldown (`last_listed`). A candidate passes all four.
+    """
+    p = scores["p_churn"].to_numpy(dtype="float64")
+    free = ~scores["customer_id"].isin(suppressed).to_numpy()
+    last = listed_dates(scores["customer_id"], last_listed)
+    drv = drivers(scores, config, cuts)
+    rules = {}
+    for action in ACTIONS:
+        policy = config.action(action)
+        eligible = (scores["lifecycle_stage"].isin(policy.stages).to_numpy()
+                    & scores["value_tier"].isin(policy.value_tiers).to_numpy())
+        if policy.drivers:
+            eligible &= drv[list(policy.drivers)].to_numpy().any(axis=1)
+        rules[action] = {"eligible": eligible,
+                         "above_risk_floor": (p >= config.min_p_churn) & (p >= policy.min_p_churn),
+                         "not_suppressed": free,
+                         "not_in_cooldown": ~in_cooldown(last, run_date, policy.cooldown_days)}
+    return rules
+
+
+def offer_value(basket: np.ndarray, policy) -> np.ndarray:
+    """The face value of an offer priced on the customer's average basket (0 for other actions).
+
+    basket_share_cost x basket, at least `min_offer_value`, rounded up to a multiple of `offer_step`
+    (a coupon of 0.52 helps nobody and looks odd).
+    """
+    if policy.basket_share_cost <= 0:
+        return np.zeros(len(basket))
+    value = np.maximum(policy.basket_share_cost * basket, policy.min_offer_value)
+    if policy.offer_step > 0:
+        # Round up, but not past a value that is already a multiple (floating-point noise aside).
+        value = np.ceil(np.round(value / policy.offer_step, 9)) * policy.offer_step
+    return value
+
+
 def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
                run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
                uplift: Uplift | None = None, positive_only: bool = False,
-               cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
+               customer_uplift: pd.DataFrame | None = None, cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Every eligible (customer, action) pair with its segment, uplift, cost and EV.
 
-    `row` is the customer's position in `scores`. `last_listed`: the last date each customer
-    was listed (either arm) or contacted, indexed by customer id; a customer listed within an
-    action's cooldown is not a candidate for it. Suppressed customers are never candidates,
-    whatever else holds. `positive_only` keeps the pairs with EV > 0 only. `cuts`: the drivers'
-    thresholds (see `drivers`).
+    `row` is the customer's position in `scores`. A pair passes every rule of `eligibility`:
+    suppressed customers are never candidates, whatever else holds. `positive_only` keeps the
+    pairs with EV > 0 only. `customer_uplift` (one row per row of `scores`, one column per action:
+    `churn.decide.uplift.UpliftModel.predict`) replaces the segment's uplift customer by customer
+    where it has a value. `cuts`: the drivers' thresholds (see `drivers`).
     """
     uplift = prior_uplift(config) if uplift is None else uplift
     p = scores["p_churn"].to_numpy(dtype="float64")
     value = np.nan_to_num(scores["value"].to_numpy(dtype="float64"))
     basket = np.nan_to_num(_column(scores, "avg_order_value_365d"))
-    base = (p >= config.min_p_churn) & ~scores["customer_id"].isin(suppressed).to_numpy()
-    last = listed_dates(scores["customer_id"], last_listed)
     drv = drivers(scores, config, cuts)
+    rules = eligibility(scores, suppressed, config, run_date, last_listed, cuts)
     frames = []
     for action in ACTIONS:
         policy = config.action(action)
-        ok = (base & (p >= policy.min_p_churn) & scores["lifecycle_stage"].isin(policy.stages).to_numpy()
-              & scores["value_tier"].isin(policy.value_tiers).to_numpy()
-              & ~in_cooldown(last, run_date, policy.cooldown_days))
-        if policy.drivers:
-            ok &= drv[list(policy.drivers)].to_numpy().any(axis=1)
-        rows = np.flatnonzero(ok)
+        rows = np.flatnonzero(np.logical_and.reduce(list(rules[action].values())))
         segment, lift = _segment(drv.iloc[rows], uplift[action])
-        offer_value = policy.basket_share_cost * basket[rows]
-        cost = (policy.fixed_cost + offer_value) * policy.cost_probability
+        if customer_uplift is not None and action in customer_uplift:
+            learned = customer_uplift[action].to_numpy(dtype="float64")[rows]
+            lift = np.where(np.isnan(learned), lift, learned)
+        offer = offer_value(basket[rows], policy)
+        cost = (policy.fixed_cost + offer) * policy.cost_probability
         ev = p[rows] * lift * value[rows] - cost
         keep = ev > 0 if positive_only else slice(None)
         frames.append(pd.DataFrame({
             "row": rows[keep], "action": action, "segment": np.asarray(SEGMENTS)[segment[keep]],
-            "uplift": lift[keep], "cost": cost[keep], "expected_value": ev[keep], "offer_value": offer_value[keep]}))
+            "uplift": lift[keep], "cost": cost[keep], "expected_value": ev[keep], "offer_value": offer[keep]}))
     return pd.concat(frames, ignore_index=True)
+
+
+FUNNEL_STEPS = ("scored", "eligible", "above_risk_floor", "suppressed", "in_cooldown", "ev_positive",
+                "to_other_action", "listed", "held_out", "capacity")
+
+
+def funnel(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig, taken: pd.DataFrame,
+           run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
+           uplift: Uplift | None = None, customer_uplift: pd.DataFrame | None = None,
+           cuts: Mapping[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Per action, how many customers each rule let through, and what kept the list short.
+
+    Counted in order: scored; eligible (stage, value tier, drivers); of those above the risk floor;
+    then removed as suppressed and as in cooldown; of the rest, EV > 0; of those, taken for a
+    better action (a customer gets one action); listed (treated) and held out; the capacity.
+    `blocked` says in words why a list is not full (or that it is): the step that lost the most.
+    """
+    rules = eligibility(scores, suppressed, config, run_date, last_listed, cuts)
+    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=True,
+                       customer_uplift=customer_uplift, cuts=cuts)
+    out: dict[str, dict[str, Any]] = {}
+    for action in ACTIONS:
+        r = rules[action]
+        eligible = r["eligible"]
+        floor = eligible & r["above_risk_floor"]
+        free = floor & r["not_suppressed"]
+        cool = free & r["not_in_cooldown"]
+        positive = pairs[pairs["action"] == action]
+        mine = taken[taken["action"] == action]
+        listed = int((mine["arm"] == "treated").sum())
+        counts = {"scored": len(scores), "eligible": int(eligible.sum()), "above_risk_floor": int(floor.sum()),
+                  "suppressed": int((floor & ~r["not_suppressed"]).sum()),
+                  "in_cooldown": int((free & ~r["not_in_cooldown"]).sum()), "ev_positive": len(positive),
+                  "to_other_action": int(scores["customer_id"].iloc[positive["row"]].isin(
+                      taken.loc[taken["action"] != action, "customer_id"]).sum()),
+                  "listed": listed, "held_out": int((mine["arm"] == "holdout").sum()),
+                  "capacity": int(config.capacity.get(action, 0))}
+        counts["blocked"] = _blocked(counts, int(cool.sum()), config.min_p_churn)
+        out[action] = counts
+    return out
+
+
+def _blocked(c: dict[str, Any], candidates_left: int, floor: float) -> str:
+    """Why a list holds fewer customers than its capacity, in the team's words."""
+    if c["listed"] >= c["capacity"]:
+        return f"full: {c['capacity']} listed, the daily capacity"
+    losses = {
+        "eligible": (c["scored"] - c["eligible"], f"only {c['eligible']:,} of {c['scored']:,} scored customers are "
+                                                  f"in the stages and value tiers this action is for"),
+        "above_risk_floor": (c["eligible"] - c["above_risk_floor"],
+                             f"only {c['above_risk_floor']:,} of the {c['eligible']:,} eligible are above the risk "
+                             f"floor ({floor:.0%})"),
+        "suppressed": (c["suppressed"], f"{c['suppressed']:,} of those are suppressed (opt-outs, do not contact)"),
+        "in_cooldown": (c["in_cooldown"], f"{c['in_cooldown']:,} of those were listed or contacted within the "
+                                          f"cooldown"),
+        "ev_positive": (candidates_left - c["ev_positive"],
+                        f"only {c['ev_positive']:,} of the {candidates_left:,} left have an expected value above "
+                        f"cost (EV > 0)"),
+        "to_other_action": (c["to_other_action"], f"{c['to_other_action']:,} of those are worth more in another "
+                                                  f"action's list"),
+    }
+    before = {"eligible": c["scored"], "above_risk_floor": c["eligible"], "suppressed": c["above_risk_floor"],
+              "in_cooldown": c["above_risk_floor"] - c["suppressed"], "ev_positive": candidates_left,
+              "to_other_action": c["ev_positive"]}
+    # The step that lost the largest share of what reached it: ten of ten matters more than 900 of 2,000.
+    step = max(losses, key=lambda k: losses[k][0] / max(before[k], 1))
+    return f"{c['listed']} of {c['capacity']}: {losses[step][1]}"
 
 
 def listed_dates(customer_ids: pd.Series, last_listed: pd.Series | None) -> np.ndarray:
@@ -236,9 +400,10 @@ def _draw(campaign: str, customer_id: str) -> float:
 def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
            run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
            uplift: Uplift | None = None, rank_by: str = "ev", random_state: int = 0,
-           cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
+           customer_uplift: pd.DataFrame | None = None, cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
     """The customers taken for the lists: one action each, with arm (treated/holdout) and rank.
 
+    `customer_uplift`: learned uplift per customer and action (see `candidates`).
     `rank_by="ev"` is the policy. "risk" (p_churn order; each customer gets the first action in
     callback, exclusive_discount, trial order with room left) and "random" ignore EV: they are
     the baselines of bench/winback_sim.py. Returns the score columns of the customers taken
@@ -248,7 +413,7 @@ def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
     if rank_by not in ("ev", "risk", "random"):
         raise ValueError(f"rank_by must be 'ev', 'risk' or 'random', not {rank_by!r}")
     pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=rank_by == "ev",
-                       cuts=cuts)
+                       customer_uplift=customer_uplift, cuts=cuts)
     if rank_by == "random":
         priority = np.random.default_rng(random_state).random(len(pairs))
     else:
@@ -326,37 +491,62 @@ def _fill(pairs: pd.DataFrame, priority: np.ndarray, scores: pd.DataFrame, confi
 # --- the lists ---------------------------------------------------------------------------------
 
 
-def _neutralise(value: object) -> object:
-    """Make text that a spreadsheet would run as a formula show as plain text."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
+def topic(action: str, top_reason: object, segment: object) -> str:
+    """The story an action's offer and talking points tell: the driver that chose the action
+    (its segment), else the customer's strongest warning sign, else "default"."""
+    options = OFFERS[action]
+    return next((t for t in (_topic(segment), _topic(top_reason)) if t in options), "default")
 
 
-def talking_points(action: str, top_reason: object, segment: object, coupon_valid_days: int = 14) -> str:
-    """2-3 numbered talking points for an action, chosen by the top reason (else the segment)."""
-    options = TALKING_POINTS[action]
-    topic = next((t for t in (_topic(top_reason), _topic(segment)) if t in options), "default")
-    return "\n".join(f"{i}) {point.format(coupon_valid_days=coupon_valid_days)}"
-                     for i, point in enumerate(options[topic], start=1))
+def talking_points(action: str, top_reason: object, segment: object, valid_days: int = 14) -> str:
+    """2-3 numbered talking points for an action, on the same topic as its offer (`topic`)."""
+    points = TALKING_POINTS[action][topic(action, top_reason, segment)]
+    return "\n".join(f"{i}) {point.format(valid_days=valid_days)}" for i, point in enumerate(points, start=1))
 
 
 def _topic(code: object) -> str | None:
-    if not isinstance(code, str):
+    if not isinstance(code, str) or code == "none":
         return None
-    return _TOPIC_OF.get(code.removesuffix("_90d"))
+    if code in _TOPIC_OF:
+        return _TOPIC_OF[code]
+    return _TOPIC_OF.get(theme(code))  # event families of any shop's spelling
+
+
+def _amount(value: float, currency: str) -> str:
+    """'7 USD', '7.50 USD', '£7.50': whole amounts without decimals."""
+    text = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+    if not currency:
+        return text
+    return f"{text} {currency}" if currency.isalpha() else f"{currency}{text}"
+
+
+def _chosen_because(segment: object, uplift: float) -> str:
+    """Why the customer got this action: the driver (segment) and how much the action helps such customers."""
+    text = CHOSEN_BECAUSE.get(str(segment), CHOSEN_BECAUSE["none"])
+    return f"{text} (wins back about {uplift:.0%} of such customers who would leave)" if uplift == uplift else text
+
+
+def _plain(day: dt.date) -> dt.date:
+    return dt.date(day.year, day.month, day.day)
 
 
 def service_lists(assignments: pd.DataFrame, run_date: pd.Timestamp | str,
-                  config: WinbackConfig | None = None) -> dict[str, pd.DataFrame]:
-    """The lists the service team works from: treated customers only, one frame per action."""
+                  config: WinbackConfig | None = None, currency: str = "") -> dict[str, pd.DataFrame]:
+    """The lists the service team works from: treated customers only, one frame per action.
+
+    Values are true values (ids exactly as in the data, dates as dates); the outcome columns are
+    empty for the team to fill in. Guarding text against spreadsheet formulas is the writer's
+    job (`churn.publish.files`), so that the workbook keeps the true id.
+    """
     config = config or WinbackConfig()
+    listed = RunDate.parse(run_date)
     lists = {}
     for action in ACTIONS:
+        policy = config.action(action)
         rows = assignments[(assignments["action"] == action) & (assignments["arm"] == "treated")]
         empty = pd.Series(index=rows.index, dtype=object)
         codes = rows.get("reason_code_1", empty)
-        due = str(due_date(run_date, config.action(action).due_days))
+        topics = [topic(action, c, s) for c, s in zip(codes, rows["segment"])]
         frame = pd.DataFrame({
             "rank": np.arange(1, len(rows) + 1),
             "customer_id": rows["customer_id"].astype(str).to_numpy(),
@@ -368,11 +558,15 @@ def service_lists(assignments: pd.DataFrame, run_date: pd.Timestamp | str,
             "reason_1": rows.get("reason_1", empty).to_numpy(),
             "reason_2": rows.get("reason_2", empty).to_numpy(),
             "reason_3": rows.get("reason_3", empty).to_numpy(),
-            "suggested_offer": [OFFERS[action].format(offer_value=v, coupon_valid_days=config.coupon_valid_days)
-                                for v in rows["offer_value"]],
-            "talking_points": [talking_points(action, c, s, config.coupon_valid_days)
-                               for c, s in zip(codes, rows["segment"])],
-            "due_date": due,
+            "chosen_because": [_chosen_because(seg, u) for seg, u in
+                               zip(rows["segment"], rows.get("uplift", pd.Series(np.nan, index=rows.index)))],
+            "suggested_offer": [OFFERS[action][t].format(offer=_amount(v, currency), valid_days=policy.offer_valid_days)
+                                for t, v in zip(topics, rows["offer_value"])],
+            "talking_points": [talking_points(action, c, seg, policy.offer_valid_days)
+                               for c, seg in zip(codes, rows["segment"])],
+            "list_date": _plain(listed),
+            "due_date": _plain(due_date(listed, policy.due_days)),
+            **{column: None for column in OUTCOME_COLUMNS},
         }, columns=LIST_COLUMNS)
-        lists[action] = frame.map(_neutralise)
+        lists[action] = frame
     return lists

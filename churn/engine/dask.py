@@ -24,6 +24,7 @@ scores.parquet and the warehouse, as the local engine writes them).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -74,6 +75,7 @@ class PartitionedData:
     event_types: list[str]
     files: PartitionedFiles
     reused: bool = False
+    checked: list[Any] = field(default_factory=list)  # futures of each partition's validation
 
     @property
     def fingerprints(self) -> dict[str, str]:
@@ -157,11 +159,12 @@ class DaskEngine:
 
     def ship(self, obj: Any) -> Any:
         """`obj` sent once to every worker (a model, a table of past listings): a future to pass to `map`."""
-        return self.client.scatter(obj, broadcast=True, hash=False)
+        # In a list of one: `scatter` would send each item of a set, list or dict as a future of its own.
+        return self.client.scatter([obj], broadcast=True, hash=False)[0]
 
     # --- validation ----------------------------------------------------------------------------
 
-    def load(self, data_dir: str, policy: ContractConfig) -> PartitionedData:
+    def load(self, data_dir: str, policy: Config | ContractConfig) -> PartitionedData:
         """Validate `data_dir` per partition (partitioning it first, once per data fingerprint).
 
         Raises ContractError with every partition's problems (file rows as in the input files) and
@@ -180,6 +183,11 @@ class DaskEngine:
         problems = _unique([p for s in summaries for p in s["problems"]])
         if files.rows.get("orders", 1) == 0:
             problems.insert(0, f"{files.tables['orders']}: no data rows")
+        elif not problems and sum(s["row_counts"].get("orders", 0) for s in summaries) == 0:
+            reasons = pd.concat([s["quarantine"]["orders"] for s in summaries])["reason"].value_counts()
+            why = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
+            problems.append(f"{files.tables['orders']}: all {files.rows['orders']} rows were set aside ({why}): "
+                            f"nothing is left to work with; see the quarantine, fix the file or the [contract] policy")
         duplicates = self._duplicate_order_ids([c for c, s in zip(checked, summaries) if not s["problems"]], files)
         if duplicates:  # after the orders file's own problems, as the contract orders its checks
             orders_file = files.tables["orders"] + ":"
@@ -188,8 +196,30 @@ class DaskEngine:
         if problems:
             raise ContractError("\n".join(problems))
         parts = self.map(_dataset_of, checked)
-        return PartitionedData(parts, _summary_dataset(summaries, fingerprints),
-                               sorted({t for s in summaries for t in s["event_types"]}), files, reused)
+        return PartitionedData(parts, _summary_dataset(summaries, fingerprints, files),
+                               sorted({t for s in summaries for t in s["event_types"]}), files, reused, checked)
+
+    def dataset(self, data: PartitionedData) -> contract.Dataset:
+        """The validated partitions gathered here as one `contract.Dataset`, rows in file order.
+
+        What `contract.validate` returns for the whole directory (the tests hold it so), for the
+        steps that need all customers at once in one process (the training job, see docs/scale.md).
+        """
+        tables = self.gather(self.map(_numbered_tables, data.checked))
+        summary = data.summary
+        frames = {}
+        for name in [n for n in contract.TABLES if any(n in t for t in tables)]:
+            frame = pd.concat([t[name] for t in tables if name in t], ignore_index=True)
+            frames[name] = frame.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
+        return contract.Dataset(**frames, quarantine=summary.quarantine, fingerprints=summary.fingerprints,
+                                row_counts=summary.row_counts, unmatched=summary.unmatched, sources=summary.sources,
+                                cleared=summary.cleared)
+
+    def check_not_after(self, data: PartitionedData, last_day: object) -> None:
+        """`contract.check_not_after` on every partition (quoting file rows); one ContractError for all."""
+        found = [p for part in self.gather(self.map(_not_after, data.checked, last_day=last_day)) for p in part]
+        if found:
+            raise ContractError("\n".join(found) + "\nfix these dates at the source: data cannot come from the future")
 
     # --- the daily run's steps -----------------------------------------------------------------
 
@@ -235,7 +265,8 @@ class DaskEngine:
         return self.map(ranks.apply_value_tier, scores, starts=starts)
 
     def candidates(self, data: PartitionedData, scores: list[Any], config: WinbackConfig, run_date: object,
-                   last_listed: pd.Series, uplift: Any) -> tuple[pd.DataFrame, dict[str, float], set[str]]:
+                   last_listed: pd.Series, uplift: Any, suppressed: set[str], uplift_model: Any = None
+                   ) -> tuple[pd.DataFrame, dict[str, float], set[str]]:
         """The scored customers who may make the lists, from every partition's EV shortlist.
 
         Returns their score rows (sorted by customer id), the drivers' thresholds of all partitions,
@@ -243,17 +274,19 @@ class DaskEngine:
         """
         cuts = ranks.global_quantiles(self.mapper(scores), ranks.quantile_specs(),
                                       {"price": config.price_quantile, "variety": config.variety_quantile})
-        listed = self.ship(last_listed)
-        got = self.gather(self.map(_candidates, scores, data.parts, config=config, run_date=run_date,
-                                   last_listed=listed, uplift=uplift, cuts=cuts, everything=False))
+        got = self.gather(self.map(_candidates, scores, config=config, run_date=run_date,
+                                   last_listed=self.ship(last_listed), uplift=uplift, cuts=cuts, everything=False,
+                                   suppressed=self.ship(suppressed), uplift_model=self.ship(uplift_model)))
         rows = pd.concat([g[0] for g in got]).sort_values("customer_id", ignore_index=True)
         return rows, cuts, set().union(*[g[1] for g in got])
 
     def all_candidates(self, data: PartitionedData, scores: list[Any], config: WinbackConfig, run_date: object,
-                       last_listed: pd.Series, uplift: Any, cuts: dict[str, float]) -> pd.DataFrame:
+                       last_listed: pd.Series, uplift: Any, cuts: dict[str, float], suppressed: set[str],
+                       uplift_model: Any = None) -> pd.DataFrame:
         """Every scored customer with a positive-EV action (when a shortlist was not enough)."""
-        got = self.gather(self.map(_candidates, scores, data.parts, config=config, run_date=run_date,
-                                   last_listed=self.ship(last_listed), uplift=uplift, cuts=cuts, everything=True))
+        got = self.gather(self.map(_candidates, scores, config=config, run_date=run_date,
+                                   last_listed=self.ship(last_listed), uplift=uplift, cuts=cuts, everything=True,
+                                   suppressed=self.ship(suppressed), uplift_model=self.ship(uplift_model)))
         return pd.concat([g[0] for g in got]).sort_values("customer_id", ignore_index=True)
 
     def collect(self, frames: list[Any], by: str | list[str] = "customer_id") -> pd.DataFrame:
@@ -269,7 +302,10 @@ class DaskEngine:
             fs.rm(path, recursive=True)
         frames, rows = {}, {}
         for name, url in tables.items():
-            frames[name], rows[name] = _numbered(url, self.storage_options)
+            try:
+                frames[name], rows[name] = _numbered(url, self.storage_options)
+            except (OSError, ValueError, UnicodeDecodeError) as err:  # as the contract reports an unreadable file
+                raise ContractError(f"{url.rstrip('/').rsplit('/', 1)[-1]}: cannot be read ({err})") from None
         for name, frame in frames.items():
             if "customer_id" in frame.columns:
                 frames[name] = frame.assign(**{PART: frame["customer_id"].map_partitions(
@@ -378,7 +414,7 @@ def _orphans_by_order(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return frame.drop(columns=["_key"]).assign(**{PART: part.astype(np.int32)})
 
 
-def _validate_partition(part: int, files: PartitionedFiles, policy: ContractConfig) -> _Validated:
+def _validate_partition(part: int, files: PartitionedFiles, policy: Config | ContractConfig) -> _Validated:
     """Run the contract on one partition; its problems are returned, not raised, to be reported together."""
     tables, rows = {}, {}
     for name in files.tables:
@@ -405,7 +441,8 @@ def _summary(checked: _Validated) -> dict[str, Any]:
 
     events = [] if ds.events is None else list(ds.events["event_type"].dropna().unique())
     return {"problems": [], "row_counts": ds.row_counts, "quarantine": ds.quarantine, "contacts": numbered("contacts"),
-            "suppressions": numbered("suppressions"), "event_types": events}
+            "suppressions": numbered("suppressions"), "event_types": events, "unmatched": ds.unmatched,
+            "cleared": ds.cleared}
 
 
 def _features(dataset: contract.Dataset, cutoffs: list[pd.Timestamp], lookback_days: int,
@@ -416,13 +453,19 @@ def _features(dataset: contract.Dataset, cutoffs: list[pd.Timestamp], lookback_d
     return builder.build(cutoffs)
 
 
-def _candidates(scores: pd.DataFrame, dataset: contract.Dataset, config: WinbackConfig, run_date: object,
-                last_listed: pd.Series, uplift: Any, cuts: dict[str, float], everything: bool
-                ) -> tuple[pd.DataFrame, set[str]]:
-    """One partition's customers with an EV-positive action on the shortlist (all of them with `everything`)."""
-    suppressed = set() if dataset.suppressions is None else set(dataset.suppressions["customer_id"])
+def _candidates(scores: pd.DataFrame, config: WinbackConfig, run_date: object, last_listed: pd.Series,
+                uplift: Any, cuts: dict[str, float], everything: bool, suppressed: set[str],
+                uplift_model: Any) -> tuple[pd.DataFrame, set[str]]:
+    """One partition's customers with an EV-positive action on the shortlist (all of them with `everything`).
+
+    `suppressed`: the data's and the warehouse's; `uplift_model`: the learnt per-customer uplift (or None).
+    """
+    from churn.decide import uplift as uplift_models
+
+    learned = (None if uplift_model is None else
+               uplift_models.per_customer(uplift_model, scores, uplift, config, cuts))
     pairs = winback.candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=True,
-                               cuts=cuts)
+                               customer_uplift=learned, cuts=cuts)
     if everything:
         keep, dropped = np.ones(len(pairs), dtype=bool), set()
     else:
@@ -463,7 +506,44 @@ def _unique(lines: list[str]) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def _summary_dataset(summaries: list[dict[str, Any]], fingerprints: dict[str, str]) -> contract.Dataset:
+def _numbered_tables(checked: _Validated) -> dict[str, pd.DataFrame]:
+    """The partition's validated tables, each row with its file row (to restore the file's order)."""
+    return {name: frame.assign(**{ROW: checked.kept_rows[name]}) for name, frame in checked.dataset.tables().items()}
+
+
+def _not_after(checked: _Validated, last_day: object) -> list[str]:
+    """`contract.check_not_after` on one partition, quoting the input file's rows."""
+    ds = checked.dataset
+    end = pd.Timestamp(last_day).normalize() + pd.Timedelta(days=1)
+    problems = []
+    for name, frame in ds.tables().items():
+        if name == "suppressions":
+            continue
+        for column in contract.TABLES[name].columns:
+            if column.kind not in ("timestamp", "date") or column.name not in frame:
+                continue
+            later = (frame[column.name] >= end).to_numpy()
+            if later.any():
+                rows = pd.Series(True, index=checked.kept_rows[name][later])
+                problems.append(contract._rows(ds.sources.get(name, name), column.name, rows,
+                                               f"after {end.date() - pd.Timedelta(days=1)}, the day of the run",
+                                               pd.Series(frame.loc[later, column.name].to_numpy(), index=rows.index)))
+    return problems
+
+
+def _merged_unmatched(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per table, the partitions' unmatched ids added up (a customer is in one partition)."""
+    out = {}
+    for name in [n for n in contract.TABLES if any(n in s["unmatched"] for s in summaries)]:
+        parts = [s["unmatched"][name] for s in summaries if name in s["unmatched"]]
+        first = tuple(i for p in parts for i in p.first_ids)[:contract._SHOWN]
+        out[name] = dataclasses.replace(parts[0], rows=sum(p.rows for p in parts),
+                                        customers=sum(p.customers for p in parts), first_ids=first)
+    return out
+
+
+def _summary_dataset(summaries: list[dict[str, Any]], fingerprints: dict[str, str],
+                     files: PartitionedFiles) -> contract.Dataset:
     """The global, small part of a partitioned data set, as a `contract.Dataset` without orders."""
     tables = list(summaries[0]["row_counts"])
     counts = {name: int(sum(s["row_counts"].get(name, 0) for s in summaries)) for name in tables}
@@ -480,6 +560,12 @@ def _summary_dataset(summaries: list[dict[str, Any]], fingerprints: dict[str, st
         frame = pd.concat(parts, ignore_index=True)
         return frame.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
 
+    cleared: dict[str, dict[str, int]] = {}
+    for s in summaries:
+        for name, columns in s["cleared"].items():
+            for column, n in columns.items():
+                cleared.setdefault(name, {})[column] = cleared.get(name, {}).get(column, 0) + n
     return contract.Dataset(orders=None, contacts=stacked("contacts"), suppressions=stacked("suppressions"),
-                            quarantine=quarantine,
+                            quarantine=quarantine, unmatched=_merged_unmatched(summaries), sources=dict(files.tables),
+                            cleared=cleared,
                             fingerprints=fingerprints, row_counts=counts)

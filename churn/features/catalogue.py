@@ -8,15 +8,16 @@ the cutoff, `day` the day of an order.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from churn.errors import DataError
 from churn.features import segments
 
-EXCLUDED_STATUSES = ("returned", "cancelled")
 WINDOWS = (30, 90, 180, 365)
 EPOCH = pd.Timestamp("1970-01-01")
 # Event types that mean the customer came to look (engagement): login and visit.
@@ -181,6 +182,11 @@ ITEM_DERIVED = [
 def _event_features(event_types: Iterable[str]) -> list[Feature]:
     """Engagement and service features: days since, counts per type in windows and to date."""
     types = sorted(set(event_types))
+    slugs = pd.Series(types, dtype=object).map(_slug)
+    if slugs.duplicated().any():
+        clash = sorted(t for t, dup in zip(types, slugs.duplicated(keep=False)) if dup)
+        raise DataError(f"event types {clash} would share feature names: validate the data (churn.data.contract), "
+                        f"which writes each event type one way")
     feats = [Feature("days_since_event", "days since the last recorded event of any kind", "all history",
                      "events", "t - max(day)", "engagement")]
     engaged = [k for k in ENGAGEMENT_EVENTS if k in types]
@@ -220,6 +226,36 @@ def catalogue(event_types: Iterable[str] = ()) -> list[Feature]:
     event_types = list(event_types)
     return (ORDER_FEATURES + OPTIONAL_ORDER_FEATURES + SCORE_FEATURES + ITEM_FEATURES + ITEM_DERIVED
             + _event_features(event_types) + _event_derived(event_types))
+
+
+# Labels where the meaning is too long for a chart's axis.
+SHORT_LABELS = {"valuable_frequency_drop": "valuable customer buying half as often",
+                "gap_std_days": "spread of the days between purchases"}
+_EVENT_NAME = re.compile(r"^event_(.+)_(30d|90d|all)$")
+LABEL_LENGTH = 48
+
+
+def history_days(window: str) -> float:
+    """How many days of history a feature's window needs: "90 days" 90, "days 91-180" 180, all history inf."""
+    numbers = [int(n) for n in re.findall(r"\d+", window)]
+    return float("inf") if "all history" in window or not numbers else float(max(numbers))
+
+
+def labels(names: Iterable[str]) -> dict[str, str]:
+    """Each feature in words for charts and tables, from its meaning: "orders_90d" -> "Purchase occasions in
+    the last 90 days" (the first clause, at most LABEL_LENGTH characters)."""
+    names = list(names)
+    kinds = {m.group(1) for m in map(_EVENT_NAME.match, names) if m}
+    meanings = {f.name: f.meaning for f in catalogue(kinds)}
+    out = {}
+    for name in names:
+        text = SHORT_LABELS.get(name) or meanings.get(name) or name.replace("_", " ")
+        text = re.split(r" \(|: |, else", text)[0]
+        text = re.sub(r"'([^']+)' events", lambda m: m.group(1).replace("_", " ") + " events", text)
+        if len(text) > LABEL_LENGTH:
+            text = text[:LABEL_LENGTH - 1].rstrip() + "…"
+        out[name] = text[:1].upper() + text[1:]
+    return out
 
 
 def _slug(text: str) -> str:

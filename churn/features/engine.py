@@ -36,9 +36,10 @@ import pandas as pd
 import pyarrow as pa
 
 from churn.data import database
+from churn.data.statuses import is_purchase, purchase_sql
 from churn.errors import DataError
 from churn.features import kernels
-from churn.features.catalogue import DEFAULT_MEMORY_LIMIT, EPOCH, EXCLUDED_STATUSES, Feature, _sql_str, catalogue
+from churn.features.catalogue import DEFAULT_MEMORY_LIMIT, EPOCH, Feature, _sql_str, catalogue
 
 if TYPE_CHECKING:
     from churn.data.contract import Dataset
@@ -69,10 +70,10 @@ def to_day(cutoff: object) -> int:
 
 
 def valid_orders(orders: pd.DataFrame) -> pd.DataFrame:
-    """Orders that count as purchases: returned and cancelled ones are left out."""
+    """Orders that count as purchases (`churn.data.statuses.is_purchase`): cancelled and returned ones are left out."""
     if "status" not in orders:
         return orders
-    return orders[~orders["status"].fillna("").str.lower().isin(EXCLUDED_STATUSES)]
+    return orders[is_purchase(orders["status"])]
 
 
 def occasions(orders: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +97,9 @@ class FeatureBuilder:
     """Compute the catalogue's features for a data set at one or many cutoffs.
 
     `dataset` is a validated `Dataset` (frames in memory) or a data directory of Parquet files,
-    which DuckDB then scans itself, reading only the columns the features need. Tables (and
+    which DuckDB then scans itself, reading only the columns the features need; such files must
+    already be in the contract's canonical form (canonical statuses, normalised event types,
+    naive local timestamps), as the synthetic generator writes them. Tables (and
     optional columns) the data set lacks remove their features, said once in the log: nothing
     is filled with zeros that would pretend a customer had no events.
     """
@@ -155,16 +158,15 @@ class FeatureBuilder:
     def _create_views(self) -> None:
         """Views with the columns the SQL uses: integer days, `valid` for purchases."""
         has = self.available.__contains__
-        excluded = ", ".join(f"'{s}'" for s in EXCLUDED_STATUSES)
         cols = ["customer_id", _DAY_SQL.format(col="order_ts") + " AS day", "amount",
-                f"coalesce(lower(status), '') NOT IN ({excluded}) AS valid" if has("orders.status") else "TRUE AS valid"]
+                f"{purchase_sql('status')} AS valid" if has("orders.status") else "TRUE AS valid"]
         cols += [f"coalesce({c}, 0) AS {c}" for c in ("discount", "n_items") if has(f"orders.{c}")]
         if has("orders.coupon_used"):
             cols.append("coupon_used")
         self.con.execute(f"CREATE VIEW orders_v AS SELECT {', '.join(cols)} FROM orders_src")
         if has("order_items"):
             category = "i.category" if has("order_items.category") else "NULL AS category"
-            purchases = f"WHERE coalesce(lower(o.status), '') NOT IN ({excluded})" if has("orders.status") else ""
+            purchases = f"WHERE {purchase_sql('o.status')}" if has("orders.status") else ""
             self.con.execute(f"""CREATE VIEW items_v AS
                 SELECT o.customer_id, {_DAY_SQL.format(col='o.order_ts')} AS day, i.product_id, {category}
                 FROM order_items_src i JOIN orders_src o USING (order_id) {purchases}""")

@@ -14,6 +14,8 @@ def churn_labels(keys: pd.DataFrame, occasions: pd.DataFrame, horizon_days: int)
     `occasions` has one row per (customer_id, day) with `day` in whole days since 1970-01-01,
     as made by `churn.features.occasions`. Only data after the cutoff is looked at.
     """
+    if len(keys) == 0:  # nobody at these cutoffs: nothing to label (and no key dtypes to match)
+        return pd.Series(np.zeros(0, dtype="int8"), index=keys.index, name="churned")
     left = pd.DataFrame({
         "row": np.arange(len(keys)),
         "customer_id": keys["customer_id"].to_numpy(),

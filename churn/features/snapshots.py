@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from churn.errors import DataError
 from churn.features.engine import FeatureBuilder, occasions, valid_orders
 from churn.features.labels import churn_labels
 
@@ -16,8 +17,11 @@ if TYPE_CHECKING:
 
 
 def data_range(dataset: Dataset) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First and last day with a valid order."""
+    """First and last day with a valid order; DataError when no order is a purchase."""
     ts = valid_orders(dataset.orders)["order_ts"]
+    if ts.empty:
+        raise DataError(f"none of the {len(dataset.orders)} orders is a purchase (all cancelled or returned): "
+                        f"nothing to learn from or score")
     return ts.min().normalize(), ts.max().normalize()
 
 

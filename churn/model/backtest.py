@@ -15,9 +15,11 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from churn.model.baselines import BASELINES
-from churn.config import Config
+from churn.config import Config, EvaluateConfig
+from churn.errors import DataError
 from churn.features.engine import FeatureBuilder
 from churn.model.classifier import ChurnModel
+from churn.model.season import check_cutoffs
 from churn.progress import Progress, notify, prefixed
 from churn.features.segments import lifecycle_stage, value_tier
 from churn.features.snapshots import build_snapshots, data_range
@@ -80,11 +82,61 @@ def metrics(y: np.ndarray, p: np.ndarray, n_boot: int = 500, confidence: float =
     }
 
 
+BANDS = ("Poor", "Fair", "Good", "Excellent")
+
+
+def quality_band(m: dict[str, Any] | None, base_rate: float, config: EvaluateConfig,
+                 max_ece: float) -> dict[str, Any]:
+    """A plain-words quality band (Excellent, Good, Fair, Poor) from a backtest's lift and calibration.
+
+    Lift is read against what is possible at the churn rate: a perfect ranking puts only churners
+    in the top 10%, a lift of min(10, 1 / base rate). `lift_share` = (lift - 1) / (that - 1)
+    picks the band by the `evaluate.band_*` thresholds. Where most customers churn (base rate
+    above 50%) even a perfect top decile lifts less than 2x and says little: there the share is
+    the ROC-AUC's Gini, 2 x ROC-AUC - 1, the same "share of a perfect ranking" read over every
+    customer. An ECE above `max_ece` (probabilities that cannot be read as such) costs one band;
+    a ROC-AUC interval reaching 0.5 is Poor. Returns band, lift_share and a sentence with the numbers.
+    """
+    if not m or m.get("roc_auc") is None or m.get("top_decile_lift") is None:
+        return {"band": "Poor", "lift_share": None, "text": "Poor (no backtest ranking to judge by)"}
+    if base_rate <= 0.5:
+        best = min(10.0, 1.0 / base_rate) if base_rate > 0 else 10.0
+        share = float(np.clip((m["top_decile_lift"] - 1) / (best - 1), 0.0, 1.0))
+        notes = [f"top-decile lift {m['top_decile_lift']:.2f}, {share:.0%} of the best possible {best:.2f}"]
+    else:
+        share = float(np.clip(2 * m["roc_auc"] - 1, 0.0, 1.0))
+        notes = [f"churn rate {base_rate:.0%}, where lift says little: ROC-AUC {m['roc_auc']:.3f}, "
+                 f"{share:.0%} of a perfect ranking"]
+    level = sum(share >= t for t in (config.band_fair, config.band_good, config.band_excellent))
+    notes.append(f"ECE {m['ece']:.3f}")
+    if m["ece"] > max_ece:
+        level = max(level - 1, 0)
+        notes.append(f"probabilities off by more than {max_ece:.3f}: one band lower")
+    low = (m.get("roc_auc_ci") or [m["roc_auc"]])[0]
+    if low <= 0.5:
+        level = 0
+        notes.append(f"ROC-AUC {m['roc_auc']:.3f} cannot be told from chance")
+    return {"band": BANDS[level], "lift_share": round(share, 4), "text": f"{BANDS[level]} ({'; '.join(notes)})"}
+
+
 def fit_and_score(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, config: Config,
-                  horizon_days: int, progress: Progress | None = None) -> tuple[ChurnModel, dict[str, np.ndarray]]:
-    """Fit the model and every baseline on the same training snapshots; score the test snapshots."""
-    model = ChurnModel(horizon_days, config.model).fit(train, val, progress)
-    scores = {"xgboost": model.predict_proba(test)[:, 1]}
+                  horizon_days: int, progress: Progress | None = None,
+                  season: pd.DataFrame | None = None) -> tuple[ChurnModel | None, dict[str, np.ndarray]]:
+    """Fit the model and every baseline on the same training snapshots; score the test snapshots.
+
+    `season`: labelled snapshots at the monthly cutoffs up to the validation cutoff, from which
+    the model chooses its seasonal correction (`ChurnModel.fit_season`). When the snapshots
+    cannot train XGBoost (a single class in training or validation, as in a shop where almost
+    nobody comes back) the model is None and only the baselines are scored.
+    """
+    scores: dict[str, np.ndarray] = {}
+    try:
+        model: ChurnModel | None = ChurnModel(horizon_days, config.model).fit(train, val, progress)
+        if season is not None:
+            model.fit_season(season, val["cutoff"].max())
+        scores["xgboost"] = model.predict_proba(test)[:, 1]
+    except DataError:
+        model = None
     for i, (name, baseline) in enumerate(BASELINES.items()):
         notify(progress, f"baseline {name}", i, len(BASELINES))
         scores[name] = (baseline(random_state=config.model.random_state, horizon_days=horizon_days)
@@ -144,6 +196,18 @@ def segment_report(test: pd.DataFrame, scores: dict[str, np.ndarray], config: Co
     return out
 
 
+def season_check_cutoffs(dataset: Dataset, anchor: pd.Timestamp, config: Config) -> list[pd.Timestamp]:
+    """The monthly cutoffs up to `anchor` that the seasonal correction is measured and checked on.
+
+    None when no cutoff there has a twin a year earlier (less than about two years of orders),
+    or when the correction is turned off: then no extra features are computed.
+    """
+    earliest = data_range(dataset)[0] + pd.Timedelta(days=config.model.min_history_days)
+    if config.model.season_correction == "none" or anchor - pd.DateOffset(months=12) < earliest:
+        return []
+    return check_cutoffs(anchor, earliest)
+
+
 def _plan(dataset: Dataset, test_cutoff: object, config: Config) -> Split:
     start, end = data_range(dataset)
     return plan_split(test_cutoff, config.data.horizon_days, config.model.n_train_cutoffs, start, end,
@@ -156,12 +220,13 @@ def evaluate_split(dataset: Dataset, split: Split, config: Config, detail: bool 
     assert_out_of_time(split)
     h = config.data.horizon_days
     notify(progress, "features of every cutoff", 0, 1)
-    snaps = build_snapshots(dataset, split.all_cutoffs(), h, config.data.lookback_days,
+    checks = season_check_cutoffs(dataset, split.val_cutoff, config)
+    snaps = build_snapshots(dataset, sorted(set(split.all_cutoffs()) | set(checks)), h, config.data.lookback_days,
                             FeatureBuilder(dataset, config.data.lookback_days))
     train = snaps[snaps["cutoff"].isin(split.train_cutoffs)]
     val = snaps[snaps["cutoff"] == split.val_cutoff]
     test = snaps[snaps["cutoff"] == split.test_cutoff]
-    model, scores = fit_and_score(train, val, test, config, h, progress)
+    model, scores = fit_and_score(train, val, test, config, h, progress, snaps[snaps["cutoff"].isin(checks)])
     notify(progress, "metrics with bootstrap intervals", 0, 1)
     y = test["churned"].to_numpy()
     ev = config.evaluate
@@ -176,10 +241,17 @@ def evaluate_split(dataset: Dataset, split: Split, config: Config, detail: bool 
         "models": {name: metrics(y, p, ev.n_bootstrap, ev.confidence, config.model.random_state)
                    for name, p in scores.items()},
     }
-    if detail:
+    if model is None:
+        report["xgboost_skipped"] = "the snapshots hold a single class in training or validation"
+    else:
+        report["season"] = {**model.season_.to_dict(), "xgboost_without_correction": metrics(
+            y, model.predict_proba(test, seasonal=False)[:, 1], ev.n_bootstrap, ev.confidence,
+            config.model.random_state) if model.season_.method != "none" else None}
+    if detail and model is not None:
         report["xgboost_params"] = {**model.best_params_, "trees": model.best_iteration_ + 1,
                                     "calibrator": model.calibrator_.method,
                                     "candidates_tried": len(model.search_results_)}
+    if detail:
         report["gain_table"] = {name: gain_table(y, p) for name, p in scores.items()}
         report["calibration_curve"] = {name: calibration_curve(y, p) for name, p in scores.items()}
         report["segments"] = segment_report(test, scores, config)
@@ -211,14 +283,28 @@ def backtest(dataset: Dataset, test_cutoff: object, config: Config, split: Split
                 for k, c in enumerate(cutoffs, start=2)]
         runs.append({k: v for k, v in report.items() if k not in ("gain_table", "calibration_curve", "segments",
                                                                    "xgboost_params")})
+        for run in runs:  # the rolling runs keep the correction chosen, not its checks
+            if run.get("season"):
+                run["season"] = {k: v for k, v in run["season"].items() if k in ("method", "reason")}
         runs.sort(key=lambda r: r["test_cutoff"])
         report["rolling"] = runs
         report["rolling_mean"] = {
             name: {key: float(np.nanmean([np.nan if r["models"][name][key] is None else r["models"][name][key]
                                           for r in runs]))
                    for key in ("roc_auc", "pr_auc", "top_decile_lift", "brier", "ece")}
-            for name in report["models"]}
+            for name in report["models"] if all(name in r["models"] for r in runs)}
     return report
+
+
+def rolling_calibration(report: dict[str, Any]) -> list[str]:
+    """One line per rolling test cutoff: each model's ECE, and the seasonal correction XGBoost used."""
+    lines = []
+    for run in report.get("rolling", []):
+        eces = ", ".join(f"{name} {m['ece']:.3f}" for name, m in run["models"].items() if m.get("ece") is not None)
+        season = (run.get("season") or {}).get("method")
+        lines.append(f"{run['test_cutoff']}: churn rate {run['base_rate']:.1%}, ECE {eces}"
+                     + (f" (seasonal correction: {season})" if season else ""))
+    return lines
 
 
 # --- the metrics table, as every face shows it ---------------------------------------------------

@@ -133,11 +133,12 @@ BASELINES = {"recency": RecencyBaseline, "rfm_logistic": RFMLogistic, "bgnbd": B
 
 
 BGNBD_FILE = "bgnbd.json"
+LOGISTIC_FILE = "logistic.json"
 _BGNBD_INPUTS = ("orders_all", "tenure_days", "recency_days")
 
 
 class BGNBDChurnModel(BGNBDBaseline):
-    """BG/NBD as the scoring model of a store too small to train XGBoost on (the small-store fallback).
+    """BG/NBD as a scoring model: the small-store fallback, or the baseline served instead of XGBoost.
 
     Same surface as `ChurnModel`: `predict_proba`, `contributions` (exact Shapley values of the
     log-odds over its three inputs, against the median training customer), `save`/`load` as JSON.
@@ -188,3 +189,70 @@ class BGNBDChurnModel(BGNBDBaseline):
         model.params_ = np.asarray(state["params"])
         model.reference_ = state["reference"]
         return model
+
+
+class LogisticChurnModel:
+    """A logistic baseline (recency or RFM logistic) as the scoring model, served when XGBoost does not beat it.
+
+    Same surface as `ChurnModel`: `predict_proba`, `contributions` (exact: the log-odds are linear
+    in the standardised log(1 + x) inputs, so each input's share against the median training
+    customer is its coefficient times its distance from that customer), `save`/`load` as JSON.
+    """
+
+    def __init__(self, kind: str = "rfm_logistic", horizon_days: int = 90, random_state: int = 0):
+        if kind not in ("recency", "rfm_logistic"):
+            raise ValueError(f"kind must be 'recency' or 'rfm_logistic', not {kind!r}")
+        self.kind = kind
+        self.horizon_days = horizon_days
+        self.random_state = random_state
+
+    @property
+    def feature_names_(self) -> list[str]:
+        return list(BASELINES[self.kind].columns)
+
+    def fit(self, train: pd.DataFrame, validation: pd.DataFrame | None = None) -> LogisticChurnModel:
+        """Fit on the training and validation snapshots together (the latest labels are the most useful)."""
+        rows = train if validation is None else pd.concat([train, validation])
+        pipeline = BASELINES[self.kind](random_state=self.random_state).fit(rows).pipeline_
+        scaler, logistic = pipeline[1], pipeline[2]
+        # Folded into one weight per input on log(1 + x): w = coef / scale, b = intercept - sum(w x mean).
+        self.weights_ = (logistic.coef_[0] / scaler.scale_).tolist()
+        self.intercept_ = float(logistic.intercept_[0] - np.dot(self.weights_, scaler.mean_))
+        self.reference_ = {c: float(rows[c].fillna(0).clip(lower=0).median()) for c in self.feature_names_}
+        return self
+
+    def _inputs(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.log1p(frame[self.feature_names_].fillna(0).clip(lower=0).to_numpy(dtype="float64"))
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        z = self.intercept_ + self._inputs(features) @ np.asarray(self.weights_)
+        p = 1 / (1 + np.exp(-z))
+        return np.column_stack([1 - p, p])
+
+    def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Each input's share of the log-odds against the median training customer (they add up exactly)."""
+        ref = np.log1p(np.array([self.reference_[c] for c in self.feature_names_]))
+        shares = (self._inputs(features) - ref) * np.asarray(self.weights_)
+        return pd.DataFrame(shares, index=features.index, columns=self.feature_names_)
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {"kind": self.kind, "horizon_days": self.horizon_days, "random_state": self.random_state,
+                 "feature_names": self.feature_names_, "weights": self.weights_, "intercept": self.intercept_,
+                 "reference": self.reference_}
+        (directory / LOGISTIC_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LogisticChurnModel:
+        state = json.loads((Path(directory) / LOGISTIC_FILE).read_text(encoding="utf-8"))
+        model = cls(state["kind"], state["horizon_days"], state["random_state"])
+        model.weights_, model.intercept_, model.reference_ = state["weights"], state["intercept"], state["reference"]
+        return model
+
+
+def served_baseline(kind: str, horizon_days: int, random_state: int = 0) -> BGNBDChurnModel | LogisticChurnModel:
+    """An unfitted scoring model for one of the baselines (by its name in BASELINES)."""
+    if kind == "bgnbd":
+        return BGNBDChurnModel(random_state=random_state, horizon_days=horizon_days)
+    return LogisticChurnModel(kind, horizon_days, random_state)

@@ -25,6 +25,7 @@ from churn.config import ModelConfig
 from churn.data.hashing import stable_shares
 from churn.errors import DataError
 from churn.features.engine import feature_columns
+from churn.model.season import SeasonalCorrection, apply_shift, fit_correction
 from churn.progress import Progress, notify
 
 BOOSTER_FILE = "booster.json"
@@ -121,8 +122,9 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     `fit(train, validation)` takes snapshot frames (features plus a `churned` label) where the
     validation snapshots are from a later cutoff than every training label window. Learned state:
     `booster_`, `feature_names_`, `n_features_in_`, `classes_` ([0, 1]: 1 is churned),
-    `best_iteration_`, `best_params_`, `search_results_`, `calibrator_`. `predict_proba` gives
-    calibrated probabilities (column 1 is p(churn)); `predict` flags p(churn) >= 0.5.
+    `best_iteration_`, `best_params_`, `search_results_`, `calibrator_`, and `season_` (the seasonal
+    correction, `fit_season`; none until then). `predict_proba` gives calibrated probabilities
+    (column 1 is p(churn)); `predict` flags p(churn) >= 0.5.
     """
 
     def __init__(self, horizon_days: int = 90, config: ModelConfig | None = None, random_state: int | None = None):
@@ -200,6 +202,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         _, self.best_params_, self.booster_ = best
         self.best_iteration_ = int(self.booster_.best_iteration)
         self.calibrator_ = Calibrator()
+        self.season_ = SeasonalCorrection()
         self.calibration_briers_: dict[str, float] = {}
         if calib is not None:
             method = self._settings.calibration
@@ -222,14 +225,31 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         """The booster's own p(churn), before calibration (what `contributions` add up to, in log-odds)."""
         return self.booster_.predict(self._matrix(features), iteration_range=(0, self.best_iteration_ + 1))
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated probabilities as scikit-learn returns them: column 1 is p(churn)."""
+    def predict_proba(self, features: pd.DataFrame, seasonal: bool = True) -> np.ndarray:
+        """Calibrated probabilities as scikit-learn returns them: column 1 is p(churn).
+
+        With a seasonal correction (`season_`) and a `cutoff` column, each row's log-odds move by
+        the shift for its date; `seasonal=False` gives the probabilities before that.
+        """
         p = self.calibrator_(self.raw_proba(features))
+        season = getattr(self, "season_", None)
+        if seasonal and season is not None and season.method != "none" and "cutoff" in features:
+            p = apply_shift(p, season.shift_for(features["cutoff"]))
         return np.column_stack([1 - p, p])
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         """1 (churned) where the calibrated p(churn) is at least 0.5, else 0."""
         return (self.predict_proba(features)[:, 1] >= 0.5).astype(int)
+
+    def fit_season(self, snapshots: pd.DataFrame, anchor: object) -> ChurnModel:
+        """Choose and fit the seasonal correction (churn.model.season) from labelled monthly snapshots.
+
+        `anchor`: the latest cutoff whose labels are known (the validation cutoff); `snapshots`
+        at the monthly cutoffs of `churn.model.season.check_cutoffs(anchor, ...)`.
+        """
+        self.season_ = fit_correction(self, snapshots, pd.Timestamp(anchor), self._settings.season_correction,
+                                      self._settings.season_min_checks)
+        return self
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Exact TreeSHAP contributions (raw booster log-odds) per feature, XGBoost's native `pred_contribs`."""
@@ -251,7 +271,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         params = {"horizon_days": self.horizon_days, "random_state": self._seed,
                   "feature_names": self.feature_names_, "best_iteration": self.best_iteration_,
                   "best_params": self.best_params_, "search_results": self.search_results_,
-                  "calibration_briers": self.calibration_briers_, "config": dataclasses.asdict(self._settings)}
+                  "calibration_briers": self.calibration_briers_, "config": dataclasses.asdict(self._settings),
+                  "season": getattr(self, "season_", SeasonalCorrection()).to_dict()}
         (directory / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -271,6 +292,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         model.best_params_ = params.get("best_params", {})
         model.search_results_ = params.get("search_results", [])
         model.calibration_briers_ = params.get("calibration_briers", {})
+        model.season_ = SeasonalCorrection.from_dict(params.get("season"))
         calib_path = directory / CALIBRATOR_FILE
         model.calibrator_ = (Calibrator.from_dict(json.loads(calib_path.read_text(encoding="utf-8")))
                              if calib_path.exists() else Calibrator())

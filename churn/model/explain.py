@@ -1,10 +1,10 @@
 """Churn drivers: per-customer reasons in plain words, and global and per-segment drivers.
 
 Contributions are SHAP values in log-odds (XGBoost's exact TreeSHAP, `ChurnModel.contributions`):
-positive ones raise a customer's churn risk. Features are grouped into families (one sentence
-template each, filled with the customer's own numbers) and families into themes, the stories
-analysts and the win-back actions speak in: buying less (drift), service trouble, price,
-narrowing variety, and the customer's profile.
+positive ones raise a customer's churn risk. Features are grouped into families (one warning
+template each, filled with the customer's own numbers) and families into drivers (`THEMES`),
+the stories analysts and the win-back actions speak in: buying less (drift), service trouble,
+price, narrowing variety, and the customer's profile.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["FAMILIES", "THEMES", "THEME_LABELS", "family", "theme", "family_contributions", "reasons",
+__all__ = ["FAMILIES", "THEMES", "THEME_LABELS", "family", "theme", "shop_event", "family_contributions", "reasons",
            "top_contributions", "global_drivers", "segment_drivers", "distinctive_drivers", "top_reason_shares"]
 
-# A template turns the rows of a features frame into one sentence per row.
-Template = Callable[[pd.DataFrame], list[str]]
+# A template reads the rows of a features frame and says, per row, whether the family's facts are
+# a warning sign and in what words: (is_warning, sentence). Families without one (tenure, basket,
+# discounts, the time since any event) never become an agent's reason: their contribution can be
+# real, but their facts cannot be told as "why this customer worries us" without a reference.
+Template = Callable[[pd.DataFrame, str], tuple[np.ndarray, list[str]]]
 
 
 def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -37,82 +40,78 @@ def _count(x: float, one: str, many: str) -> str:
     return f"{_n(x)} {one if x == 1 else many}"
 
 
-def _recency(f: pd.DataFrame) -> list[str]:
-    out = []
-    for days, gap in zip(_col(f, "recency_days"), _col(f, "gap_mean_days")):
-        usual = f"; usually orders every {_n(gap)} days" if gap == gap else "; only one order so far"
-        out.append(f"No order for {_n(days)} days{usual}")
-    return out
+def _money(x: float, currency: str) -> str:
+    """'1,284 USD', '£1,284' (a symbol goes first, a code after), 'unknown'."""
+    if x != x:
+        return "unknown"
+    if not currency:
+        return f"{x:,.0f}"
+    return f"{x:,.0f} {currency}" if currency.isalpha() else f"{currency}{x:,.0f}"
 
 
-def _frequency(f: pd.DataFrame) -> list[str]:
-    return [f"{_count(month, 'order', 'orders')} in the last 30 days, {_n(now)} in the last 90, {_n(before)} in the 90 before"
-            for month, now, before in zip(_col(f, "orders_30d"), _col(f, "orders_90d"), _col(f, "orders_prev_90d"))]
+def _fewer(now: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """True where a count or amount fell against the window before (unknown is never a fall)."""
+    return np.nan_to_num(now, nan=np.inf) < np.nan_to_num(before, nan=-np.inf)
 
 
-def _spend(f: pd.DataFrame) -> list[str]:
-    return [f"Spent {_n(now)} in the last 90 days, {_n(before)} in the 90 before"
-            for now, before in zip(_col(f, "spend_90d"), _col(f, "spend_prev_90d"))]
+def _recency(f: pd.DataFrame, currency: str) -> tuple[np.ndarray, list[str]]:
+    days, gap = _col(f, "recency_days"), _col(f, "gap_mean_days")
+    # Overdue against their own rhythm; a one-time buyer who has not come back is the classic case.
+    warning = (days == days) & ((gap != gap) | (days > gap))
+    text = [f"Stopped ordering: no order for {_n(d)} days, usually every {_n(g)} days" if g == g
+            else f"Bought only once, {_n(d)} days ago, and not since" for d, g in zip(days, gap)]
+    return warning, text
 
 
-def _tenure(f: pd.DataFrame) -> list[str]:
-    return [f"Customer for {_n(days)} days, {_count(orders, 'order', 'orders')} in all"
-            for days, orders in zip(_col(f, "tenure_days"), _col(f, "orders_all"))]
+def _frequency(f: pd.DataFrame, currency: str) -> tuple[np.ndarray, list[str]]:
+    month, now, before = _col(f, "orders_30d"), _col(f, "orders_90d"), _col(f, "orders_prev_90d")
+    text = [f"Ordering less often: {_count(q, 'order', 'orders')} in the last 90 days ({_n(m)} in the last 30), "
+            f"{_n(b)} in the 90 before" for m, q, b in zip(month, now, before)]
+    return _fewer(now, before), text
 
 
-def _discount(f: pd.DataFrame) -> list[str]:
-    out = []
-    for share, coupons in zip(_col(f, "discount_share_365d"), _col(f, "coupon_share_365d")):
-        text = (f"Discounts were {share:.0%} of list value over the last year" if share == share
-                else "No discount history over the last year")
-        out.append(text + (f"; {coupons:.0%} of orders used a coupon" if coupons == coupons else ""))
-    return out
+def _spend(f: pd.DataFrame, currency: str) -> tuple[np.ndarray, list[str]]:
+    now, before = _col(f, "spend_90d"), _col(f, "spend_prev_90d")
+    text = [f"Spending less: {_money(q, currency)} in the last 90 days, {_money(b, currency)} in the 90 before"
+            for q, b in zip(now, before)]
+    return _fewer(now, before), text
 
 
-def _basket(f: pd.DataFrame) -> list[str]:
-    return [f"Average basket {aov:,.2f} over the last year" if aov == aov else "No order in the last year"
-            for aov in _col(f, "avg_order_value_365d")]
+def _breadth(f: pd.DataFrame, currency: str) -> tuple[np.ndarray, list[str]]:
+    now, before = _col(f, "categories_90d"), _col(f, "categories_prev_90d")
+    text = [f"Buying from fewer categories: {_n(q)} in the last 90 days, {_n(b)} in the 90 before"
+            for q, b in zip(now, before)]
+    return _fewer(now, before), text
 
 
-def _breadth(f: pd.DataFrame) -> list[str]:
-    return [f"Bought from {_count(now, 'category', 'categories')} in the last 90 days, {_n(before)} in the 90 before"
-            for now, before in zip(_col(f, "categories_90d"), _col(f, "categories_prev_90d"))]
+def _returns(f: pd.DataFrame, currency: str) -> tuple[np.ndarray, list[str]]:
+    share = _col(f, "returns_share_365d")
+    return np.nan_to_num(share) > 0, [f"Returned or cancelled {x:.0%} of orders in the last year" if x == x
+                                      else "" for x in share]
 
 
-def _returns(f: pd.DataFrame) -> list[str]:
-    return [f"{share:.0%} of orders returned or cancelled in the last year" if share == share
-            else "Return history unknown" for share in _col(f, "returns_share_365d")]
+def _visits(f: pd.DataFrame, currency: str) -> tuple[np.ndarray, list[str]]:
+    now, before, last = _col(f, "visits_90d"), _col(f, "visits_prev_90d"), _col(f, "days_since_visit")
+    text = [f"Visiting less: {_count(q, 'visit or login', 'visits or logins')} in the last 90 days, {_n(b)} in the "
+            f"90 before" + (f"; last one {_n(d)} days ago" if d == d else "") for q, b, d in zip(now, before, last)]
+    return _fewer(now, before), text
 
 
-def _activity(f: pd.DataFrame) -> list[str]:
-    return [f"Last recorded event (visit, campaign, service contact) {_n(days)} days ago" if days == days
-            else "No recorded event (visit, campaign, service contact) at all" for days in _col(f, "days_since_event")]
-
-
-def _visits(f: pd.DataFrame) -> list[str]:
-    out = []
-    for now, before, last in zip(_col(f, "visits_90d"), _col(f, "visits_prev_90d"), _col(f, "days_since_visit")):
-        since = f"; last one {_n(last)} days ago" if last == last else "; none ever recorded"
-        out.append(f"{_count(now, 'visit or login', 'visits or logins')} in the last 90 days, {_n(before)} "
-                   f"in the 90 before{since}")
-    return out
-
-
-FAMILIES: dict[str, tuple[tuple[str, ...], Template]] = {
+FAMILIES: dict[str, tuple[tuple[str, ...], Template | None]] = {
     "recency": (("recency_days", "overdue_ratio", "gap_mean_days", "gap_std_days", "gap_last_days", "r_score"),
                 _recency),
     "frequency": (("orders_30d", "orders_90d", "orders_180d", "orders_365d", "orders_prev_90d", "orders_prev_180d",
                    "frequency_trend_90d", "frequency_trend_180d", "f_score", "valuable_frequency_drop"), _frequency),
     "spend": (("spend_30d", "spend_90d", "spend_180d", "spend_365d", "spend_prev_90d", "spend_trend_90d",
                "spend_all", "m_score"), _spend),
-    "tenure": (("tenure_days", "orders_all"), _tenure),
-    "discount": (("discount_share_365d", "coupon_share_365d"), _discount),
-    "basket": (("avg_order_value_365d", "max_order_value_365d"), _basket),
+    "tenure": (("tenure_days", "orders_all"), None),
+    "discount": (("discount_share_365d", "coupon_share_365d"), None),
+    "basket": (("avg_order_value_365d", "max_order_value_365d"), None),
     "breadth": (("categories_90d", "categories_prev_90d", "categories_365d", "products_90d", "products_365d",
                  "new_products_90d", "category_trend_90d", "new_product_share_90d", "items_per_order_365d"),
                 _breadth),
     "returns": (("returns_share_365d",), _returns),
-    "activity": (("days_since_event",), _activity),
+    "activity": (("days_since_event",), None),  # any event, the shop's own campaigns included
     "visits": (("days_since_visit", "visits_90d", "visits_prev_90d", "visit_trend_90d"), _visits),
 }
 _FAMILY_OF = {feat: fam for fam, (feats, _) in FAMILIES.items() for feat in feats}
@@ -154,30 +153,55 @@ def family(feature: str) -> str:
     return next((fam for prefix, fam in _FAMILY_BY_PREFIX if feature.startswith(prefix)), feature)
 
 
+# Other shops' spellings of service trouble ("complaint_filed", "refund_requested", "ticket_opened").
+SERVICE_EVENT_WORDS = ("complain", "ticket", "return", "refund", "dispute")
+
+
 def theme(feature_or_family: str) -> str:
-    """The theme of a feature or family: drift, service, price, variety, or profile for the rest."""
-    return THEMES.get(family(feature_or_family), "profile")
+    """The driver of a feature or family: drift, service, price, variety, or profile for the rest."""
+    code = family(feature_or_family)
+    if code not in THEMES and code.startswith("event_") and any(w in code for w in SERVICE_EVENT_WORDS):
+        return "service"
+    return THEMES.get(code, "profile")
 
 
-def _event_sentences(code: str, f: pd.DataFrame) -> list[str]:
-    """'2 complaints in the last 30 days, 3 in the last 90' (the windows the data set has)."""
+# Events the shop sends (campaigns, mailings) say what the shop did, not how the customer feels:
+# never an agent's reason, in any spelling a shop uses for them.
+SHOP_EVENT_SUFFIXES = ("_received", "_sent", "_delivered", "_targeted")
+SHOP_EVENT_PREFIXES = ("campaign", "mailing", "newsletter", "promotion")
+
+
+def shop_event(kind: str) -> bool:
+    """True for an event type the shop itself causes (e.g. campaign_received, email_sent)."""
+    return kind.endswith(SHOP_EVENT_SUFFIXES) or kind.startswith(SHOP_EVENT_PREFIXES)
+
+
+def _event_warning(code: str, f: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Service events (complaints, tickets, return requests) are a warning when there were any in
+    the last 90 days; the customer's other events when they stopped: none in 30 days, some in 90."""
     kind = code.removeprefix("event_")
     one, many = EVENT_NOUNS.get(kind, (f"'{kind}' event", f"'{kind}' events"))
     month, quarter = _col(f, code + "_30d"), _col(f, code + "_90d")
-    if code + "_30d" not in f:
-        return [f"{_count(x, one, many)} in the last 90 days" for x in quarter]
-    if code + "_90d" not in f:
-        return [f"{_count(x, one, many)} in the last 30 days" for x in month]
-    return [f"{_count(m, one, many)} in the last 30 days, {_n(q)} in the last 90" for m, q in zip(month, quarter)]
+    if shop_event(kind):
+        return np.zeros(len(f), dtype=bool), [""] * len(f)
+    if theme(code) == "service":
+        recent = np.fmax(np.nan_to_num(month), np.nan_to_num(quarter))
+        text = [f"Service trouble: {_count(q, one, many)} in the last 90 days" + (f" ({_n(m)} in the last 30)"
+                if m == m else "") if q == q else f"Service trouble: {_count(m, one, many)} in the last 30 days"
+                for m, q in zip(month, quarter)]
+        return recent > 0, text
+    stopped = (month == 0) & (np.nan_to_num(quarter) > 0)
+    return stopped, [f"Stopped: no {one} in the last 30 days, {_n(q)} in the last 90" for q in quarter]
 
 
-def _sentences(code: str, f: pd.DataFrame) -> list[str]:
-    """The family's sentence for each row of `f` (a generic one for features without a family)."""
+def _warnings(code: str, f: pd.DataFrame, currency: str) -> tuple[np.ndarray, list[str]] | None:
+    """Per row of `f`: is the family's fact a warning sign, and its sentence; None: never a reason."""
     if code in FAMILIES:
-        return FAMILIES[code][1](f)
+        template = FAMILIES[code][1]
+        return None if template is None else template(f, currency)
     if code.startswith("event_"):
-        return _event_sentences(code, f)
-    return [f"{code.replace('_', ' ')}: {_n(x)}" for x in _col(f, code)]
+        return _event_warning(code, f)
+    return None  # a feature outside the catalogue: no words to warn with
 
 
 def family_contributions(contributions: pd.DataFrame, level: Callable[[str], str] = family) -> pd.DataFrame:
@@ -189,29 +213,37 @@ def family_contributions(contributions: pd.DataFrame, level: Callable[[str], str
     return pd.DataFrame(contributions.to_numpy(dtype=float) @ indicator, index=contributions.index, columns=names)
 
 
-def reasons(features: pd.DataFrame, contributions: pd.DataFrame, top: int = 3) -> pd.DataFrame:
-    """Top reasons raising each customer's risk: codes and sentences, strongest first.
+def reasons(features: pd.DataFrame, contributions: pd.DataFrame, top: int = 3, currency: str = "") -> pd.DataFrame:
+    """Top warning signs raising each customer's risk: codes and sentences, strongest first.
 
     Contributions (SHAP, log-odds) are summed per family so that, say, three frequency
-    features do not fill all three slots with the same story. Only positive ones count;
-    a customer with fewer than `top` gets None in the remaining slots.
+    features do not fill all three slots with the same story. A family is a reason only when
+    it pushes the risk up (positive sum) AND the customer's own facts show its warning sign
+    (fewer orders than before, overdue against their rhythm, a complaint, ...): a rising figure,
+    the shop's own marketing or a family without a warning reading is never shown to an agent.
+    Sentences say why it worries us ("Stopped ordering: no order for 61 days, usually every 4
+    days"); amounts carry `currency`. A customer with fewer than `top` gets None in the rest.
     """
     by_family = family_contributions(contributions)
     names = np.array(by_family.columns, dtype=object)
     values = by_family.to_numpy()
-    ranked = np.where(values > 0, values, -np.inf)
+    rows = features.reset_index(drop=True)
+    usable = np.zeros(values.shape, dtype=bool)
+    sentences: dict[int, list[str]] = {}
+    for j, code in enumerate(names):
+        if not (values[:, j] > 0).any():
+            continue
+        found = _warnings(code, rows, currency)
+        if found is not None:
+            usable[:, j], sentences[j] = found
+    ranked = np.where((values > 0) & usable, values, -np.inf)
     # Stable order on (value desc, family order): the same input always gives the same codes.
     order = np.argsort(-ranked, axis=1, kind="stable")[:, :top]
     positive = np.take_along_axis(ranked, order, axis=1) > -np.inf
     codes = np.where(positive, names[order], None)
     texts = np.full(codes.shape, None, dtype=object)
-    rows = features.reset_index(drop=True)
-    for code in pd.unique(codes[positive]):
-        hit = codes == code
-        who = np.flatnonzero(hit.any(axis=1))
-        sentences = np.array(_sentences(code, rows.iloc[who]), dtype=object)
-        slot = hit[who].argmax(axis=1)  # a family fills at most one slot per customer
-        texts[who, slot] = sentences
+    for i, k in zip(*np.nonzero(positive)):
+        texts[i, k] = sentences[order[i, k]][i]
     columns = [f"reason_code_{i + 1}" for i in range(top)] + [f"reason_{i + 1}" for i in range(top)]
     padded = np.full((len(features), 2 * top), None, dtype=object)
     padded[:, :codes.shape[1]], padded[:, top:top + codes.shape[1]] = codes, texts

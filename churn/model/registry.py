@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from churn.model.baselines import BGNBD_FILE, BGNBDChurnModel
+from churn.config import EvaluateConfig, RegistryConfig
+from churn.model.backtest import quality_band
+from churn.model.baselines import BGNBD_FILE, LOGISTIC_FILE, BGNBDChurnModel, LogisticChurnModel
 from churn.errors import ModelNotFoundError
 from churn.data.io import atomic_dir, write_json
 from churn.model.backtest import metrics_markdown
@@ -46,6 +48,9 @@ def promotion_decision(candidate: dict[str, Any] | None, champion: dict[str, Any
     """
     if candidate is None or candidate.get("roc_auc") is None:
         return False, "no backtest metrics for the new model: kept as challenger"
+    if (candidate.get("roc_auc_ci") or [candidate["roc_auc"]])[0] <= 0.5:
+        return False, (f"its backtest ROC-AUC {candidate['roc_auc']:.3f} cannot be told from chance (interval "
+                       f"reaching 0.5): kept as challenger, never champion")
     if champion is None and candidate["ece"] > max_ece:
         # Nothing could score without a champion: the first model is promoted, with the warning.
         return True, (f"no champion yet: promoted although its ECE {candidate['ece']:.3f} is above the "
@@ -62,12 +67,39 @@ def promotion_decision(candidate: dict[str, Any] | None, champion: dict[str, Any
                   f"ECE {candidate['ece']:.3f} <= {max_ece:.3f}: promoted")
 
 
+def quality(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's quality band (see `churn.model.backtest.quality_band`): stored, else from its backtest.
+
+    Models registered before the band existed get it from their backtest with the default thresholds.
+    """
+    if meta.get("quality"):
+        return meta["quality"]
+    bt = meta.get("backtest")
+    if not bt:
+        return None
+    config = meta.get("config") or {}
+    known = set(EvaluateConfig.__dataclass_fields__)
+    evaluate = EvaluateConfig(**{k: v for k, v in config.get("evaluate", {}).items() if k in known})
+    max_ece = config.get("registry", {}).get("max_ece", RegistryConfig().max_ece)
+    return quality_band(bt["models"].get(meta.get("model_kind", "xgboost")), bt["base_rate"], evaluate, max_ece)
+
+
+def _kind_line(meta: dict[str, Any]) -> str:
+    kind = meta.get("model_kind", "xgboost")
+    if meta.get("served_reason"):
+        return f"- Kind: {kind}, a baseline served instead of the fitted model ({meta['served_reason']})."
+    if kind == "bgnbd":
+        return f"- Kind: bgnbd (small-store fallback: {meta.get('fallback_reason', '')})."
+    return f"- Kind: {kind}."
+
+
 def _model_card(meta: dict[str, Any]) -> str:
     """A short human-readable card: data, horizon, split, metrics beside the baselines, calibration, limits."""
     kind = meta.get("model_kind", "xgboost")
+    band = quality(meta)
     lines = [f"# Churn model {meta['version']}", "",
-             f"- Kind: {kind}" + (" (small-store fallback: " + meta.get("fallback_reason", "") + ")"
-                                   if kind == "bgnbd" else "") + ".",
+             _kind_line(meta),
+             *([f"- Quality: {band['text']}."] if band else []),
              f"- Trained as of {meta['as_of']} for a {meta['horizon_days']}-day horizon "
              f"(churned = no purchase in the {meta['horizon_days']} days after the scoring date).",
              f"- Training cutoffs: {', '.join(meta['split']['train_cutoffs'])}; validation cutoff "
@@ -84,7 +116,9 @@ def _model_card(meta: dict[str, Any]) -> str:
                   f"log-loss on half of the validation customers: {meta.get('best_params', {})}.",
                   f"- Calibrator: {calib.get('method', 'none')}, fitted on the other half of the validation "
                   f"customers, which the booster never saw (cross-validated Brier: "
-                  f"{', '.join(f'{k} {v:.4f}' for k, v in calib.get('briers', {}).items()) or 'not compared'}).", ""]
+                  f"{', '.join(f'{k} {v:.4f}' for k, v in calib.get('briers', {}).items()) or 'not compared'}).",
+                  *([f"- Seasonal correction: {meta['season']['method']} ({meta['season']['reason']})."]
+                    if meta.get("season") else []), ""]
     bt = meta.get("backtest")
     if bt:
         lines += [f"## Out-of-time backtest (test cutoff {bt['test_cutoff']}, {bt['n_test']} customers, "
@@ -101,14 +135,15 @@ def _model_card(meta: dict[str, Any]) -> str:
               "- Scores are valid for customers active in the year before the scoring date; a customer's "
               "first weeks carry little history.",
               "- Calibration is fitted on one recent month: a shift in the churn rate (season, a campaign) "
-              "moves the probabilities before it moves the ranking; watch the calibration curve after each retrain.",
+              "moves the probabilities before it moves the ranking; the seasonal correction covers a season "
+              "that repeats yearly once two years of orders show it; watch the calibration curve after each retrain.",
               "- Metrics come from one data set's past months; a new store or channel needs its own backtest.",
               "- BG/NBD treats every customer as buying at a steady rate until an unseen drop-out; it knows "
               "nothing of the season or of service trouble.", ""]
     return "\n".join(lines)
 
 
-def register(model: ChurnModel | BGNBDChurnModel, metadata: dict[str, Any], models_dir: str | Path,
+def register(model: ChurnModel | BGNBDChurnModel | LogisticChurnModel, metadata: dict[str, Any], models_dir: str | Path,
              make_champion: bool = True) -> Path:
     """Save the model as `models_dir/<version>/`; a version already registered is left as it is.
 
@@ -169,7 +204,8 @@ def champion_version(models_dir: str | Path) -> str:
     return json.loads(path.read_text(encoding="utf-8"))["version"]
 
 
-def load(models_dir: str | Path, version: str | None = None) -> tuple[ChurnModel | BGNBDChurnModel, dict[str, Any]]:
+def load(models_dir: str | Path, version: str | None = None) -> tuple[ChurnModel | BGNBDChurnModel | LogisticChurnModel,
+                                                                     dict[str, Any]]:
     """Load a model and its metadata: the champion unless a version is given."""
     version = version or champion_version(models_dir)
     directory = Path(models_dir) / version
@@ -178,6 +214,8 @@ def load(models_dir: str | Path, version: str | None = None) -> tuple[ChurnModel
     metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
     if (directory / BGNBD_FILE).exists():
         return BGNBDChurnModel.load(directory), metadata
+    if (directory / LOGISTIC_FILE).exists():
+        return LogisticChurnModel.load(directory), metadata
     return ChurnModel.load(directory), metadata
 
 

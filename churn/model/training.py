@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 import churn
-from churn.model.baselines import BGNBDChurnModel
+from churn.model.baselines import BASELINES, BGNBDChurnModel, LogisticChurnModel, served_baseline
 from churn.config import Config
 from churn.errors import DataError
-from churn.model.backtest import backtest, metrics
+from churn.model.backtest import backtest, metrics, quality_band, season_check_cutoffs
 from churn.model.classifier import ChurnModel
 from churn.progress import Progress, notify, prefixed
 from churn.model.registry import data_fingerprint, model_version, promotion_decision
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 class TrainingResult:
     """A fitted model, the split it was fitted on, and the metadata the registry stores."""
 
-    model: ChurnModel | BGNBDChurnModel
+    model: ChurnModel | BGNBDChurnModel | LogisticChurnModel
     split: Split
     metadata: dict[str, Any]
 
@@ -45,14 +45,59 @@ def latest_test_cutoff(as_of: pd.Timestamp, horizon_days: int) -> pd.Timestamp:
 
 
 def small_store_reason(train_rows: pd.DataFrame, config: Config) -> str | None:
-    """Why the training data is too small for XGBoost (None when it is big enough)."""
+    """Why the training data is too small for XGBoost (None when it is big enough).
+
+    What a classifier learns from is the rarer class: in a shop where almost nobody comes
+    back, the few customers who stayed are that class, however many churned.
+    """
     customers, churners = train_rows["customer_id"].nunique(), int(train_rows["churned"].sum())
+    stayers = int(len(train_rows) - churners)
     m = config.model
     if customers < m.min_train_customers or churners < m.min_train_churners:
         return (f"{customers} training customers and {churners} churned rows, below the "
                 f"{m.min_train_customers} / {m.min_train_churners} of model.min_train_customers / "
                 f"model.min_train_churners: scored with BG/NBD")
+    if min(churners, stayers) < m.min_train_minority:
+        rarer = "stayed" if stayers < churners else "churned"
+        return (f"only {min(churners, stayers)} training rows {rarer} (of {len(train_rows)}), below "
+                f"model.min_train_minority {m.min_train_minority}: too few to learn from; scored with BG/NBD")
     return None
+
+
+def at_chance(metrics_: dict[str, Any] | None) -> bool:
+    """True when a backtest cannot tell the model's ranking from a coin: its ROC-AUC interval reaches 0.5."""
+    if not metrics_ or metrics_.get("roc_auc") is None:
+        return True
+    low = (metrics_.get("roc_auc_ci") or [metrics_["roc_auc"]])[0]
+    return low <= 0.5
+
+
+def serving_choice(backtest_: dict[str, Any] | None, kind: str) -> tuple[str, str | None]:
+    """Which model to serve after the backtest: `kind`, or the best baseline and why.
+
+    The model fitted (`kind`: xgboost, or bgnbd for a small store) is served unless its backtest
+    is at chance (see `at_chance`) or its ROC-AUC is below the best baseline's on the same split;
+    then the baseline with the highest ROC-AUC is served instead. Without a backtest nothing
+    can be compared: `kind` stays.
+    """
+    models = (backtest_ or {}).get("models") or {}
+    ours = models.get(kind)
+    ranked = [(m["roc_auc"], name) for name, m in models.items()
+              if name in BASELINES and m and m.get("roc_auc") is not None]
+    if not ranked or ours is None:
+        return kind, None
+    best_auc, best = max(ranked)
+    if best == kind:
+        return kind, None
+    auc = ours.get("roc_auc")
+    if at_chance(ours):
+        shown = "no ROC-AUC" if auc is None else f"ROC-AUC {auc:.3f} (interval reaching 0.5)"
+        why = f"{kind} ranked no better than chance on the backtest ({shown})"
+    elif auc < best_auc:
+        why = f"{kind} ROC-AUC {auc:.3f} is below the best baseline's on the same split"
+    else:
+        return kind, None
+    return best, f"{why}: {best} (ROC-AUC {best_auc:.3f}) is served instead"
 
 
 def backtest_recipe(dataset: Dataset, metadata: dict[str, Any], config: Config,
@@ -61,7 +106,9 @@ def backtest_recipe(dataset: Dataset, metadata: dict[str, Any], config: Config,
 
     For a small store's BG/NBD model it is None when the data cannot support one.
     """
-    test_cutoff = latest_test_cutoff(pd.Timestamp(metadata["as_of"]), config.data.horizon_days)
+    # The test labels must be known by the as-of date and inside the data (it may end a day earlier).
+    known_by = min(pd.Timestamp(metadata["as_of"]), data_range(dataset)[1])
+    test_cutoff = latest_test_cutoff(known_by, config.data.horizon_days)
     try:
         return backtest(dataset, test_cutoff, config, n_rolling=config.evaluate.n_rolling, progress=progress)
     except DataError:
@@ -87,36 +134,32 @@ def train(dataset: Dataset, as_of: object, config: Config, evaluate: bool = True
     split = plan_split(as_of, h, config.model.n_train_cutoffs, start, min(end, as_of),
                        config.model.min_history_days, with_test=False)
     notify(progress, "production model: features of every cutoff", 0, 1)
-    snaps = build_snapshots(dataset, split.all_cutoffs(), h, config.data.lookback_days)
+    checks = season_check_cutoffs(dataset, split.val_cutoff, config)
+    snaps = build_snapshots(dataset, sorted(set(split.all_cutoffs()) | set(checks)), h, config.data.lookback_days)
     train_rows = snaps[snaps["cutoff"].isin(split.train_cutoffs)]
     val_rows = snaps[snaps["cutoff"] == split.val_cutoff]
     fallback = small_store_reason(train_rows, config)
     extra: dict[str, Any]
+    model: ChurnModel | BGNBDChurnModel | LogisticChurnModel
     if fallback:
-        model: ChurnModel | BGNBDChurnModel = BGNBDChurnModel(horizon_days=h).fit(train_rows, val_rows)
+        model = BGNBDChurnModel(horizon_days=h).fit(train_rows, val_rows)
         extra = {"model_kind": "bgnbd", "fallback_reason": fallback, "best_iteration": None,
                  "bgnbd_params": dict(zip(("r", "alpha", "a", "b"), map(float, model.params_)))}
     else:
         model = ChurnModel(h, config.model).fit(train_rows, val_rows, prefixed(progress, "production model"))
+        model.fit_season(snaps[snaps["cutoff"].isin(checks)], split.val_cutoff)
         extra = {"model_kind": "xgboost", "best_iteration": model.best_iteration_, "best_params": model.best_params_,
                  "search_candidates": len(model.search_results_),
-                 "calibration": {"method": model.calibrator_.method, "briers": model.calibration_briers_}}
-    fingerprint = data_fingerprint(dataset.fingerprints)
-    # Only the settings that shape the model and its backtest: scheduling or list policy changes
-    # must not make a new model version.
-    shaping = {k: v for k, v in config.to_dict().items() if k in ("data", "contract", "model", "evaluate")}
-    recipe = {"config": shaping, "features": model.feature_names_, "churn_version": churn.__version__,
-              "model_kind": extra["model_kind"]}
+                 "calibration": {"method": model.calibrator_.method, "briers": model.calibration_briers_},
+                 "season": {"method": model.season_.method, "reason": model.season_.reason}}
     metadata = {
-        "version": model_version(as_of.date().isoformat(), h, fingerprint, recipe),
         "as_of": as_of.date().isoformat(),
         "horizon_days": h,
-        "features": model.feature_names_,
         **extra,
         "split": split.to_dict(),
         "n_train": int(len(train_rows)),
         "train_churn_rate": float(train_rows["churned"].mean()),
-        "data_fingerprint": fingerprint,
+        "data_fingerprint": data_fingerprint(dataset.fingerprints),
         "table_fingerprints": dataset.fingerprints,
         "backtest": None,
         "config": config.to_dict(),
@@ -125,6 +168,26 @@ def train(dataset: Dataset, as_of: object, config: Config, evaluate: bool = True
     }
     if evaluate:
         metadata["backtest"] = backtest_recipe(dataset, metadata, config, progress)
+        served, why = serving_choice(metadata["backtest"], extra["model_kind"])
+        if why:
+            model = served_baseline(served, h, config.model.random_state).fit(train_rows, val_rows)
+            # fallback_reason says, wherever a model is not XGBoost, why (the run prints it).
+            metadata.update({"model_kind": served, "fitted_kind": extra["model_kind"], "served_reason": why,
+                             "fallback_reason": why, "best_iteration": None})
+            if served == "bgnbd":
+                metadata["bgnbd_params"] = dict(zip(("r", "alpha", "a", "b"), map(float, model.params_)))
+    # Only the settings that shape the model and its backtest: scheduling or list policy changes
+    # must not make a new model version.
+    shaping = {k: v for k, v in config.to_dict().items() if k in ("data", "contract", "model", "evaluate")}
+    recipe = {"config": shaping, "features": model.feature_names_, "churn_version": churn.__version__,
+              "model_kind": metadata["model_kind"]}
+    fingerprint = metadata["data_fingerprint"]
+    metadata = {"version": model_version(metadata["as_of"], h, fingerprint, recipe),
+                **metadata, "features": model.feature_names_}
+    if metadata["backtest"]:
+        bt = metadata["backtest"]
+        metadata["quality"] = quality_band(bt["models"].get(metadata["model_kind"]), bt["base_rate"],
+                                           config.evaluate, config.registry.max_ece)
     return TrainingResult(model, split, metadata)
 
 
@@ -190,5 +253,6 @@ def gate(dataset: Dataset | None, candidate_meta: dict[str, Any], champion: Chur
             "champion_metrics": theirs}
 
 
-__all__ = ["TrainingResult", "default_as_of", "latest_test_cutoff", "small_store_reason", "train", "backtest_recipe",
+__all__ = ["TrainingResult", "default_as_of", "latest_test_cutoff", "small_store_reason", "at_chance",
+           "serving_choice", "train", "backtest_recipe",
            "candidate_metrics", "champion_on_same_backtest", "gate"]

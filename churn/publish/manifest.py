@@ -3,7 +3,8 @@
 The manifest says what a run used and did: model version, data fingerprints, row counts,
 quarantined rows, checks passed, the quality gate's figures, list sizes, holdout, expected
 value per list, the uplift used and where it came from, customers suppressed and in cooldown,
-and the step timings. It carries counts and names only: never a customer id.
+per action the funnel (eligible, above the risk floor, suppressed, in cooldown, EV > 0, listed,
+held out) with what kept the list short, and the step timings. It carries counts and names only: never a customer id.
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ __all__ = ["run_manifest", "warehouse_run", "assignments_for_history"]
 
 def run_manifest(run_date: RunDate, meta: dict[str, Any], dataset: Dataset, gate: dict[str, Any],
                  scores: pd.DataFrame, taken: pd.DataFrame, lists: dict[str, pd.DataFrame], history: History,
-                 suppressed: set[str], config: Config) -> dict[str, Any]:
-    """The run's manifest (without timings): what was used, what was checked, what was listed."""
+                 suppressed: set[str], config: Config,
+                 funnel: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The run's manifest (without timings): what was used, what was checked, what was listed.
+
+    `funnel` (`churn.decide.winback.funnel`): per action, how many customers each rule let
+    through and, in words, what kept the list short.
+    """
     longest_cooldown = max(config.winback.action(a).cooldown_days for a in ACTIONS)
     cooling = in_cooldown(listed_dates(scores["customer_id"], history.last_listed), run_date, longest_cooldown)
     treated = taken["arm"] == "treated"
@@ -37,6 +43,10 @@ def run_manifest(run_date: RunDate, meta: dict[str, Any], dataset: Dataset, gate
         "table_fingerprints": dataset.fingerprints,
         "row_counts": dataset.row_counts,
         "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()},
+        # Rows naming no known customer, per table (counts only; `churn validate` shows the first ids).
+        "unmatched": {name: {k: v for k, v in found.as_dict().items() if k != "first_ids"}
+                      for name, found in dataset.unmatched.items()},
+        "cleared": dataset.cleared,
         "checks_passed": ["contract", "model_features", "population", *gate["passed"]],
         "quality": {k: gate[k] for k in ("latest_order", "orders_window", "n_scored")},
         "previous_run": None if history.previous_run is None else history.previous_run["run_date"],
@@ -48,8 +58,12 @@ def run_manifest(run_date: RunDate, meta: dict[str, Any], dataset: Dataset, gate
         "expected_value": {a: round(float(taken.loc[(taken["action"] == a) & treated, "expected_value"].sum()), 2)
                            for a in ACTIONS},
         "uplift": history.uplift_report,
+        "uplift_per_customer": (None if history.uplift_model is None else
+                                {"measured_through": history.uplift_model_through,
+                                 "treated": {a: fit["n"] for a, fit in history.uplift_model.treated.items()}}),
         "suppressed_excluded": int(scores["customer_id"].isin(suppressed).sum()),
         "in_cooldown": int(cooling.sum()),
+        "funnel": funnel or {},
     }
 
 

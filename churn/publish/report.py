@@ -18,13 +18,18 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from churn.model import explain
-from churn.publish import charts
+from churn.model import explain, registry
+from churn.publish import charts, followup
+from churn.publish.followup import Followup
+from churn.publish.html import img as _img
+from churn.publish.html import p as _p
+from churn.publish.html import section as _section
+from churn.publish.html import table as _table
 from churn.config import Config, LifecycleConfig
 from churn.errors import DataError
 from churn.model.backtest import (bootstrap_auc_ci, calibration_curve, fit_and_score, gain_table,
                                   metrics_rows)
-from churn.features.catalogue import EPOCH
+from churn.features.catalogue import EPOCH, catalogue, history_days, labels
 from churn.features.engine import FeatureBuilder, occasions, to_day, valid_orders
 from churn.features.labels import churn_labels
 from churn.model.classifier import ChurnModel
@@ -228,6 +233,13 @@ class ReportInputs:
     test_scores: dict[str, np.ndarray] | None = None
     training: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    followup: Followup = field(default_factory=Followup)
+    data_start: pd.Timestamp | None = None  # the first order in the data (data-start artefacts)
+
+    @property
+    def words(self) -> dict[str, str]:
+        """Every model feature in words (the catalogue's meanings)."""
+        return labels(self.model.feature_names_)
 
 
 def collect(models_dir: str | Path, out_dir: str | Path, config: Config, data_dir: str | Path | None = None,
@@ -251,8 +263,11 @@ def collect(models_dir: str | Path, out_dir: str | Path, config: Config, data_di
         missing = "business KPIs and feature drift" if "gain_table" in (meta.get("backtest") or {}) else \
             "business KPIs, feature drift and the model's curves (its backtest holds none)"
         inputs.notes.append(f"No data directory given (--data): {missing} are left out.")
+        inputs.followup = followup.collect(out_dir, models_dir, meta, config, None)
         return inputs
-    dataset = contract.validate(data_dir, config.contract)
+    dataset = contract.validate(data_dir, config)
+    inputs.data_start = pd.Timestamp(valid_orders(dataset.orders)["order_ts"].min()).normalize()
+    inputs.followup = followup.collect(out_dir, models_dir, meta, config, dataset)
     builder = FeatureBuilder(dataset, config.data.lookback_days)
     inputs.kpis = monthly_kpis(dataset, meta["horizon_days"], config.lifecycle, config.data.lookback_days)
     if meta.get("backtest") and "gain_table" not in meta["backtest"]:
@@ -263,35 +278,6 @@ def collect(models_dir: str | Path, out_dir: str | Path, config: Config, data_di
 
 
 # --- rendering --------------------------------------------------------------------------------
-
-
-def _table(frame: pd.DataFrame, formats: dict[str, str] | None = None, flag: pd.Series | None = None) -> str:
-    """An HTML table; `formats` maps columns to format specs, `flag` marks rows to highlight."""
-    formats = formats or {}
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = []
-    for i, (_, row) in enumerate(frame.iterrows()):
-        cells = []
-        for col in frame.columns:
-            value = row[col]
-            text = ("–" if isinstance(value, float) and value != value
-                    else format(value, formats[col]) if col in formats else str(value))
-            cells.append(f"<td>{html.escape(text)}</td>")
-        mark = ' class="flag"' if flag is not None and bool(flag.iloc[i]) else ""
-        body.append(f"<tr{mark}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _img(png: str, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
-
-
-def _section(title: str, body: str, anchor: str) -> str:
-    return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{body}</section>'
-
-
-def _p(text: str) -> str:
-    return f"<p>{html.escape(text)}</p>"
 
 
 def _sample(frame: pd.DataFrame, n: int, random_state: int) -> pd.DataFrame:
@@ -321,11 +307,15 @@ def headline_numbers(inputs: ReportInputs) -> dict[str, str]:
 def render(inputs: ReportInputs) -> str:
     """The whole report as one HTML string with every chart embedded."""
     meta = inputs.metadata
-    parts = [_intro(inputs), _kpi_section(inputs), _quality_section(inputs), _driver_section(inputs),
-             _stability_section(inputs), _lists_section(inputs)]
+    parts = [_intro(inputs), _kpi_section(inputs),
+             followup.outcomes_section(inputs.followup, inputs.config, meta["horizon_days"]),
+             followup.realised_section(inputs.followup, meta, inputs.config), _quality_section(inputs),
+             _driver_section(inputs), _stability_section(inputs), _lists_section(inputs)]
     title = f"Churn report: run {inputs.run_date}, model {meta['version']}"
-    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("kpis", "Business"), ("quality", "Model quality"),
-                                                           ("drivers", "Drivers"), ("stability", "Stability"),
+    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("kpis", "Business"), ("winback", "Did win-back work?"),
+                                                           ("realised", "Is the model still right?"),
+                                                           ("quality", "Model quality"), ("drivers", "Drivers"),
+                                                           ("stability", "Stability"),
                                                            ("lists", "Win-back lists")))
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><header><h1>{html.escape(title)}</h1><nav>{nav}</nav></header>"
@@ -343,19 +333,46 @@ def _intro(inputs: ReportInputs) -> str:
     return f'<section id="summary"><div class="cards">{cards}</div>{_p(facts)}{notes}</section>'
 
 
+def data_start_months(months: pd.DatetimeIndex, data_start: pd.Timestamp | None, stage_days: int) -> np.ndarray:
+    """True for month ends less than `stage_days` (lifecycle.dormant_days) after the data starts: before
+    then no customer can be lapsed, everyone first seen looks new, and repurchase and retention have
+    little "before" to look at; those months describe the data's beginning, not the business."""
+    if data_start is None:
+        return np.zeros(len(months), dtype=bool)
+    return np.asarray(months <= data_start + pd.Timedelta(days=stage_days))
+
+
+KPI_HEADERS = {"month": "month", "new": "new", "active": "active", "dormant": "dormant", "lapsed": "lapsed",
+               "churn_rate": "churn rate", "buyers": "buyers", "retention_rate": "retention",
+               "repurchase_rate": "repurchase", "arpu": "ARPU", "coupon_redemption_rate": "coupon use"}
+
+
 def _kpi_section(inputs: ReportInputs) -> str:
     k = inputs.kpis
     if k is None:
         return _section("Business over time", _p("Run `churn report --data DIR` to include the KPIs."), "kpis")
+    currency = inputs.config.business.currency
+    lookback = inputs.config.data.lookback_days
+    stage_days = inputs.config.lifecycle.dormant_days
+    partial = data_start_months(k.index, inputs.data_start, stage_days)
     body = [_p("Calendar months wholly inside the data. Stages at each month end (population: bought in the "
-               f"last {inputs.config.data.lookback_days} days); churn rate: no purchase in the next "
+               f"last {lookback} days); churn rate: no purchase in the next "
                f"{inputs.metadata['horizon_days']} days; retention: last month's buyers who bought again; "
-               "repurchase: this month's buyers who had bought before; ARPU: net spend per buyer."),
-            _img(charts.kpi_panel(k), "Business KPIs per month")]
+               f"repurchase: this month's buyers who had bought before; ARPU: net spend per buyer ({currency})."),
+            _img(charts.kpi_panel(k, partial, currency), "Business KPIs per month")]
+    if partial.any():
+        body.append(f'<p class="note">Data-start artefacts: the data starts on {inputs.data_start.date()}. In the '
+                    f"first {stage_days} days (lifecycle.dormant_days) no customer can be lapsed, every customer first "
+                    f"seen looks new, and repurchase and retention have little history to look back on: those "
+                    f"months (shaded, marked †) describe the data's beginning, not the business. Until a full "
+                    f"lookback ({lookback} days) of data, customers who last bought before the data began are "
+                    f"missing, so dormant and lapsed counts stay low.</p>")
     table = k.reset_index()
-    table["month"] = table["month"].dt.strftime("%Y-%m")
+    table["month"] = table["month"].dt.strftime("%Y-%m") + np.where(partial, " †", "")
     fmt = {c: ".1%" for c in ("churn_rate", "retention_rate", "repurchase_rate", "coupon_redemption_rate")}
     fmt["arpu"] = ",.2f"
+    table = table.rename(columns={**KPI_HEADERS, "arpu": f"ARPU ({currency})"})
+    fmt = {KPI_HEADERS.get(c, c) if c != "arpu" else f"ARPU ({currency})": f for c, f in fmt.items()}
     body.append(_table(table, fmt))
     return _section("Business over time", "".join(body), "kpis")
 
@@ -412,6 +429,10 @@ def _quality_section(inputs: ReportInputs) -> str:
                f"on {bt['val_cutoff']}, tested on {bt['test_cutoff']} ({bt['n_test']:,} customers, churn rate "
                f"{bt['base_rate']:.1%}). Intervals: bootstrap over customers."),
             _table(pd.DataFrame(metrics_rows({"models": {n: bt["models"][n] for n in _model_first(bt["models"])}})))]
+    band = registry.quality(inputs.metadata)
+    if band:
+        body.insert(0, _p(f"Quality of the model served ({inputs.metadata.get('model_kind', 'xgboost')}): "
+                          f"{band['text']}."))
     if bt.get("rolling"):
         rolling = pd.DataFrame([{"test cutoff": r["test_cutoff"], "n": r["n_test"],
                                  **{name: m["roc_auc"] for name, m in r["models"].items()}} for r in bt["rolling"]])
@@ -444,6 +465,17 @@ def _quality_section(inputs: ReportInputs) -> str:
     return _section("Model quality against the baselines", "".join(body), "quality")
 
 
+def base_log_odds(model: ChurnModel, features: pd.DataFrame, contributions: pd.DataFrame) -> np.ndarray:
+    """SHAP's base value per customer: the booster's log-odds minus the sum of its contributions."""
+    raw = np.clip(model.raw_proba(features), 1e-12, 1 - 1e-12)
+    return np.log(raw / (1 - raw)) - contributions.to_numpy(dtype=float).sum(axis=1)
+
+
+DRIVER_WORDS = ("A driver is the story a feature belongs to: " + ", ".join(explain.THEME_LABELS.values())
+                + ". Features group into families (recency, frequency, spend, each event type, ...), families into "
+                  "drivers; the lists' warning signs and \"Chosen because\" speak of the same drivers.")
+
+
 def _driver_section(inputs: ReportInputs) -> str:
     cfg = inputs.config.report
     scores = _sample(inputs.scores, cfg.max_customers, inputs.config.model.random_state)
@@ -451,26 +483,29 @@ def _driver_section(inputs: ReportInputs) -> str:
     contributions = inputs.model.contributions(feats)
     drivers = explain.global_drivers(contributions)
     top = drivers["feature"].head(cfg.top_features).tolist()
-    body = [_p(f"SHAP contributions (log-odds; positive raises churn risk) of {len(scores):,} customers of the "
-               f"run {inputs.run_date}" + (f" (a sample of {len(inputs.scores):,})" if len(scores) < len(inputs.scores)
-                                            else "") + "."),
-            '<div class="row">', _img(charts.global_bar(drivers.head(cfg.top_features)), "Global drivers"),
-            _img(charts.beeswarm(contributions[top], feats[top]), "Beeswarm of the top features"), "</div>"]
+    words = inputs.words
+    explained = charts.explanation(contributions, feats, base_log_odds(inputs.model, feats, contributions), words)
+    body = [_p(f"SHAP values (XGBoost's exact contributions, in log-odds of churning; positive raises the risk) of "
+               f"{len(scores):,} customers of the run {inputs.run_date}"
+               + (f" (a sample of {len(inputs.scores):,})" if len(scores) < len(inputs.scores) else "")
+               + ", drawn with shap's own plots. " + DRIVER_WORDS),
+            '<div class="row">', _img(charts.global_bar(explained, cfg.top_features), "Global drivers"),
+            _img(charts.beeswarm(explained, cfg.top_features), "Beeswarm of the top features"), "</div>"]
     segments = {"Lifecycle stage": scores["lifecycle_stage"].astype(str),
                 "Value tier": scores["value_tier"].astype(str),
                 "RFM segment": rfm_segment(scores).astype(str)}
-    body.append(_p("Mean contribution per reason family and segment: red cells raise the segment's risk. "
-                   "Below each map, the story that sets each segment apart (its theme furthest above the "
-                   "average, in standard deviations) and how often it is a customer's strongest reason."))
+    body.append(_p("Mean SHAP value per feature family and segment: red cells raise the segment's risk. "
+                   "Below each map, the driver that sets each segment apart (the one furthest above the "
+                   "average, in standard deviations) and how often it is a customer's strongest warning sign."))
     reasons = explain.reasons(feats, contributions, top=1)
     for name, segment in segments.items():
         by_family = explain.segment_drivers(contributions, segment, explain.family)
         body.append(f"<h3>{html.escape(name)}</h3>")
         body.append(_img(charts.segment_heatmap(by_family, name), f"Drivers per {name}"))
         body.append(_table(_distinctive_table(contributions, segment, reasons["reason_code_1"]),
-                           {"share with it as top reason": ".0%", "lift (sd)": ".2f"}))
+                           {"share with it as strongest warning sign": ".0%", "lift (sd)": ".2f"}))
     body.append("<h3>Dependence of the top features</h3>")
-    body.append(_img(charts.dependence(contributions[top[:cfg.dependence_plots]], feats[top[:cfg.dependence_plots]]),
+    body.append(_img(charts.dependence(explained, [words.get(f, f) for f in top[:cfg.dependence_plots]]),
                      "Dependence plots"))
     return _section("Churn drivers", "".join(body), "drivers")
 
@@ -485,9 +520,9 @@ def _distinctive_table(contributions: pd.DataFrame, segment: pd.Series, top_code
         dominant = shares.loc[seg].idxmax() if seg in shares.index else None
         apart = explain.THEME_LABELS[best] if values[best] >= NOTABLE_LIFT else "nothing stands out"
         rows.append({"segment": seg, "customers": int(lift.loc[seg, "n"]),
-                     "sets it apart": apart, "lift (sd)": values[best],
-                     "share with it as top reason": share,
-                     "most frequent top reason": explain.THEME_LABELS.get(dominant, "–")})
+                     "driver that sets it apart": apart, "lift (sd)": values[best],
+                     "share with it as strongest warning sign": share,
+                     "most frequent strongest warning sign": explain.THEME_LABELS.get(dominant, "–")})
     return pd.DataFrame(rows)
 
 
@@ -509,14 +544,52 @@ def _stability_section(inputs: ReportInputs) -> str:
             '<div class="row">',
             _img(charts.score_hist({"training snapshots": train_scores, f"run {inputs.run_date}":
                                     latest["p_churn"].to_numpy()}), "Score distribution"),
-            _img(charts.psi_bars(drift.head(cfg.top_features), cfg.psi_threshold), "Feature drift (PSI)"), "</div>"]
+            _img(charts.psi_bars(drift.head(cfg.top_features), cfg.psi_threshold, inputs.words), "Feature drift (PSI)"),
+            "</div>"]
     shown = max(cfg.top_features, len(flagged))
     table = drift.head(shown).rename_axis("feature").reset_index()
-    table["flag"] = np.where(table["psi"] > cfg.psi_threshold, "drifted", "")
+    words = inputs.words
+    table.insert(1, "in words", table["feature"].map(lambda f: words.get(f, f)))
+    why = drift_reasons(table["feature"], inputs.metadata["split"]["train_cutoffs"], inputs.data_start,
+                        inputs.run_date)
+    table["flag"] = np.where(table["psi"] > cfg.psi_threshold, why, "")
+    table = table.rename(columns={"flag": "why it drifted"})
+    if len(flagged):
+        body.append(_p("Why a feature drifted: \"data start\" means its window needs more history than the training "
+                       "cutoffs had (the data begins on " + (str(inputs.data_start.date()) if inputs.data_start is not
+                                                             None else "an unknown day")
+                       + "), so the latest run, with more history, reads larger values: an artefact of the data's "
+                         "start that fades once the training cutoffs have the full window, not a change in "
+                         "customers. Any other drift is a change in the customers or the feed: check it before "
+                         "trusting the scores."))
     body.append(_table(table, {"psi": ".3f"}, table["psi"] > cfg.psi_threshold))
     if len(drift) > shown:
         body.append(_p(f"{len(drift) - shown} more features with a PSI of at most {drift.iloc[shown]:.3f}."))
     return _section("Stability", "".join(body), "stability")
+
+
+def drift_reasons(features: pd.Series, train_cutoffs: list[str], data_start: pd.Timestamp | None,
+                  run_date: str) -> list[str]:
+    """Per feature, why it may drift: "data start: ..." when its window needs more history than the
+    earliest training cutoff had, else "population or feed changed"."""
+    windows = {f.name: f.window for f in catalogue(_event_kinds(features))}
+    history = None if data_start is None else (pd.Timestamp(min(train_cutoffs)) - data_start).days
+    out = []
+    for name in features:
+        need = history_days(windows.get(name, ""))
+        if history is not None and need > history:
+            window = "all history" if need == float("inf") else f"{need:.0f} days"
+            out.append(f"data start: needs {window}; the first training cutoff had {history} days, run "
+                       f"{run_date} has {(pd.Timestamp(run_date) - data_start).days}")
+        else:
+            out.append("population or feed changed")
+    return out
+
+
+def _event_kinds(features: pd.Series) -> list[str]:
+    import re
+
+    return [m.group(1) for m in (re.match(r"^event_(.+)_(30d|90d|all)$", f) for f in features) if m]
 
 
 def _lists_section(inputs: ReportInputs) -> str:
@@ -526,10 +599,15 @@ def _lists_section(inputs: ReportInputs) -> str:
                f"{holdout if holdout is not None else '–'} held out and not contacted "
                f"({share:.1%} of listed plus held out; configured {inputs.config.winback.holdout_share:.0%}).")]
     if len(summary):
-        shown = summary.rename(columns={"mean_p_churn": "mean churn risk", "value": "customer value",
-                                        "expected_value": "expected value", "value_at_stake": "value at stake"})
-        body.append(_table(shown, {"mean churn risk": ".1%", "customer value": ",.0f", "expected value": ",.0f",
-                                   "value at stake": ",.0f"}))
+        cur = inputs.config.business.currency
+        money = {"value": f"value at stake ({cur})", "expected_value": f"expected gain ({cur})",
+                 "value_at_stake": f"value at stake ({cur})"}
+        shown = summary.rename(columns={"mean_p_churn": "mean churn risk", **money})
+        body.append(_table(shown, {"mean churn risk": ".1%", **{m: ",.0f" for m in money.values()}}))
+        funnel = inputs.manifest.get("funnel") or {}
+        if funnel:
+            body.append(_p("What kept each list short: " + "; ".join(f"{a}: {f['blocked']}" for a, f in funnel.items())
+                           + "."))
         codes = [c for c in ("reason_code_1",) if c in inputs.scores]
         listed = pd.concat([f[["customer_id"]].assign(action=a) for a, f in inputs.lists.items()])
         if codes and len(listed):
@@ -537,7 +615,7 @@ def _lists_section(inputs: ReportInputs) -> str:
             themes = top.map(lambda c: explain.THEME_LABELS[explain.theme(c)] if isinstance(c, str) else "none")
             mix = pd.crosstab(listed["action"].to_numpy(), themes.to_numpy(), normalize="index")
             mix.index.name = "action"
-            body += [_p("Strongest reason of the listed customers, by action (share of the list)."),
+            body += [_p("Driver of the listed customers' strongest warning sign, by action (share of the list)."),
                      _table(mix.reset_index(), {c: ".0%" for c in mix.columns})]
     return _section("Latest win-back lists", "".join(body), "lists")
 
@@ -546,15 +624,17 @@ _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
 header{background:#1d2733;color:#fff;padding:14px 28px}header h1{margin:0 0 6px;font-size:22px}
 nav a{color:#cfe3ff;margin-right:18px;text-decoration:none;font-size:14px}
-main{max-width:1320px;margin:0 auto;padding:8px 28px 40px}
-section{background:#fff;border-radius:8px;padding:8px 22px 18px;margin:18px 0;box-shadow:0 1px 3px #0002}
+main{max-width:1320px;margin:0 auto;padding:8px 16px 40px}
+section{background:#fff;border-radius:8px;padding:8px 18px 18px;margin:18px 0;box-shadow:0 1px 3px #0002}
 h2{font-size:19px;border-bottom:1px solid #e3e6ea;padding-bottom:6px}h3{font-size:16px;margin:18px 0 6px}
 p{font-size:14px;line-height:1.45}.note{color:#8a4b00}
 img{max-width:100%;height:auto;margin:6px 0}.row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-.row img{max-width:calc(50% - 6px)}
-table{border-collapse:collapse;font-size:13px;margin:8px 0 14px}
-th,td{border:1px solid #e3e6ea;padding:4px 9px;text-align:right}th{background:#eef1f5}
-td:first-child,th:first-child{text-align:left}tr.flag td{background:#ffe3e0}
+.row img{max-width:calc(50% - 6px)}@media (max-width:1000px){.row img{max-width:100%}}
+.scroll{max-width:100%;overflow-x:auto;margin:8px 0 14px}
+table{border-collapse:collapse;font-size:12.5px}
+th,td{border:1px solid #e3e6ea;padding:4px 7px;text-align:right}th{background:#eef1f5;vertical-align:bottom}
+p.alert{color:#fff;background:#c0392b;padding:8px 12px;border-radius:4px;font-weight:600}
+td:first-child,th:first-child,td.t{text-align:left}tr.flag td{background:#ffe3e0}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
 .card{background:#eef4ff;border-radius:6px;padding:10px 16px;min-width:150px}
 .card .v{font-size:22px;font-weight:600}.card .k{font-size:12px;color:#4a5868}

@@ -3,8 +3,11 @@
 Tables: `runs` (one row per run date: model, data fingerprint, counts, schema, manifest),
 `scores` (every scored customer per run date), `assignments` (the customers taken for the
 lists per run date, with action, arm, EV and the uplift used), `contacts` (what the service
-team reported doing), `outcomes` (per listed customer: did they come back in the horizon)
-and `uplift` (measured uplift per action and segment, shrunk towards the prior).
+team reported doing: rows of the data directory's contacts table, source "data", and rows
+read back from the filled-in lists by `churn contacts import`, source "import"), `suppressions`
+(customers the team marked "do not contact again"; the daily run adds them to the data's own
+suppressions), `outcomes` (per listed customer: did they come back in the horizon) and
+`uplift` (measured uplift per action and segment, shrunk towards the prior).
 
 Writing a run replaces that run date's rows in one transaction: a rerun never duplicates
 history, and a failure leaves the previous rows in place.
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,9 +28,10 @@ import pandas as pd
 from churn.config import WinbackConfig
 from churn.data import database
 from churn.decide.outcomes import uplift_for_run
+from churn.decide.uplift import UpliftModel
 
 __all__ = ["FILE_NAME", "History", "path_in", "connect", "history", "write_run", "previous_run", "last_listed",
-           "uplift_estimates", "read_table", "write_outcomes"]
+           "uplift_estimates", "read_table", "write_outcomes", "write_contacts", "imported_contacts", "contacts_with_imports", "suppressed"]
 
 FILE_NAME = "warehouse.duckdb"
 T = TypeVar("T")
@@ -44,14 +48,23 @@ SCHEMA = {
                       offer_value DOUBLE, p_churn DOUBLE, risk_band VARCHAR, value DOUBLE, value_tier VARCHAR,
                       lifecycle_stage VARCHAR, due_date DATE""",
     "contacts": """customer_id VARCHAR, list_date DATE, action VARCHAR, arm VARCHAR, contacted_ts TIMESTAMP,
-                   outcome VARCHAR""",
+                   outcome VARCHAR, reached BOOLEAN, offer_accepted BOOLEAN, source VARCHAR""",
+    "suppressions": """customer_id VARCHAR, reason VARCHAR, since DATE, source VARCHAR""",
     "outcomes": """list_date DATE, customer_id VARCHAR, action VARCHAR, arm VARCHAR, segment VARCHAR,
                    risk_band VARCHAR, window_end DATE, came_back BOOLEAN, revenue DOUBLE,
                    coupon_redeemed BOOLEAN, contacted BOOLEAN""",
     "uplift": """measured_through DATE, action VARCHAR, segment VARCHAR, n_treated BIGINT, n_holdout BIGINT,
                  rate_treated DOUBLE, rate_holdout DOUBLE, measured DOUBLE, prior DOUBLE, shrunk DOUBLE,
                  source VARCHAR""",
+    "uplift_models": """measured_through DATE PRIMARY KEY, model VARCHAR""",
 }
+
+
+# Columns added after the first release: older warehouses gain them (NULL) when opened for writing.
+ADDED_COLUMNS = (("contacts", "reached", "BOOLEAN"), ("contacts", "offer_accepted", "BOOLEAN"),
+                 ("contacts", "source", "VARCHAR"))
+# Where a contacts row came from: the data directory's contacts table, or the team's filled-in list.
+FROM_DATA, FROM_IMPORT = "data", "import"
 
 
 def path_in(out_dir: str | Path) -> Path:
@@ -71,6 +84,8 @@ def connect(path: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDB
         if not read_only:
             for name, columns in SCHEMA.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+            for name, column, kind in ADDED_COLUMNS:  # warehouses written before these columns existed
+                con.execute(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {column} {kind}")
         yield con
     finally:
         con.close()
@@ -118,11 +133,13 @@ def write_run(path: str | Path, run: dict[str, Any], scores: pd.DataFrame, assig
         _insert(con, "scores", scores.assign(run_date=pd.Timestamp(run_date)))
         _insert(con, "assignments", assignments.assign(run_date=pd.Timestamp(run_date)))
         if contacts is not None and len(contacts):
-            # The contacts table is cumulative: its list dates replace the same list dates here.
+            # The contacts table is cumulative: its list dates replace the same list dates here
+            # (the rows it gave before; rows imported from the team's lists stay).
             con.register("_dates", pd.DataFrame({"d": pd.to_datetime(contacts["list_date"]).unique()}))
-            con.execute("DELETE FROM contacts WHERE list_date IN (SELECT CAST(d AS DATE) FROM _dates)")
+            con.execute("DELETE FROM contacts WHERE list_date IN (SELECT CAST(d AS DATE) FROM _dates) "
+                        f"AND coalesce(source, '{FROM_DATA}') = '{FROM_DATA}'")
             con.unregister("_dates")
-            _insert(con, "contacts", contacts)
+            _insert(con, "contacts", contacts.assign(source=FROM_DATA))
         return then() if then is not None else None
 
 
@@ -181,12 +198,23 @@ def read_table(path: str | Path, table: str) -> pd.DataFrame:
     if not Path(path).exists():
         return pd.DataFrame(columns=_columns(table))
     with connect(path, read_only=True) as con:
+        found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()
+        if not found[0]:  # a warehouse written before the table existed
+            return pd.DataFrame(columns=_columns(table))
         return con.execute(f"SELECT * FROM {table}").df()
 
 
-def write_outcomes(path: str | Path, outcomes: pd.DataFrame, uplift: pd.DataFrame) -> None:
-    """Replace the outcomes of the list dates given and the uplift rows of their measurement date."""
+def write_outcomes(path: str | Path, outcomes: pd.DataFrame, uplift: pd.DataFrame,
+                   model: UpliftModel | None = None) -> None:
+    """Replace the outcomes of the list dates given, and the uplift rows and per-customer uplift model of
+    their measurement date (a measurement that learnt no model removes an earlier one of that date)."""
     with connect(path) as con, _transaction(con):
+        if len(uplift):
+            through = str(pd.Timestamp(uplift["measured_through"].iloc[0]).date())
+            con.execute("DELETE FROM uplift_models WHERE measured_through = CAST(? AS DATE)", [through])
+            if model is not None:
+                con.execute("INSERT INTO uplift_models VALUES (CAST(? AS DATE), ?)",
+                            [through, json.dumps(model.to_dict(), sort_keys=True)])
         if len(outcomes):
             con.register("_dates", pd.DataFrame({"d": pd.to_datetime(outcomes["list_date"]).unique()}))
             con.execute("DELETE FROM outcomes WHERE list_date IN (SELECT CAST(d AS DATE) FROM _dates)")
@@ -198,18 +226,80 @@ def write_outcomes(path: str | Path, outcomes: pd.DataFrame, uplift: pd.DataFram
             _insert(con, "uplift", uplift)
 
 
+def write_contacts(path: str | Path, contacts: pd.DataFrame, suppressions: pd.DataFrame) -> None:
+    """Record what the team reported (one transaction): each (list date, customer, action) replaces
+    its earlier imported row, so importing a list again after more calls changes nothing twice;
+    the suppressions are added once per customer and reason."""
+    with connect(path) as con, _transaction(con):
+        if len(contacts):
+            con.register("_keys", contacts[["list_date", "customer_id", "action"]].assign(
+                list_date=pd.to_datetime(contacts["list_date"])))
+            con.execute(f"""DELETE FROM contacts c WHERE coalesce(c.source, '') = '{FROM_IMPORT}' AND EXISTS (
+                SELECT 1 FROM _keys k WHERE CAST(k.list_date AS DATE) = c.list_date
+                AND k.customer_id = c.customer_id AND k.action = c.action)""")
+            con.unregister("_keys")
+            _insert(con, "contacts", contacts.assign(source=FROM_IMPORT))
+        if len(suppressions):
+            con.register("_new", suppressions)
+            con.execute("DELETE FROM suppressions s WHERE EXISTS (SELECT 1 FROM _new n WHERE "
+                        "n.customer_id = s.customer_id AND n.reason = s.reason)")
+            con.unregister("_new")
+            _insert(con, "suppressions", suppressions)
+
+
+def imported_contacts(path: str | Path) -> pd.DataFrame:
+    """The contacts the team reported through `churn contacts import` (empty when there are none)."""
+    frame = read_table(path, "contacts")
+    if "source" not in frame:  # written before imports existed
+        return frame.iloc[:0]
+    return frame[frame["source"].fillna("") == FROM_IMPORT].drop(columns="source").reset_index(drop=True)
+
+
+def contacts_with_imports(path: str | Path, data_contacts: pd.DataFrame | None) -> pd.DataFrame | None:
+    """What the team did: the data directory's contacts table and the lists imported into the
+    warehouse; for the same list date, customer and action the import wins."""
+    frames = [f for f in (imported_contacts(path), data_contacts) if f is not None and len(f)]
+    if not frames:
+        return data_contacts
+    both = pd.concat([f.assign(list_date=pd.to_datetime(f["list_date"]), customer_id=f["customer_id"].astype(str))
+                      for f in frames], ignore_index=True)
+    return both.drop_duplicates(["list_date", "customer_id", "action"], keep="first").reset_index(drop=True)
+
+
+def suppressed(path: str | Path) -> set[str]:
+    """Customers the warehouse's suppressions table says never to list."""
+    return set(read_table(path, "suppressions")["customer_id"].astype(str))
+
+
 @dataclass(frozen=True)
 class History:
-    """What earlier runs tell run date D: the last listing per customer, the uplift to use, the previous run."""
+    """What earlier runs tell run date D: the last listing per customer, the uplift to use, the previous
+    run, and the customers suppressed through the warehouse (the team's "do not contact again")."""
 
     last_listed: pd.Series
     uplift: dict[str, dict[str, float]]
     uplift_report: dict[str, Any]
     previous_run: dict[str, Any] | None
+    suppressed: set[str] = field(default_factory=set)
+    uplift_model: UpliftModel | None = None  # learned per customer (churn outcomes), None until enough outcomes
+    uplift_model_through: str | None = None  # the measurement it comes from
 
 
 def history(path: str | Path, run_date: object, contacts: pd.DataFrame | None, winback: WinbackConfig) -> History:
-    """Past listings (warehouse and contacts table), measured uplift and the previous run, all before D."""
+    """Past listings (warehouse and contacts table), measured uplift and the previous run, all before D;
+    the warehouse's suppressions, whenever they were added (a suppression always wins)."""
     run_date = str(run_date)
     uplift, report = uplift_for_run(uplift_estimates(path, run_date), winback)
-    return History(last_listed(path, run_date, contacts), uplift, report, previous_run(path, run_date))
+    model, through = uplift_model(path, run_date)
+    return History(last_listed(path, run_date, contacts), uplift, report, previous_run(path, run_date),
+                   suppressed(path), model, through)
+
+
+def uplift_model(path: str | Path, through: str) -> tuple[UpliftModel | None, str | None]:
+    """The latest per-customer uplift model measured through `through` at the latest, and its date."""
+    models = read_table(path, "uplift_models")
+    models = models[pd.to_datetime(models["measured_through"]) <= pd.Timestamp(through)]
+    if models.empty:
+        return None, None
+    latest = models.loc[pd.to_datetime(models["measured_through"]).idxmax()]
+    return UpliftModel.from_dict(json.loads(latest["model"])), str(pd.Timestamp(latest["measured_through"]).date())

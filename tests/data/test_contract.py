@@ -11,6 +11,7 @@ from churn.data import io
 from churn.config import ContractConfig
 from churn.data.contract import TABLES, Dataset, validate, validate_tables, write_quarantine
 from churn.errors import ContractError
+from tests.data import corpus
 
 FORMATS = ["csv", "parquet"]
 FAIL = ContractConfig(duplicate_rows="fail", unknown_customers="fail")
@@ -547,3 +548,413 @@ def test_validate_tables_default_source_is_table_name_and_no_fingerprints():
     assert data.row_counts["orders"] == 4
     with pytest.raises(ContractError, match=r"^orders: 1 exact duplicate row \(row 5\)"):
         validate_tables(with_duplicates(), FAIL)
+
+
+# --- ids written differently by different tools (issue 13, case 1) -------------------------
+
+
+def _mixed_dir(tmp_path, **tables):
+    """A data directory with each table in its own format: tables given as (frame, "csv" | "parquet")."""
+    for name, (frame, fmt) in tables.items():
+        io.write_tables({name: frame}, tmp_path, fmt)
+    return tmp_path
+
+
+@pytest.mark.parametrize("written", corpus.ID_SPELLINGS_CSV)
+def test_float_and_padded_ids_in_csv_match_the_customers(tmp_path, written):
+    customers = pd.DataFrame({"customer_id": [corpus.ID, "13483"]})
+    orders = corpus.orders([written, "13483"])
+    events = pd.DataFrame({"customer_id": [written], "event_ts": ["2024-01-02"], "event_type": ["visit"]})
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), customers=(customers, "csv"),
+                               events=(events, "csv")))
+
+    assert data.orders["customer_id"].tolist() == [corpus.ID, "13483"]
+    assert data.events["customer_id"].tolist() == [corpus.ID]
+    assert data.quarantine == {} and data.unmatched == {}
+
+
+@pytest.mark.parametrize("value", corpus.ID_VALUES_PARQUET)
+@pytest.mark.parametrize("customers_fmt", FORMATS)
+def test_parquet_ids_of_any_type_match_csv_ids(tmp_path, value, customers_fmt):
+    customers = pd.DataFrame({"customer_id": ["13482.0", " 13483"]})
+    orders = corpus.orders([value, 13483 if not isinstance(value, str) else "13483"])
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "parquet"), customers=(customers, customers_fmt)))
+
+    assert data.orders["customer_id"].tolist() == data.customers["customer_id"].tolist() == [corpus.ID, "13483"]
+    assert data.quarantine == {}
+
+
+def test_float_ids_with_gaps_in_parquet_become_integer_text(tmp_path):
+    suppressions = pd.DataFrame({"customer_id": [13482.0, float("nan"), 13483.0], "reason": ["opt_out"] * 3})
+    orders = corpus.orders([corpus.ID, "13483"])
+    with pytest.raises(ContractError, match=r"suppressions.parquet: column customer_id: 1 row empty \(row 2\)"):
+        validate(_mixed_dir(tmp_path, orders=(orders, "csv"), suppressions=(suppressions, "parquet")))
+
+
+@pytest.mark.parametrize("written", corpus.ID_SCIENTIFIC)
+def test_ids_in_scientific_notation_are_refused_naming_the_rows(tmp_path, written):
+    orders = corpus.orders(["13481", written])
+    with pytest.raises(ContractError) as err:
+        validate(_mixed_dir(tmp_path, orders=(orders, "csv")))
+
+    assert str(err.value).startswith(f"orders.csv: column customer_id: 1 row in scientific notation")
+    assert f"(row 2: '{written}')" in str(err.value) and "export the column as text" in str(err.value)
+
+
+def test_scientific_looking_codes_among_letter_codes_are_ordinary_ids(tmp_path):
+    orders = corpus.orders(["A12", "1E5", "7E4B"])
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv")))
+
+    assert data.orders["customer_id"].tolist() == ["A12", "1E5", "7E4B"]
+
+
+def test_the_issue_case_float_orders_int_customers_keeps_every_order(tmp_path):
+    # Issue 13, case 1: orders carry 13482.0, customers 13482; before, every order was quarantined.
+    ids = [str(12346 + i) for i in range(50)]
+    customers = pd.DataFrame({"customer_id": [int(i) for i in ids]})
+    orders = corpus.orders([f"{i}.0" for i in ids])
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), customers=(customers, "parquet")))
+
+    assert data.row_counts["orders"] == 50 and data.quarantine == {} and data.unmatched == {}
+
+
+def test_suppressions_written_as_floats_keep_customers_off_the_lists(tmp_path):
+    # Issue 13, case 1: a suppressions.csv listing every customer as opt_out with ids like 12346.0
+    # was ignored, and the lists were full of opted-out customers.
+    from churn.config import WinbackConfig
+    from churn.decide import winback
+
+    ids = [str(12346 + i) for i in range(40)]
+    orders = corpus.orders([int(i) for i in ids])
+    suppressions = pd.DataFrame({"customer_id": [f"{i}.0" for i in ids], "reason": ["opt_out"] * 40})
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "parquet"), suppressions=(suppressions, "csv")))
+    scores = pd.DataFrame({"customer_id": data.orders["customer_id"], "p_churn": 0.9, "value": 500.0,
+                           "lifecycle_stage": "active", "value_tier": "high", "avg_basket": 50.0,
+                           "risk_band": "high"})
+    suppressed = set(data.suppressions["customer_id"])
+
+    assert suppressed == set(scores["customer_id"]) and data.unmatched == {}
+    for column in ("service", "price", "variety"):
+        scores[f"driver_{column}"] = False
+    taken = winback.assign(scores, suppressed, WinbackConfig(), "2024-06-30")
+    assert len(taken) == 0
+
+
+def test_without_customers_events_and_float_orders_stay_attached(tmp_path):
+    # Issue 13, case 1: no customers table, events 12346 and orders 12346.0 used to detach.
+    from churn.features.engine import build_features
+
+    orders = corpus.orders(["12346.0", "12347.0"])
+    events = pd.DataFrame({"customer_id": ["12346", "12347"], "event_ts": ["2024-01-05", "2024-01-06"],
+                           "event_type": ["complaint", "complaint"]})
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), events=(events, "csv")))
+    got = build_features(data, ["2024-01-31"]).set_index("customer_id")
+
+    assert got["event_complaint_all"].to_dict() == {"12346": 1.0, "12347": 1.0}
+    assert data.unmatched == {}
+
+
+def test_unmatched_suppressions_are_kept_counted_and_warned(tmp_path, caplog):
+    orders = corpus.orders(["1", "2"])
+    suppressions = pd.DataFrame({"customer_id": ["2", "8", "9", "9"], "reason": ["opt_out", "opt_out", "deleted",
+                                                                                   "complaint"]})
+    with caplog.at_level("WARNING", logger="churn.data.contract"):
+        data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), suppressions=(suppressions, "csv")))
+
+    assert data.suppressions["customer_id"].tolist() == ["2", "8", "9", "9"]
+    assert data.unmatched["suppressions"].as_dict() == {
+        "rows": 3, "customers": 2, "first_ids": ["8", "9"], "against": "orders.csv", "handling": "kept"}
+    assert "suppressions.csv: 3 rows (2 customer ids) match no customer in orders.csv, kept; first ids: '8', '9'" \
+        in caplog.text
+
+
+def test_unmatched_suppressions_fail_policy(tmp_path):
+    orders = corpus.orders(["1", "2"])
+    suppressions = pd.DataFrame({"customer_id": ["2", "8"], "reason": ["opt_out", "opt_out"]})
+    with pytest.raises(ContractError) as err:
+        validate(_mixed_dir(tmp_path, orders=(orders, "csv"), suppressions=(suppressions, "csv")),
+                 ContractConfig(unmatched_suppressions="fail"))
+
+    assert str(err.value).startswith("suppressions.csv: column customer_id: 1 row not in orders.csv (row 2: '8'); "
+                                     'contract.unmatched_suppressions is "fail"')
+
+
+def test_events_and_contacts_of_people_who_never_bought_are_kept_and_counted(tmp_path):
+    orders = corpus.orders(["1", "2"])
+    events = pd.DataFrame({"customer_id": ["1", "7", "7"], "event_ts": ["2024-01-05", "2024-01-05", "2024-01-06"],
+                           "event_type": ["visit"] * 3})
+    data = validate(_mixed_dir(tmp_path, orders=(orders, "csv"), events=(events, "csv")))
+
+    assert data.events["customer_id"].tolist() == ["1", "7", "7"]
+    assert data.unmatched["events"].as_dict() == {
+        "rows": 2, "customers": 1, "first_ids": ["7"], "against": "orders.csv", "handling": "kept"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_quarantined_unknown_customers_are_counted_as_unmatched(tmp_path, fmt):
+    data = validate(write(tmp_path, with_unknown_customers(), fmt))
+
+    assert {name: u.handling for name, u in data.unmatched.items()} == {
+        "orders": "quarantined", "events": "quarantined", "suppressions": "kept"}  # c3 is suppressed, not a customer
+    assert data.unmatched["orders"].first_ids == ("c3",) and data.unmatched["events"].rows == 1
+
+
+@pytest.mark.parametrize(("in_table", "in_customers"), corpus.ID_LOOSE_MISMATCHES)
+@pytest.mark.parametrize("table", ["orders", "suppressions"])
+def test_ids_spelled_differently_across_files_are_refused_naming_the_rows(tmp_path, table, in_table, in_customers):
+    customers = pd.DataFrame({"customer_id": [in_customers, "99"]})
+    frames = {"orders": corpus.orders(["99"]), "customers": customers}
+    if table == "orders":
+        frames["orders"] = corpus.orders(["99", in_table])
+    else:
+        frames["suppressions"] = pd.DataFrame({"customer_id": [in_table], "reason": ["opt_out"]})
+    with pytest.raises(ContractError) as err:
+        validate(_mixed_dir(tmp_path, **{name: (frame, "csv") for name, frame in frames.items()}))
+    message = str(err.value)
+
+    row = 2 if table == "orders" else 1
+    assert message == (f"{table}.csv: column customer_id: 1 row not in customers.csv as written, but in it once case, "
+                       f"separators and leading zeros are ignored (row {row}: '{in_table}'); the two files spell the "
+                       f"same ids differently: export both with the same ids")
+
+
+def test_a_policy_that_would_empty_the_orders_stops_the_run(tmp_path):
+    # Before, `churn validate` said "orders: 0 rows ok, 46629 quarantined" and exited 0.
+    customers = pd.DataFrame({"customer_id": ["a1", "a2"]})
+    orders = corpus.orders(["x1", "x2", "x3"])
+    with pytest.raises(ContractError) as err:
+        validate(_mixed_dir(tmp_path, orders=(orders, "csv"), customers=(customers, "csv")))
+
+    assert str(err.value) == ("orders.csv: column customer_id: 3 rows not in customers.csv (rows 1, 2, 3: 'x1', 'x2', "
+                              "'x3'); not one row matches, so these are not the same ids as in customers.csv ('a1', "
+                              "'a2', ...): export both with the same ids")
+
+
+# --- labels: one event type, action, arm or reason in several spellings (issue 13, case 3) ---
+
+
+@pytest.mark.parametrize(("kind", "spellings"), corpus.EVENT_TYPE_SPELLINGS.items())
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_event_type_spellings_become_one_type(tmp_path, fmt, kind, spellings):
+    n = len(spellings)
+    events = pd.DataFrame({"customer_id": ["c1"] * n, "event_ts": [f"2017-03-{i + 1:02d}" for i in range(n)],
+                           "event_type": spellings})
+    data = validate(write(tmp_path, {"orders": valid_tables()["orders"], "events": events}, fmt))
+
+    assert data.events["event_type"].tolist() == [kind] * n
+
+
+def test_the_issue_case_complaint_beside_Complaint_counts_as_one_type():
+    # Issue 13, case 3: before, `churn score` and `churn train` exited 70 with KeyError 'event_complaint_30d'.
+    from churn.features.engine import build_features
+
+    orders = corpus.orders(["a", "b"])
+    events = pd.DataFrame({"customer_id": ["a", "a", "b"], "event_ts": ["2024-01-20", "2024-01-25", "2024-01-26"],
+                           "event_type": ["complaint", "Complaint", "COMPLAINT "]})
+    got = build_features(validate_tables({"orders": orders, "events": events}), ["2024-01-31"]).set_index("customer_id")
+
+    assert got["event_complaint_30d"].to_dict() == {"a": 2.0, "b": 1.0}
+    assert [c for c in got.columns if "omplaint" in c] == ["event_complaint_30d", "event_complaint_90d",
+                                                             "event_complaint_all"]
+
+
+def test_arms_reasons_and_actions_are_read_in_any_spelling(tmp_path):
+    contacts = valid_tables()["contacts"].assign(arm=["Treated", " HOLDOUT"], action=["Callback", "Exclusive Discount"])
+    suppressions = valid_tables()["suppressions"].assign(reason=["Opt-Out"])
+    data = validate(write(tmp_path, {**valid_tables(), "contacts": contacts, "suppressions": suppressions}))
+
+    assert data.contacts["arm"].tolist() == ["treated", "holdout"]
+    assert data.contacts["action"].tolist() == ["callback", "exclusive_discount"]
+    assert data.suppressions["reason"].tolist() == ["opt_out"]
+
+
+def test_event_types_sharing_a_feature_name_are_a_clear_error_without_the_contract():
+    from churn.errors import DataError
+    from churn.features.catalogue import catalogue
+
+    with pytest.raises(DataError, match=r"event types \['Complaint', 'complaint'\] would share feature names"):
+        catalogue(["complaint", "Complaint"])
+
+
+# --- the shop's day: time zones (issue 13, case 7) -------------------------------------------
+
+
+def _zone(name: str):
+    from churn.config import Config, DataConfig
+
+    return Config(data=DataConfig(timezone=name))
+
+
+@pytest.mark.parametrize(("written", "zone", "local"), corpus.OFFSET_TIMESTAMPS)
+def test_timestamps_become_local_times_of_the_shops_zone(tmp_path, written, zone, local):
+    orders = corpus.orders(["a", "b"]).assign(order_ts=["2024-03-01T10:00:00", written])
+    data = validate(write(tmp_path, {"orders": orders}), _zone(zone))
+
+    assert data.orders["order_ts"].tolist() == [TS("2024-03-01 10:00"), TS(local)]
+    assert str(data.orders["order_ts"].dtype) == "datetime64[us]"
+
+
+def test_tz_aware_parquet_timestamps_become_local_times(tmp_path):
+    orders = valid_tables()["orders"]
+    orders["order_ts"] = pd.to_datetime(["2017-03-01 10:00"] * 4).tz_localize("Europe/Berlin")
+    data = validate(write(tmp_path, {"orders": orders}, "parquet"), _zone("America/New_York"))
+
+    assert data.orders["order_ts"].tolist() == [TS("2017-03-01 04:00")] * 4
+
+
+def test_naive_timestamps_are_already_in_the_shops_zone(tmp_path):
+    data = validate(write(tmp_path, valid_tables(), "parquet"), _zone("Asia/Tokyo"))
+
+    assert data.orders["order_ts"].tolist() == valid_tables()["orders"]["order_ts"].tolist()
+
+
+def test_the_issue_case_a_new_york_evening_order_stays_in_the_31_december_run(tmp_path):
+    # Issue 13, case 7: before, 20:30 on 31 December at -05:00 became 1 January (UTC) and the
+    # customer left the 31 December run.
+    from churn.features.engine import build_features
+
+    orders = corpus.orders(["ny", "ny"]).assign(order_ts=["2024-10-02T12:00:00-04:00", "2024-12-31T20:30:00-05:00"])
+    data = validate(write(tmp_path, {"orders": orders}), _zone("America/New_York"))
+    got = build_features(data, ["2024-12-31"]).set_index("customer_id").loc["ny"]
+
+    assert (got["recency_days"], got["orders_all"], got["orders_30d"]) == (0, 2, 1)
+    assert data.orders["order_ts"].iloc[1] == TS("2024-12-31 20:30")
+
+
+# --- implausible timestamps (issue 13, case 4) ---------------------------------------------
+
+
+@pytest.mark.parametrize("sentinel", corpus.SENTINEL_TIMESTAMPS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_placeholder_order_dates_are_quarantined_by_default(tmp_path, fmt, sentinel):
+    orders = as_text(valid_tables()["orders"], order_ts={2: sentinel})
+    data = validate(write(tmp_path, {"orders": orders}, fmt))
+
+    assert data.orders["order_id"].tolist() == ["o1", "o2", "o4"]
+    assert data.quarantine["orders"][["file_row", "reason", "order_id"]].to_dict("records") == [
+        {"file_row": 3, "reason": "implausible_timestamp", "order_id": "o3"}]
+
+
+def test_placeholder_order_dates_fail_policy_names_column_rows_and_range(tmp_path):
+    orders = as_text(valid_tables()["orders"], order_ts={1: "9999-12-31", 3: "1970-01-01"})
+    message = broken("csv", tmp_path, ContractConfig(implausible_timestamps="fail"), orders=orders)
+
+    assert message == ("orders.csv: column order_ts: 2 rows outside 1990-01-01 .. 2089-12-31 (rows 2, 4: "
+                       "9999-12-31 00:00:00, 1970-01-01 00:00:00); placeholders or typos; if these dates are real, "
+                       'widen [contract] min_date / max_date; contract.implausible_timestamps is "fail": fix the '
+                       'file, or set it to "quarantine" to set these rows aside')
+
+
+def test_placeholder_dates_in_optional_columns_are_cleared_and_counted(tmp_path, caplog):
+    customers = as_text(valid_tables()["customers"], signup_ts={0: "1900-01-01", 2: "9999-12-31"})
+    with caplog.at_level("WARNING", logger="churn.data.contract"):
+        data = validate(write(tmp_path, {**valid_tables(), "customers": customers}))
+
+    assert data.customers["signup_ts"].isna().tolist() == [True, False, True]
+    assert data.row_counts["customers"] == 3 and data.cleared == {"customers": {"signup_ts": 2}}
+    assert "customers.csv: column signup_ts: 2 implausible timestamps set to missing" in caplog.text
+    with pytest.raises(ContractError, match=r"customers.csv: column signup_ts: 2 rows outside"):
+        validate(tmp_path, ContractConfig(implausible_timestamps="fail"))
+
+
+def test_the_plausible_range_is_a_setting(tmp_path):
+    orders = as_text(valid_tables()["orders"], order_ts={0: "1985-06-01"})
+    data = validate(write(tmp_path, {"orders": orders}), ContractConfig(min_date="1980-01-01"))
+
+    assert data.orders["order_ts"].iloc[0] == TS("1985-06-01") and data.quarantine == {}
+
+
+def test_orders_all_placeholders_stop_the_run(tmp_path):
+    orders = as_text(valid_tables()["orders"], order_ts={i: "9999-12-31" for i in range(4)})
+
+    assert broken("csv", tmp_path, orders=orders) == (
+        "orders.csv: all 4 rows were set aside (4 implausible_timestamp): nothing is left to work with; see the "
+        "quarantine, fix the file or the [contract] policy")
+
+
+def test_the_issue_case_a_9999_order_leaves_the_as_of_on_the_last_real_day(tmp_path):
+    # Issue 13, case 4: before, `churn train` set its default as-of to year 9999 and exited 70.
+    from churn.model.training import default_as_of
+
+    orders = as_text(valid_tables()["orders"], order_ts={1: "9999-12-31"})
+    data = validate(write(tmp_path, {"orders": orders}))
+
+    assert default_as_of(data) == TS("2017-04-01")
+
+
+def test_check_not_after_names_table_column_and_file_rows(tmp_path):
+    from churn.data.contract import check_not_after
+
+    orders = pd.concat([valid_tables()["orders"]] * 2, ignore_index=True)
+    orders["order_id"] = [f"o{i}" for i in range(8)]
+    orders.loc[1, "order_ts"] = TS("9999-12-31")  # quarantined: later rows keep their file numbers
+    orders.loc[[5, 7], "order_ts"] = [TS("2017-05-02 08:00"), TS("2017-06-01")]
+    events = valid_tables()["events"]
+    data = validate(write(tmp_path, {**valid_tables(), "orders": orders, "events": events}))
+    check_not_after(data, "2017-06-01")
+    with pytest.raises(ContractError) as err:
+        check_not_after(data, "2017-05-01")
+
+    assert str(err.value).splitlines() == [
+        "orders.csv: column order_ts: 2 rows after 2017-05-01, the day of the run (rows 6, 8: 2017-05-02 08:00:00, "
+        "2017-06-01 00:00:00)",
+        "contacts.csv: column contacted_ts: 1 row after 2017-05-01, the day of the run (row 1: 2017-05-02 11:00:00)",
+        "fix these dates at the source: data cannot come from the future",
+    ]
+
+
+@pytest.mark.parametrize(("column", "value", "reason", "policy"), [
+    ("order_ts", "9999-12-31", "implausible_timestamp", ContractConfig()),
+    ("status", "pending", "unknown_status", ContractConfig(unknown_statuses="quarantine")),
+])
+def test_items_of_an_order_set_aside_go_with_it(tmp_path, column, value, reason, policy):
+    orders = as_text(valid_tables()["orders"], **{column: {1: value}})  # o2, which has two items
+    data = validate(write(tmp_path, {"orders": orders, "order_items": valid_tables()["order_items"]}), policy)
+
+    assert data.order_items["order_id"].tolist() == ["o1", "o3"]
+    assert data.quarantine["order_items"][["file_row", "reason"]].to_dict("records") == [
+        {"file_row": 2, "reason": reason}, {"file_row": 3, "reason": reason}]
+
+
+# --- file habits: encodings and separators ---------------------------------------------------
+
+
+def test_a_windows_1252_file_is_refused_naming_the_line(tmp_path):
+    # Issue 13: the cp1252 decode error named the file but no row.
+    lines = ["customer_id,order_id,order_ts,amount", "a,1,2024-01-01,5", "b,2,2024-01-02,3", "caf\xe9,3,2024-01-03,4"]
+    (tmp_path / "orders.csv").write_bytes("\n".join(lines).encode("cp1252") + b"\n")
+    with pytest.raises(ContractError) as err:
+        validate(tmp_path)
+
+    assert str(err.value) == ('orders.csv: cannot be read (line 4, data row 3, is not UTF-8: byte 0xe9 at character 4, '
+                              'probably saved as Windows-1252 (Excel\'s plain "CSV"); save the file as UTF-8 (in '
+                              'Excel: "CSV UTF-8"))')
+
+
+def test_a_utf16_file_is_refused_as_such(tmp_path):
+    (tmp_path / "orders.csv").write_bytes("customer_id,order_id,order_ts,amount\na,1,2024-01-01,5\n".encode("utf-16"))
+    with pytest.raises(ContractError, match=r"orders.csv: cannot be read \(the file is UTF-16, not UTF-8"):
+        validate(tmp_path)
+
+
+def test_a_utf8_file_with_a_byte_order_mark_reads_as_usual(tmp_path):
+    (tmp_path / "orders.csv").write_bytes(b"\xef\xbb\xbfcustomer_id,order_id,order_ts,amount\na,1,2024-01-01,5\n")
+
+    assert validate(tmp_path).orders["customer_id"].tolist() == ["a"]
+
+
+def test_a_semicolon_file_is_refused_showing_the_columns_found(tmp_path):
+    (tmp_path / "orders.csv").write_text("customer_id;order_id;order_ts;amount\na;1;2024-01-01;5,5\n")
+    with pytest.raises(ContractError) as err:
+        validate(tmp_path)
+
+    assert str(err.value) == ("orders.csv: missing required columns customer_id, order_id, order_ts, amount (columns "
+                              "found: customer_id;order_id;order_ts;amount)")
+
+
+@pytest.mark.parametrize("day_first", ["31/01/2024", "31.01.2024", "01/31/2024"])
+def test_day_first_and_month_first_dates_are_refused(tmp_path, day_first):
+    orders = as_text(valid_tables()["orders"], order_ts={0: day_first})
+
+    assert broken("csv", tmp_path, orders=orders).startswith(
+        f"orders.csv: column order_ts: 1 row not an ISO 8601 timestamp (e.g. 2017-03-01T10:20:00) (row 1: '{day_first}')")

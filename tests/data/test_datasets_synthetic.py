@@ -253,3 +253,34 @@ def test_responses_answer_the_planted_traits_and_leave_the_tables_alone():
         gain = r[f"p_back_{action}"] - r["p_back_none"]
         assert (gain >= 0).all() and r[f"p_back_{action}"].le(1).all()
         assert gain[r[trait]].mean() > 4 * gain[~r[trait]].mean()
+
+
+def test_a_planted_season_moves_the_orders_with_the_calendar_and_nothing_else():
+    flat = synthetic.generate(1500, random_state=9, items=False, events=False)
+    peaky = synthetic.generate(1500, random_state=9, items=False, events=False, season_amplitude=0.6,
+                               season_peak_day=300)
+    pd.testing.assert_frame_equal(flat.truth, peaky.truth)  # the same customers, churn and traits
+    def share_near_peak(data):  # orders in the 3 months around late October, over those 6 months away
+        month = data.tables["orders"]["order_ts"].dt.month
+        return month.isin([9, 10, 11]).sum() / month.isin([3, 4, 5]).sum()
+    assert share_near_peak(peaky) > 2.0 * share_near_peak(flat)  # the shop grows too: compare with no season
+    with pytest.raises(ValueError):
+        synthetic.generate(10, season_amplitude=1.0)
+
+
+def test_responses_on_any_list_day_know_who_was_gone_then():
+    data = synthetic.generate(2000, random_state=11)
+    assert_frame = pd.testing.assert_frame_equal
+    assert_frame(data.responses_at("2024-12-31"), data.responses)  # the last day: the same as `responses`
+    mid = data.responses_at("2024-03-31").merge(data.truth, on="customer_id")
+    assert len(mid) == (data.truth["signup_ts"] < pd.Timestamp("2024-04-01")).sum()  # signed up by then
+    gone = mid["churn_ts"] < pd.Timestamp("2024-04-01")
+    assert (mid.loc[gone, "p_back_none"] == 0).all() and (mid.loc[~gone, "p_back_none"] > 0).all()
+    # Frequent buyers answer more, and long-gone churners hardly at all (features can tell both).
+    # The uplift: the share of would-be churners won back.
+    gain = (mid["p_back_callback"] - mid["p_back_none"]) / (1 - mid["p_back_none"])
+    hurt = mid["service_hurt"]
+    frequent = mid["rate_30d"] > mid["rate_30d"].median()
+    assert gain[hurt & frequent].mean() > 1.3 * gain[hurt & ~frequent].mean()
+    days_gone = (pd.Timestamp("2024-04-01") - mid["churn_ts"]).dt.days
+    assert gain[hurt & gone & (days_gone > 180)].mean() < 0.3 * gain[hurt & gone & (days_gone < 30)].mean()

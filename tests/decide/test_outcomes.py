@@ -90,3 +90,17 @@ def test_the_next_run_uses_the_measured_uplift_and_says_so():
     assert report["callback"]["none"]["n_holdout"] == 25
     assert used["trial"]["variety"] == 0.20 and report["trial"]["variety"]["source"] == "prior"
     assert uplift_for_run(None, winback)[0]["callback"] == winback.callback.uplift
+
+
+def test_ranking_reports_uplift_at_capacity_and_qini_only_from_enough_customers():
+    from churn.decide.outcomes import ranking
+
+    big = _outcomes("callback", "none", treated=(90, 210), holdout=(10, 50))
+    # The lists ranked the customers who came back first when treated: a good ranking.
+    big["expected_value"] = big["came_back"].astype(float) * (big["arm"] == "treated") + 0.5 * (big["arm"] == "holdout")
+    table = ranking(big, OutcomesConfig(min_claim_treated=200, min_claim_holdout=50)).set_index("action")
+    row = table.loc["callback"]
+    assert row.claim == "measured" and row.uplift_at_capacity == pytest.approx(0.3 - 10 / 60)
+    assert row.ci_low < row.uplift_at_capacity < row.ci_high and row.qini_list > 0
+    few = ranking(_outcomes("trial", "none", treated=(40, 60), holdout=(5, 20)), OutcomesConfig()).set_index("action")
+    assert "too few to tell" in few.loc["trial", "claim"] and math.isnan(few.loc["trial", "uplift_at_capacity"])

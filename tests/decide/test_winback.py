@@ -4,8 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import datetime as dt
+
 from churn.config import ACTIONS, WinbackConfig
-from churn.decide.winback import assign, candidates, drivers, holdout, service_lists, talking_points
+from churn.decide.winback import (LIST_COLUMNS, OFFERS, OUTCOME_COLUMNS, TALKING_POINTS, assign, candidates, drivers,
+                                  funnel, holdout, offer_value, service_lists, talking_points, topic)
 
 
 def _scores(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -143,33 +146,99 @@ def test_holdout_mirrors_the_lists_without_taking_their_places_and_is_stable_acr
                                   assigned[["customer_id", "action", "arm", "rank"]])
 
 
-def test_lists_hold_treated_only_neutralise_formulas_and_carry_due_dates():
+def test_lists_hold_treated_only_true_values_and_carry_list_and_due_dates():
     scores = _scores()
     scores.loc[:, "reason_1"] = "=HYPERLINK(\"x\")"
-    scores.loc[:2, "customer_id"] = ["-c1", "+c2", "@c3"]
+    scores.loc[:2, "customer_id"] = ["-c1", "+c2", "007"]
     scores.loc[:2, ["p_churn", "value"]] = [0.99, 5000.0]
     assigned = assign(scores, set(), CONFIG)
     lists = service_lists(assigned, pd.Timestamp("2024-05-01"), CONFIG)
     held_out = set(assigned.loc[assigned["arm"] == "holdout", "customer_id"])
     assert set(lists) == set(ACTIONS)
     every = pd.concat(lists.values())
-    assert not set(every["customer_id"]) & {"-c1", "+c2", "@c3"}  # shown neutralised instead:
-    assert {"'-c1", "'+c2", "'@c3"} & set(every["customer_id"])
+    # True values: the formula guard is the CSV writer's job (churn.publish.files), never the list's.
+    assert {"-c1", "+c2", "007"} - held_out <= set(every["customer_id"])
     for action, frame in lists.items():
+        assert list(frame.columns) == LIST_COLUMNS
         assert not set(frame["customer_id"]) & held_out
-        assert frame["reason_1"].str.startswith("'=").all()
+        assert (frame["reason_1"] == "=HYPERLINK(\"x\")").all()
         assert frame["rank"].tolist() == list(range(1, len(frame) + 1))
-        due = (pd.Timestamp("2024-05-01") + pd.Timedelta(days=CONFIG.action(action).due_days)).date().isoformat()
-        assert (frame["due_date"] == due).all()
+        due = (pd.Timestamp("2024-05-01") + pd.Timedelta(days=CONFIG.action(action).due_days)).date()
+        assert (frame["due_date"] == due).all() and (frame["list_date"] == dt.date(2024, 5, 1)).all()
         assert frame["talking_points"].str.count(r"\d\) ").between(2, 3).all()
+        assert frame[OUTCOME_COLUMNS].isna().all().all()  # for the team to fill in
 
 
-def test_talking_points_follow_the_action_and_the_top_reason():
+def test_talking_points_follow_the_driver_that_chose_the_action_else_the_top_reason():
     assert "Apologise" in talking_points("callback", "event_complaint", "none")
-    assert "Apologise" in talking_points("callback", None, "service")  # no reason: the segment decides
+    assert "Apologise" in talking_points("callback", None, "service")  # the driver that chose the call decides
+    assert "Apologise" in talking_points("callback", "recency", "service")
     assert "not ordered for a while" in talking_points("callback", "recency", "none")
     assert "category they used to enjoy" in talking_points("trial", "breadth", "none")
+    assert "something new" in talking_points("trial", "recency", "variety")
     assert talking_points("exclusive_discount", "unheard_of", "none").startswith("1) Tell them we miss them")
+    assert "valid 21 days" in talking_points("exclusive_discount", "recency", "price", valid_days=21)
+
+
+def test_offers_tell_the_same_story_as_the_talking_points_and_the_reasons():
+    # Every action has an offer and talking points for the same topics ...
+    for action in ACTIONS:
+        assert set(OFFERS[action]) == set(TALKING_POINTS[action])
+    # ... and the issue's two contradictions are gone: a lapsing customer's call is not about
+    # fixing what went wrong, and a trial's offer and talking point name the same kind of category.
+    assert "fix what went wrong" not in OFFERS["callback"][topic("callback", "frequency", "none")]
+    assert "fix what went wrong" in OFFERS["callback"][topic("callback", "recency", "service")]
+    breadth = topic("trial", "breadth", "none")
+    assert "used to buy" in OFFERS["trial"][breadth] and "used to enjoy" in TALKING_POINTS["trial"][breadth][0]
+    variety = topic("trial", "recency", "variety")
+    assert "new product" in OFFERS["trial"][variety] and "something new" in TALKING_POINTS["trial"][variety][0]
+    for action in ACTIONS:  # no offer says "not tried" while its talking point says "used to"
+        for t in OFFERS[action]:
+            points = " ".join(TALKING_POINTS[action][t])
+            assert not ("not tried" in OFFERS[action][t] and "used to" in points)
+
+
+def test_lists_say_why_the_action_was_chosen_and_the_coupon_in_the_currency():
+    scores = pd.DataFrame([_customer("a", event_complaint_90d=2.0, value_tier="high", value=900.0),
+                           _customer("b", avg_order_value_365d=2.6, value_tier="low")])
+    lists = service_lists(assign(scores, set(), dataclasses.replace(CONFIG, holdout_share=0.0)),
+                          "2024-05-01", CONFIG, currency="EUR")
+    call = lists["callback"].iloc[0]
+    assert call["customer_id"] == "a" and call["chosen_because"].startswith("Service trouble")
+    assert "fix what went wrong" in call["suggested_offer"] and "Apologise" in call["talking_points"]
+    coupon = lists["exclusive_discount"].iloc[0]
+    # 20% of a 2.60 basket is 0.52: the coupon is the minimum, 5 EUR, valid 14 days.
+    assert coupon["suggested_offer"] == "A personal comeback coupon worth 5 EUR on the next order, valid 14 days"
+
+
+def test_coupons_have_a_minimum_face_value_and_are_rounded_up():
+    policy = WinbackConfig().exclusive_discount
+    assert policy.min_offer_value == 5.0 and policy.offer_step == 1.0
+    got = offer_value(np.array([2.6, 30.0, 36.5, 100.0]), policy)
+    assert got.tolist() == [5.0, 6.0, 8.0, 20.0]  # 0.52 -> 5 (minimum), 6.0 stays 6, 7.3 -> 8, 20
+    unrounded = dataclasses.replace(policy, min_offer_value=0.0, offer_step=0.0)
+    assert offer_value(np.array([2.6]), unrounded).tolist() == pytest.approx([0.52])
+    assert offer_value(np.array([50.0]), WinbackConfig().callback).tolist() == [0.0]  # not priced on the basket
+
+
+def test_the_funnel_explains_a_short_list_and_a_full_one():
+    # The issue's case: capacity 25 callbacks, 3 listed. Here: 10 callback-eligible customers,
+    # 4 of them above the risk floor, one suppressed, one in cooldown; 2 worth a call.
+    rows = [_customer(f"h{i}", value_tier="high", p_churn=0.9 if i < 4 else 0.1, value=2000.0 if i < 2 else 20.0)
+            for i in range(10)] + [_customer(f"l{i}", value_tier="low") for i in range(5)]
+    scores = pd.DataFrame(rows)
+    config = dataclasses.replace(CONFIG, holdout_share=0.0, capacity={"callback": 25, "exclusive_discount": 1,
+                                                                      "trial": 20})
+    last = pd.Series([pd.Timestamp("2024-04-20")], index=["h3"])
+    taken = assign(scores, {"h2"}, config, "2024-05-01", last)
+    got = funnel(scores, {"h2"}, config, taken, "2024-05-01", last)
+    call = got["callback"]
+    assert {k: call[k] for k in ("scored", "eligible", "above_risk_floor", "suppressed", "in_cooldown",
+                                 "ev_positive", "listed", "held_out", "capacity")} == {
+        "scored": 15, "eligible": 10, "above_risk_floor": 4, "suppressed": 1, "in_cooldown": 1, "ev_positive": 2,
+        "listed": 2, "held_out": 0, "capacity": 25}
+    assert call["blocked"].startswith("2 of 25: only 4 of the 10 eligible are above the risk floor")
+    assert got["exclusive_discount"]["blocked"] == "full: 1 listed, the daily capacity"
 
 
 def test_the_shortlist_changes_nothing_against_walking_every_pair():

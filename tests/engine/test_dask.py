@@ -98,7 +98,7 @@ def engine_partition(orders, i, engine):
     return partition_of(orders["customer_id"].iloc[[i]], engine.k)[0]
 
 
-def test_quarantine_and_counts_equal_the_local_engine(engine, tmp_path):
+def test_quarantine_counts_and_gathered_data_equal_the_local_engine(engine, tmp_path):
     path, orders = _broken_shop(tmp_path)
     orders.loc[17, "amount"] = "5.0"
     orders.to_csv(path / "orders.csv", index=False)
@@ -106,6 +106,7 @@ def test_quarantine_and_counts_equal_the_local_engine(engine, tmp_path):
     data = engine.load(str(path), contract.ContractConfig())
     assert data.row_counts == local.row_counts and data.fingerprints == local.fingerprints
     pd.testing.assert_frame_equal(data.summary.quarantine["orders"], local.quarantine["orders"])
+    pd.testing.assert_frame_equal(engine.dataset(data).orders, local.orders)
 
 
 @pytest.fixture(scope="module")
@@ -221,15 +222,14 @@ def test_a_missing_data_directory_fails_before_any_cluster_starts(monkeypatch, c
     assert code == 1 and err.startswith("error: ") and "data directory not found" in err and err.count("\n") == 1
 
 
-def test_training_job_on_the_cluster_registers_the_local_model_when_gathered(engine, synthetic_dir, tmp_path):
-    """`train_model` on the Dask engine ("gather"): the same version, backtest and gate as the local job."""
+def test_training_job_on_the_cluster_registers_the_local_model(engine, synthetic_dir, tmp_path):
+    """`train_model` on the Dask engine (validated per partition, gathered): the local job's version, backtest, gate."""
     from churn.config import EvaluateConfig
 
     config = Config(data=DataConfig(horizon_days=90), model=dataclasses.replace(QUICK, search_budget=1),
                     evaluate=EvaluateConfig(n_bootstrap=20, n_bootstrap_segments=10))
-    gather = type(engine)(engine.client, dataclasses.replace(engine.config, training="gather"), engine.storage)
     local = pipeline.train_model(synthetic_dir, tmp_path / "local", config, RunDate.parse(END))
-    dask = pipeline.train_model(synthetic_dir, tmp_path / "dask", config, RunDate.parse(END), engine=gather)
+    dask = pipeline.train_model(synthetic_dir, tmp_path / "dask", config, RunDate.parse(END), engine=engine)
     assert dask.metadata["version"] == local.metadata["version"]
     assert dask.metadata["backtest"] == local.metadata["backtest"]
     assert dask.metadata["gate"] == local.metadata["gate"]

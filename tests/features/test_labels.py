@@ -38,3 +38,11 @@ def test_label_depends_only_on_the_window_after_the_cutoff(days, h, noise):
     # Anything on or before the cutoff does not change the label.
     more = make_orders([("a", cutoff + pd.Timedelta(days=d)) for d in days + noise])
     assert churn_labels(keys, occasions(more), h).iloc[0] == expected
+
+
+def test_no_rows_to_label_gives_an_empty_label_column():
+    keys = pd.DataFrame({"customer_id": pd.Series([], dtype=object), "cutoff": pd.Series([], dtype="datetime64[us]")})
+    orders = make_orders([("a", "2024-01-05")])
+
+    got = churn_labels(keys, occasions(orders), horizon_days=30)
+    assert len(got) == 0 and got.name == "churned"

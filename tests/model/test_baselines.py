@@ -91,3 +91,26 @@ def test_every_baseline_fits_on_snapshots_and_ranks_silent_customers_higher():
         assert p.shape == (2, 2), name
         assert p[0, 1] > p[1, 1], name
     assert isinstance(BASELINES["bgnbd"](), BGNBDBaseline)
+
+
+def test_a_served_logistic_baseline_predicts_like_the_baseline_and_its_reasons_add_up(tmp_path):
+    from churn.model.baselines import LogisticChurnModel
+
+    rng = np.random.default_rng(3)
+    n = 800
+    recency = rng.integers(0, 200, n).astype(float)
+    frame = pd.DataFrame({"recency_days": recency, "orders_365d": rng.poisson(5, n).astype(float),
+                          "spend_365d": rng.gamma(2, 100, n)})
+    frame["churned"] = (rng.random(n) < 1 / (1 + np.exp(-(recency - 90) / 30))).astype(int)
+    train, val = frame.iloc[:600], frame.iloc[600:]
+    served = LogisticChurnModel("rfm_logistic", horizon_days=60).fit(train, val)
+    plain = BASELINES["rfm_logistic"]().fit(pd.concat([train, val]))
+    np.testing.assert_allclose(served.predict_proba(frame), plain.predict_proba(frame), atol=1e-9)
+    p = served.predict_proba(frame)[:, 1]
+    logit = np.log(p / (1 - p))
+    rest = logit - served.contributions(frame).sum(axis=1).to_numpy()
+    np.testing.assert_allclose(rest, rest[0], atol=1e-9)  # the reference customer's log-odds for everyone
+    assert served.contributions(frame.assign(recency_days=180.0))["recency_days"].gt(0).all()
+    served.save(tmp_path)
+    np.testing.assert_allclose(LogisticChurnModel.load(tmp_path).predict_proba(frame), served.predict_proba(frame))
+    assert served.feature_names_ == ["recency_days", "orders_365d", "spend_365d"]

@@ -20,7 +20,7 @@ def frames(features: dict[str, list], contributions: dict[str, list]) -> tuple[p
     return pd.DataFrame(features, index=index), pd.DataFrame(contributions, index=index)
 
 
-def test_reasons_are_sentences_with_the_customers_own_numbers_strongest_first():
+def test_reasons_are_warning_signs_with_the_customers_own_numbers_strongest_first():
     feats, contribs = frames(
         {"recency_days": [47.0], "gap_mean_days": [12.0], "orders_30d": [0.0], "orders_90d": [2.0],
          "orders_prev_90d": [7.0], "event_complaint_90d": [2.0], "discount_share_365d": [0.1]},
@@ -29,9 +29,30 @@ def test_reasons_are_sentences_with_the_customers_own_numbers_strongest_first():
     got = explain.reasons(feats, contribs).iloc[0]
     # recency 0.9 + 0.1 = 1.0 > complaints 0.6 > frequency 0.2 + 0.3 = 0.5; the discount lowers the risk.
     assert list(got[["reason_code_1", "reason_code_2", "reason_code_3"]]) == ["recency", "event_complaint", "frequency"]
-    assert got["reason_1"] == "No order for 47 days; usually orders every 12 days"
-    assert got["reason_2"] == "2 complaints in the last 90 days"
-    assert got["reason_3"] == "0 orders in the last 30 days, 2 in the last 90, 7 in the 90 before"
+    assert got["reason_1"] == "Stopped ordering: no order for 47 days, usually every 12 days"
+    assert got["reason_2"] == "Service trouble: 2 complaints in the last 90 days"
+    assert got["reason_3"] == "Ordering less often: 2 orders in the last 90 days (0 in the last 30), 7 in the 90 before"
+
+
+def test_rising_figures_the_shops_marketing_and_facts_without_a_warning_are_never_reasons():
+    # The cases quoted in the issue: spend that rose, campaigns the shop sent, a stale "last event".
+    feats, contribs = frames(
+        {"spend_90d": [15.0, 2.0], "spend_prev_90d": [2.0, 15.0], "event_campaign_received_30d": [0.0, 3.0],
+         "event_campaign_received_90d": [0.0, 5.0], "days_since_event": [200.0, 3.0],
+         "recency_days": [5.0, 40.0], "gap_mean_days": [9.0, 6.0], "tenure_days": [40.0, 40.0],
+         "orders_all": [2.0, 9.0], "event_visit_30d": [0.0, 0.0], "event_visit_90d": [0.0, 4.0]},
+        {"spend_90d": [0.9, 0.2], "spend_prev_90d": [0.0, 0.0], "event_campaign_received_30d": [0.8, 0.8],
+         "event_campaign_received_90d": [0.0, 0.0], "days_since_event": [0.7, 0.7],
+         "recency_days": [0.6, 0.1], "gap_mean_days": [0.0, 0.0], "tenure_days": [0.5, 0.5],
+         "orders_all": [0.0, 0.0], "event_visit_30d": [0.4, 0.3], "event_visit_90d": [0.0, 0.0]})
+    got = explain.reasons(feats, contribs, currency="USD")
+    # c0 spent more, is not overdue (5 days, usually 9), never visited: nothing worries us in words.
+    assert got.loc["c0"].isna().all()
+    # c1: spend fell, stopped visiting, overdue; never "campaigns received", "last event" or tenure.
+    assert got.loc["c1", "reason_code_1"] == "event_visit"
+    assert got.loc["c1", "reason_1"] == "Stopped: no visit in the last 30 days, 4 in the last 90"
+    assert got.loc["c1", "reason_2"] == "Spending less: 2 USD in the last 90 days, 15 USD in the 90 before"
+    assert got.loc["c1", "reason_3"] == "Stopped ordering: no order for 40 days, usually every 6 days"
 
 
 def test_only_positive_contributions_become_reasons_and_the_rest_stay_empty():
@@ -41,17 +62,32 @@ def test_only_positive_contributions_become_reasons_and_the_rest_stay_empty():
                               "orders_all": [0.0, -0.1]})
     got = explain.reasons(feats, contribs)
     assert got.index.tolist() == ["c0", "c1"]
-    assert got.loc["c0", "reason_1"] == "1 support ticket in the last 90 days"
+    assert got.loc["c0", "reason_1"] == "Service trouble: 1 support ticket in the last 90 days"
     assert got.loc["c0", ["reason_code_2", "reason_2", "reason_code_3"]].isna().all()
     assert got.loc["c1"].isna().all()
 
 
-def test_a_missing_number_reads_unknown_and_a_single_order_has_no_usual_gap():
-    feats, contribs = frames({"recency_days": [15.0], "gap_mean_days": [np.nan], "orders_90d": [np.nan]},
-                             {"recency_days": [0.5], "gap_mean_days": [0.0], "orders_90d": [0.2]})
+def test_a_one_time_buyer_reads_bought_once_and_unknown_numbers_are_no_warning():
+    feats, contribs = frames({"recency_days": [15.0], "gap_mean_days": [np.nan], "orders_90d": [np.nan],
+                              "orders_prev_90d": [3.0]},
+                             {"recency_days": [0.5], "gap_mean_days": [0.0], "orders_90d": [0.2],
+                              "orders_prev_90d": [0.0]})
     got = explain.reasons(feats, contribs).iloc[0]
-    assert got["reason_1"] == "No order for 15 days; only one order so far"
-    assert got["reason_2"] == "unknown orders in the last 30 days, unknown in the last 90, unknown in the 90 before"
+    assert got["reason_1"] == "Bought only once, 15 days ago, and not since"
+    assert got["reason_code_2"] is None  # orders in the last 90 days unknown: not "ordering less"
+
+
+def test_other_shops_spellings_of_service_and_marketing_events():
+    assert explain.theme("event_complaint_filed_90d") == explain.theme("event_refund_requested_30d") == "service"
+    assert explain.shop_event("campaign_received") and explain.shop_event("email_sent")
+    assert not explain.shop_event("email_open") and not explain.shop_event("coupon_redeemed")
+    feats, contribs = frames({"event_refund_requested_30d": [1.0], "event_refund_requested_90d": [1.0],
+                              "event_newsletter_sent_30d": [4.0], "event_newsletter_sent_90d": [9.0]},
+                             {"event_refund_requested_30d": [0.3], "event_refund_requested_90d": [0.0],
+                              "event_newsletter_sent_30d": [0.9], "event_newsletter_sent_90d": [0.0]})
+    got = explain.reasons(feats, contribs).iloc[0]
+    assert got["reason_1"] == "Service trouble: 1 'refund_requested' event in the last 90 days (1 in the last 30)"
+    assert got["reason_code_2"] is None
 
 
 def test_families_and_themes():
@@ -134,3 +170,23 @@ def test_reasons_of_service_churners_name_their_complaints(planted):
     found = explain.reasons(service, model.contributions(service))
     said = found[["reason_1", "reason_2", "reason_3"]].fillna("").agg(" ".join, axis=1)
     assert said.str.contains("complaint|support ticket").mean() > 0.5
+
+
+def test_every_reason_a_real_model_gives_shows_its_warning_in_the_customers_facts(planted):
+    model, snaps, _ = planted
+    found = explain.reasons(snaps, model.contributions(snaps))
+    codes = found[["reason_code_1", "reason_code_2", "reason_code_3"]]
+    assert codes.notna().any(axis=1).mean() > 0.5  # most customers still get at least one reason
+    shown = {code: codes.eq(code).any(axis=1).to_numpy() for code in pd.unique(codes.to_numpy().ravel()) if isinstance(code, str)}
+    assert shown, "no reasons at all"
+    for code, who in shown.items():
+        rows = snaps[who]
+        if code == "frequency":
+            assert (rows["orders_90d"] < rows["orders_prev_90d"]).all()
+        elif code == "spend":
+            assert (rows["spend_90d"] < rows["spend_prev_90d"]).all()
+        elif code == "recency":
+            assert (rows["gap_mean_days"].isna() | (rows["recency_days"] > rows["gap_mean_days"])).all()
+        elif code == "breadth":
+            assert (rows["categories_90d"] < rows["categories_prev_90d"]).all()
+        assert code not in ("tenure", "basket", "discount", "activity") and "campaign" not in code

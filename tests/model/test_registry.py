@@ -110,3 +110,11 @@ def test_registering_the_same_version_again_changes_no_file(tiny_model, tmp_path
     registry.register(tiny_model, {**_meta("v1"), "gate": {"promoted": True, "reason": "again"}}, tmp_path)
     after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
     assert after == before
+
+
+def test_a_model_ranking_at_chance_is_never_champion_even_with_none():
+    at_chance = {"roc_auc": 0.500, "roc_auc_ci": [0.500, 0.500], "ece": 0.01}
+    ok, reason = registry.promotion_decision(at_chance, None, max_auc_drop=0.005, max_ece=0.03)
+    assert not ok and "chance" in reason
+    lucky = {"roc_auc": 0.56, "roc_auc_ci": [0.49, 0.63], "ece": 0.01}  # interval reaching 0.5: not told apart
+    assert not registry.promotion_decision(lucky, None, 0.005, 0.03)[0]

@@ -121,3 +121,78 @@ def test_a_store_too_small_for_xgboost_is_scored_with_bgnbd(dataset, tmp_path):
     loaded, meta = registry.load(tmp_path)
     np.testing.assert_allclose(loaded.predict_proba(snaps)[:, 1], p)
     assert "small-store fallback" in (tmp_path / meta["version"] / "model_card.md").read_text()
+
+
+# --- issue 13, item 5: a shop where almost nobody comes back -----------------------------------------
+
+
+def one_timer_orders(n: int = 1500, repeat_share: float = 0.03, seed: int = 0) -> pd.DataFrame:
+    """n customers with one order each over 18 months; `repeat_share` of them order once more."""
+    rng = np.random.default_rng(seed)
+    first = pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 545, n), unit="D")
+    again = np.flatnonzero(rng.random(n) < repeat_share)
+    ids = [f"c{i}" for i in range(n)] + [f"c{i}" for i in again]
+    ts = list(first) + [first[i] + pd.Timedelta(days=int(rng.integers(5, 60))) for i in again]
+    orders = pd.DataFrame({"customer_id": ids, "order_ts": ts, "amount": 10.0})
+    orders = orders[orders["order_ts"] <= pd.Timestamp("2024-06-30")].reset_index(drop=True)
+    return orders.assign(order_id=[f"o{k}" for k in range(len(orders))])
+
+
+def test_a_shop_where_almost_nobody_comes_back_falls_back_on_the_rarer_class(tmp_path):
+    config = Config().with_horizon(60)
+    config = dataclasses.replace(config, evaluate=dataclasses.replace(config.evaluate, n_bootstrap=50))
+    result = training.train(dataset_of(one_timer_orders()), "2024-06-30", config)
+    meta = result.metadata
+    # Thousands of churned rows, but only a handful of customers who stayed: too few to learn from.
+    assert meta["model_kind"] in ("bgnbd", "recency", "rfm_logistic")
+    assert "stayed" in (meta.get("fallback_reason") or "") or meta.get("fitted_kind") == "bgnbd"
+    test = build_snapshots(dataset_of(one_timer_orders()), [pd.Timestamp("2024-04-01")], 60)
+    p = result.model.predict_proba(test)[:, 1]
+    assert p.std() > 0.005 and abs(p.mean() - test["churned"].mean()) < 0.05  # not 0.99 for everyone
+    assert meta["quality"]["band"] in ("Excellent", "Good", "Fair", "Poor")
+
+
+def test_xgboost_at_chance_or_below_the_best_baseline_is_not_served():
+    quoted = {"models": {"xgboost": {"roc_auc": 0.500, "roc_auc_ci": [0.500, 0.500]},
+                         "recency": {"roc_auc": 0.740, "roc_auc_ci": [0.70, 0.78]},
+                         "rfm_logistic": {"roc_auc": 0.724, "roc_auc_ci": [0.68, 0.76]},
+                         "bgnbd": {"roc_auc": 0.753, "roc_auc_ci": [0.71, 0.79]}}}
+    served, why = training.serving_choice(quoted, "xgboost")
+    assert served == "bgnbd" and "chance" in why and "0.753" in why
+    below = {"models": {**quoted["models"], "xgboost": {"roc_auc": 0.745, "roc_auc_ci": [0.70, 0.79]}}}
+    assert training.serving_choice(below, "xgboost")[0] == "bgnbd"
+    above = {"models": {**quoted["models"], "xgboost": {"roc_auc": 0.760, "roc_auc_ci": [0.72, 0.80]}}}
+    assert training.serving_choice(above, "xgboost") == ("xgboost", None)
+    assert training.serving_choice(None, "xgboost") == ("xgboost", None)
+
+
+def test_the_served_baseline_is_registered_and_the_card_and_run_say_why(dataset, tmp_path, monkeypatch):
+    from churn.model import registry
+
+    # Make XGBoost lose on the backtest: its test scores are a coin.
+    from churn.model import backtest as bt
+
+    real = bt.fit_and_score
+
+    def coin(*args, **kwargs):
+        model, scores = real(*args, **kwargs)
+        return model, {**scores, "xgboost": np.full(len(scores["xgboost"]), 0.4)}
+
+    monkeypatch.setattr(bt, "fit_and_score", coin)
+    config = Config().with_horizon(60)
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, n_estimators=50, learning_rate=0.2, search_budget=1),
+        evaluate=dataclasses.replace(config.evaluate, n_bootstrap=30, n_bootstrap_segments=10))
+    result = training.train(dataset, "2024-06-30", config)
+    meta = result.metadata
+    best = max(("recency", "rfm_logistic", "bgnbd"), key=lambda k: meta["backtest"]["models"][k]["roc_auc"])
+    assert meta["model_kind"] == best and meta["fitted_kind"] == "xgboost" and "chance" in meta["served_reason"]
+    assert meta["features"] == result.model.feature_names_
+    meta["gate"] = training.gate(dataset, meta, None, None, config)
+    assert meta["gate"]["promoted"]
+    registry.register(result.model, meta, tmp_path)
+    loaded, loaded_meta = registry.load(tmp_path)
+    snaps = build_snapshots(dataset, [pd.Timestamp("2024-04-01")], 60)
+    np.testing.assert_allclose(loaded.predict_proba(snaps), result.model.predict_proba(snaps))
+    card = (tmp_path / meta["version"] / "model_card.md").read_text()
+    assert "served instead" in card and "Quality:" in card

@@ -127,6 +127,7 @@ def test_report_command_writes_one_self_contained_file_without_customer_ids(
     assert all(base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG" for src in images)
     assert not re.search(r"https?://|<script|<link", page)
     assert not set(re.findall(r"\bc\d{4,}\b", page)) & set(scores["customer_id"])
-    flagged = re.findall(r'<tr class="flag"><td>([a-z0-9_]+)</td>', page)
+    flagged = re.findall(r'<tr class="flag"><td[^>]*>([a-z0-9_]+)</td>', page)
     assert "orders_90d" in flagged
     assert "Buying less often" in page and "3 held out" in page
+    assert re.search(r"Quality of the model served \(\w+\): (Excellent|Good|Fair|Poor) \(", page)

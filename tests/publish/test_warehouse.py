@@ -76,3 +76,23 @@ def test_uplift_estimates_are_the_latest_measured_by_the_run_date(tmp_path):
     assert warehouse.uplift_estimates(path, "2024-04-30") is None
     assert warehouse.uplift_estimates(path, "2024-05-20")["shrunk"].tolist() == [0.1]
     assert warehouse.uplift_estimates(path, "2024-07-01")["shrunk"].tolist() == [0.2]
+
+
+def test_a_warehouse_from_before_imports_gains_the_new_columns_and_tables(tmp_path):
+    import duckdb
+
+    path = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE contacts (customer_id VARCHAR, list_date DATE, action VARCHAR, arm VARCHAR, "
+                "contacted_ts TIMESTAMP, outcome VARCHAR)")
+    con.execute("INSERT INTO contacts VALUES ('c1', DATE '2024-05-01', 'callback', 'treated', NULL, NULL)")
+    con.close()
+    assert warehouse.read_table(path, "suppressions").empty  # read-only: a missing table reads empty
+    assert warehouse.imported_contacts(path).empty and warehouse.suppressed(path) == set()
+    warehouse.write_contacts(path, pd.DataFrame({"customer_id": ["c2"], "list_date": [pd.Timestamp("2024-05-01")],
+                                                 "action": ["callback"], "arm": ["treated"], "reached": [True]}),
+                             pd.DataFrame({"customer_id": ["c2"], "reason": ["do_not_contact"],
+                                           "since": [pd.Timestamp("2024-05-01")], "source": ["contacts import"]}))
+    contacts = warehouse.read_table(path, "contacts")
+    assert contacts["customer_id"].tolist() == ["c1", "c2"] and contacts["source"].tolist()[1] == "import"
+    assert warehouse.suppressed(path) == {"c2"}

@@ -31,6 +31,11 @@ not have come back: large when the action meets the customer's trait (service-hu
 answer a callback, price-sensitive ones a discount, variety seekers a trial), small otherwise,
 varying from customer to customer, and fading the longer a churner has been gone.
 
+A planted season (`season_amplitude` > 0): every customer's purchase rate is multiplied by
+1 + A cos(2 pi (day of year - `season_peak_day`) / 365.25), so the share of customers with no
+purchase in a window (churned by the label) rises in the low season and falls in the peak, as
+at a seasonal retailer. The default, no season, leaves every table as it was.
+
 Everything is vectorized NumPy (no per-customer Python loop); independent random streams for
 customers, orders, items, events, suppressions and responses make `items=False` /
 `events=False` leave the other tables unchanged, and the same `random_state` gives
@@ -40,7 +45,7 @@ bit-identical frames (the responses' stream was added last: the tables did not c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -92,12 +97,24 @@ class SyntheticData:
     `discount_cut_*` / `breadth_drop_*` windows (start, end) when the customer had one.
 
     `responses` has one row per customer: `customer_id`, `p_back_none` (buys again within the
-    response horizon after the last day, with no action) and `p_back_<action>` per action.
+    response horizon after the last day, with no action) and `p_back_<action>` per action;
+    `responses_at` gives the same for a list sent on any day of the period.
     """
 
     tables: dict[str, pd.DataFrame]
     truth: pd.DataFrame
     responses: pd.DataFrame | None = None
+    _latent: _Latent | None = field(default=None, repr=False, compare=False)
+
+    def responses_at(self, list_date: object, horizon_days: int = 90) -> pd.DataFrame:
+        """Ground-truth responses to a list sent at the end of `list_date`, for the customers signed up by then.
+
+        Same columns as `responses`; what is known of each customer is their state on that day
+        (churned or not, how long gone, their purchase rate then).
+        """
+        if self._latent is None:
+            raise ValueError("this SyntheticData carries no latent state: make it with synthetic.generate")
+        return _responses_frame(self._latent, horizon_days, pd.Timestamp(list_date))
 
 
 def generate(
@@ -108,12 +125,18 @@ def generate(
     items: bool = True,
     events: bool = True,
     response_horizon_days: int = 90,
+    season_amplitude: float = 0.0,
+    season_peak_day: int = 300,
 ) -> SyntheticData:
     """Generate `n_customers` customers' data from `start` to `end` (both days included).
 
     `items=False` / `events=False` leave out order_items / events (faster at benchmark scale).
     `response_horizon_days`: the window of the ground-truth win-back responses.
+    `season_amplitude` (0 to 0.95) and `season_peak_day` (day of the year, 300: late October):
+    the planted season of the purchase rate (0: none).
     """
+    if not 0 <= season_amplitude < 1:
+        raise ValueError(f"season_amplitude must be in [0, 1), got {season_amplitude}")
     start_ts = pd.Timestamp(start).normalize()
     n_days = (pd.Timestamp(end).normalize() - start_ts).days + 1
     if n_customers < 1:
@@ -127,7 +150,8 @@ def generate(
         np.random.default_rng(s) for s in streams
     )
     people = _draw_customers(rng_customers, n_customers, n_days * _DAY)
-    orders = _draw_orders(rng_orders, people)
+    season = _Season(season_amplitude, season_peak_day, start_ts)
+    orders = _draw_orders(rng_orders, people, season)
     to_ts = _Clock(start_ts)
     customer_ids = _ids("c", np.arange(n_customers), max(6, len(str(n_customers - 1))))
     order_ids = _ids("o", np.arange(len(orders.ts)), max(8, len(str(len(orders.ts) - 1))))
@@ -149,8 +173,12 @@ def generate(
     if events:
         tables["events"] = _events_frame(rng_events, people, orders, customer_ids, to_ts)
     tables["suppressions"] = _suppressions_frame(rng_suppressions, people, customer_ids, to_ts)
-    responses = _responses_frame(rng_responses, people, customer_ids, response_horizon_days)
-    return SyntheticData(tables=tables, truth=_truth_frame(people, customer_ids, to_ts), responses=responses)
+    # Each customer's responsiveness to each action: fixed, so that lists on any day agree.
+    responsiveness = rng_responses.lognormal(0.0, _UPLIFT_SPREAD, (len(RESPONSE_TRAITS), n_customers))
+    latent = _Latent(people, customer_ids, season, responsiveness)
+    responses = _responses_frame(latent, response_horizon_days, start_ts + pd.Timedelta(days=n_days - 1))
+    return SyntheticData(tables=tables, truth=_truth_frame(people, customer_ids, to_ts), responses=responses,
+                         _latent=latent)
 
 
 def write(data: SyntheticData, out_dir: str | Path, fmt: str = "parquet", truth: bool = False) -> dict[str, Path]:
@@ -363,16 +391,38 @@ class _Orders:
     status: np.ndarray
 
 
-def _draw_orders(rng: np.random.Generator, p: _Customers) -> _Orders:
+@dataclass(frozen=True)
+class _Season:
+    """The planted season: the purchase rate times 1 + A cos(2 pi (day of year - peak) / 365.25)."""
+
+    amplitude: float
+    peak_day: int
+    start: pd.Timestamp
+
+    def factor(self, seconds: np.ndarray) -> np.ndarray:
+        """The rate multiplier at times given in seconds since the start of the period."""
+        day_of_year = self.start.day_of_year - 1 + seconds / _DAY
+        return 1 + self.amplitude * np.cos(2 * np.pi * (day_of_year - self.peak_day) / 365.25)
+
+    def mean_factor(self, start: int, days: int) -> float:
+        """The multiplier's mean over `days` days from `start` (seconds since the start of the period)."""
+        return float(self.factor(start + np.arange(days) * _DAY + _DAY // 2).mean())
+
+
+def _draw_orders(rng: np.random.Generator, p: _Customers, season: _Season | None = None) -> _Orders:
     everyone = np.arange(len(p.signup), dtype=np.int32)
+    peak = 1 + (season.amplitude if season else 0.0)
     owner, ts = _poisson_times(
         rng,
         np.concatenate([everyone, everyone]),
         np.concatenate([p.signup, p.decay_start]),
         np.concatenate([p.decay_start, p.churn]),
-        np.concatenate([p.rate, p.rate * p.decay_factor]),
+        peak * np.concatenate([p.rate, p.rate * p.decay_factor]),
         daily=True,
     )
+    if peak > 1:  # thinning: drawn at the peak rate, each order kept with probability factor / peak
+        kept = rng.random(len(ts)) * peak < season.factor(ts)
+        owner, ts = owner[kept], ts[kept]
     c, ts = _sort_by_time(owner, ts)
     n = len(ts)
     orders = _Orders(
@@ -591,25 +641,47 @@ def _suppressions_frame(rng, p: _Customers, customer_ids, to_ts) -> pd.DataFrame
     )
 
 
-def _responses_frame(rng: np.random.Generator, p: _Customers, customer_ids, horizon_days: int) -> pd.DataFrame:
-    """Ground truth for a win-back list sent at the end of the period: P(buys within the horizon).
+@dataclass(frozen=True)
+class _Latent:
+    """What the ground-truth responses need: the customers' latent state, the season, responsiveness."""
 
-    Without action: a churned customer never comes back; one still buying comes back unless
-    their churn hazard fires before their next order: r / (r + h) x (1 - exp(-(r + h) t)).
-    With action a: p_none + (1 - p_none) x uplift, the uplift depending on the trait it answers.
+    people: _Customers
+    customer_ids: pa.Array
+    season: _Season
+    responsiveness: np.ndarray  # (action, customer) lognormal multipliers of the uplift
+
+
+def _responses_frame(latent: _Latent, horizon_days: int, list_date: pd.Timestamp) -> pd.DataFrame:
+    """Ground truth for a win-back list sent at the end of `list_date`: P(buys within the horizon).
+
+    Without action: a customer who has churned never comes back; one still buying comes back
+    unless their churn hazard fires before their next order: r / (r + h) x (1 - exp(-(r + h) t)),
+    r their purchase rate that day (lower in the weeks before churning, seasonal when the shop
+    is). With action a: p_none + (1 - p_none) x uplift. The uplift depends on the customer, in
+    ways their features show: large when the action meets their trait (service-hurt customers
+    answer a callback, price-sensitive ones a discount, variety seekers a trial), small
+    otherwise; larger for frequent buyers (x (rate / 1.5)^0.5, within 0.5-2); fading the longer
+    a churner has been gone (e times smaller every 90 days); and a fixed lognormal
+    responsiveness per customer and action.
     """
-    n = len(p.signup)
+    p, season = latent.people, latent.season
+    at = int((list_date.normalize() - season.start).days + 1) * _DAY  # end of the list day
+    known = p.signup < at
+    churned = p.churned & (p.churn <= at)
+    rate = np.where(p.decay_start <= at, p.rate * p.decay_factor, p.rate) * season.mean_factor(at, horizon_days)
     window = horizon_days * _DAY / _RATE_UNIT  # the horizon in units of 30 days
-    both = p.rate + p.hazard
-    p_none = np.where(p.churned, 0.0, p.rate / both * (1 - np.exp(-both * window)))
-    gone_days = np.where(p.churned, (p.horizon - p.churn) / _DAY, 0.0)
+    both = rate + p.hazard
+    p_none = np.where(churned, 0.0, rate / both * (1 - np.exp(-both * window)))
+    gone_days = np.where(churned, (at - p.churn) / _DAY, 0.0)
     fade = np.exp(-gone_days / _UPLIFT_FADE_DAYS)
-    columns = {"customer_id": _string_array(customer_ids), "p_back_none": p_none}
-    for action, trait in RESPONSE_TRAITS.items():
+    loyalty = np.clip(np.sqrt(p.rate / 1.5), 0.5, 2.0)
+    columns = {"customer_id": _string_array(latent.customer_ids), "p_back_none": p_none}
+    for k, (action, trait) in enumerate(RESPONSE_TRAITS.items()):
         base = np.where(getattr(p, trait), _UPLIFT_MATCHED, _UPLIFT_OTHER)
-        uplift = np.minimum(base * rng.lognormal(0.0, _UPLIFT_SPREAD, n) * fade, 0.95)
+        uplift = np.minimum(base * latent.responsiveness[k] * loyalty * fade, 0.95)
         columns[f"p_back_{action}"] = p_none + (1 - p_none) * uplift
-    return pd.DataFrame(columns, copy=False)
+    frame = pd.DataFrame(columns, copy=False)
+    return frame if known.all() else frame[known].reset_index(drop=True)
 
 
 def _truth_frame(p: _Customers, customer_ids, to_ts) -> pd.DataFrame:
