@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 
 import numpy as np
@@ -235,3 +236,17 @@ def test_training_job_on_the_cluster_registers_the_local_model(engine, synthetic
     assert dask.metadata["gate"] == local.metadata["gate"]
     assert (tmp_path / "dask" / local.metadata["version"] / "booster.json").read_bytes() == \
         (tmp_path / "local" / local.metadata["version"] / "booster.json").read_bytes()
+
+
+def test_data_dated_after_the_run_day_is_refused_quoting_the_same_file_rows(engine, tmp_path):
+    path, orders = _broken_shop(tmp_path)
+    orders.loc[17, "amount"] = "5.0"
+    orders.loc[[40, 333], "order_ts"] = "2031-01-05T10:00:00"  # two customers, likely two partitions
+    orders.to_csv(path / "orders.csv", index=False)
+    with pytest.raises(ContractError) as local:
+        contract.check_not_after(contract.validate(path), "2024-12-31")
+    with pytest.raises(ContractError) as dask:
+        engine.check_not_after(engine.load(str(path), contract.ContractConfig()), "2024-12-31")
+    quoted = sorted(int(r) for found in re.findall(r"\(rows? ([\d, ]+):", str(dask.value)) for r in found.split(", "))
+    assert quoted == [41, 334] and "rows 41, 334" in str(local.value)
+    assert str(dask.value).endswith("data cannot come from the future")
