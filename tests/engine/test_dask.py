@@ -250,3 +250,25 @@ def test_data_dated_after_the_run_day_is_refused_quoting_the_same_file_rows(engi
     quoted = sorted(int(r) for found in re.findall(r"\(rows? ([\d, ]+):", str(dask.value)) for r in found.split(", "))
     assert quoted == [41, 334] and "rows 41, 334" in str(local.value)
     assert str(dask.value).endswith("data cannot come from the future")
+
+
+def test_with_a_learnt_per_customer_uplift_the_lists_are_the_same(engine, synthetic_dir, quick_model, tmp_path):
+    """A list measured by `churn outcomes` teaches a per-customer uplift; the next day's lists use it on both engines."""
+    import shutil
+
+    from churn.config import OutcomesConfig
+
+    config = Config(outcomes=dataclasses.replace(OutcomesConfig(), min_holdout=1))
+    first = tmp_path / "first"
+    pipeline.score_day(synthetic_dir, RunDate.parse("2024-03-27"), first, quick_model, config)
+    pipeline.measure_outcomes(synthetic_dir, first, config)
+    outputs = {}
+    for kind in ("local", "dask"):
+        out = tmp_path / kind
+        shutil.copytree(first, out)
+        result = pipeline.score_day(synthetic_dir, RunDate.parse(END), out, quick_model, config,
+                                    engine=engine if kind == "dask" else None)
+        outputs[kind] = (result.manifest, _outputs(out, END))
+    assert outputs["local"][0].get("uplift_per_customer")  # the learnt model was used
+    assert outputs["dask"][1][1] == outputs["local"][1][1] and outputs["dask"][1][2] == outputs["local"][1][2]
+    pd.testing.assert_frame_equal(outputs["dask"][1][0], outputs["local"][1][0])
