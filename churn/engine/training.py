@@ -1,6 +1,8 @@
 """Training on the Dask engine: snapshots per partition, the booster fitted on the cluster.
 
-The snapshots (features at every cutoff and the churn label) are built per partition with
+The building blocks for training beyond one machine (docs/scale.md; `bench/scale.py --train`
+measures them; the training job itself gathers the validated data, see `churn.pipeline`). The
+snapshots (features at every cutoff and the churn label) are built per partition with
 `build_snapshots`, the RFM scores re-ranked among all partitions (`churn.engine.ranks`); they stay
 on the workers. The model is then fitted one of two ways (`[engine] training`):
 
@@ -11,11 +13,7 @@ on the workers. The model is then fitted one of two ways (`[engine] training`):
   `hist` builds its quantile sketches per worker, so the booster is not the local one bit for bit;
   its ROC-AUC is held within 0.005 of it (tests/engine).
 - "gather": the snapshots gathered to one worker, which runs `ChurnModel.fit` itself: exactly
-  the local engine's model, for snapshots that fit one worker's memory (docs/scale.md measures both).
-
-The backtest does the same on the backtest's split: the model fitted as above, the baselines
-(recency, RFM-logistic, BG/NBD, a few columns each) on the gathered columns they read, and the
-metrics, gain table, calibration curve and segment metrics with `churn.model.backtest`'s functions.
+  the local engine's model, for snapshots that fit one worker's memory.
 """
 
 from __future__ import annotations
@@ -24,43 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
-from xgboost import dask as dxgb
 from sklearn.metrics import log_loss
+from xgboost import dask as dxgb
 
-import churn
 from churn.config import Config
 from churn.data import contract
 from churn.errors import DataError
 from churn.features.engine import FeatureBuilder, feature_columns
-from churn.features.snapshots import build_snapshots, data_range
-from churn.model import backtest as evaluation
-from churn.model.baselines import BASELINES, BGNBDChurnModel
+from churn.features.snapshots import build_snapshots
 from churn.model.classifier import Calibrator, ChurnModel, _stable_half, choose_calibrator
-from churn.model.registry import data_fingerprint, model_version
-from churn.model.split import Split, assert_out_of_time, plan_split, rolling_test_cutoffs
-from churn.model.training import TrainingResult, latest_test_cutoff, small_store_reason
+from churn.model.split import Split
 from churn.progress import Progress, notify
 
 if TYPE_CHECKING:
     from churn.engine.dask import DaskEngine, PartitionedData
 
-__all__ = ["data_range_of", "snapshots", "fit", "train", "backtest", "test_snapshots"]
-
-# Columns the baselines and the segment metrics read (gathered; the model's features stay on the workers).
-NARROW = ("customer_id", "cutoff", "churned", "recency_days", "orders_365d", "spend_365d", "orders_all",
-          "tenure_days")
-
-
-def data_range_of(engine: DaskEngine, data: PartitionedData) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First and last day with a valid order, over all partitions (`snapshots.data_range`)."""
-    ranges = [r for r in engine.gather(engine.map(_range, data.parts)) if r is not None]
-    return min(r[0] for r in ranges), max(r[1] for r in ranges)
-
-
-def _range(dataset: contract.Dataset) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    start, end = data_range(dataset)
-    return None if pd.isna(start) else (start, end)
+__all__ = ["snapshots", "fit"]
 
 
 def snapshots(engine: DaskEngine, data: PartitionedData, cutoffs: list[pd.Timestamp], horizon_days: int,
@@ -87,11 +64,6 @@ def _rows(frame: pd.DataFrame, cutoffs: list[pd.Timestamp], half: str | None = N
         calib = _stable_half(rows["customer_id"], share)
         rows = rows[calib if half == "calibration" else ~calib]
     return rows
-
-
-def _narrow(frame: pd.DataFrame, cutoffs: list[pd.Timestamp]) -> pd.DataFrame:
-    rows = frame[frame["cutoff"].isin(cutoffs)]
-    return rows[[c for c in NARROW if c in rows]]
 
 
 def _class_counts(frame: pd.DataFrame, cutoffs: list[pd.Timestamp]) -> tuple[int, int, int]:
@@ -198,126 +170,3 @@ def _labels(frame: pd.DataFrame, cutoffs: list, half: str | None, share: float) 
 
 def _empty(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[:0]
-
-
-def _narrow_frame(engine: DaskEngine, snaps: list[Any], cutoffs: list) -> pd.DataFrame:
-    return engine.collect(engine.map(_narrow, snaps, cutoffs=cutoffs), by=["cutoff", "customer_id"])
-
-
-def test_snapshots(engine: DaskEngine, data: PartitionedData, config: Config) -> Any:
-    """A function of a test cutoff giving its snapshots gathered here (for the gate's champion re-score)."""
-    def build(cutoff: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
-        snaps = snapshots(engine, data, [pd.Timestamp(cutoff)], horizon_days, config.data.lookback_days)
-        return engine.collect(snaps, by=["cutoff", "customer_id"])
-    return build
-
-
-# --- the training job's steps ---------------------------------------------------------------------
-
-
-def train(engine: DaskEngine, data: PartitionedData, as_of: object, config: Config,
-          progress: Progress | None = None) -> TrainingResult:
-    """`churn.model.training.train` on the partitions (without its backtest: see `backtest`)."""
-    as_of = pd.Timestamp(as_of).normalize()
-    h = config.data.horizon_days
-    start, end = data_range_of(engine, data)
-    split = plan_split(as_of, h, config.model.n_train_cutoffs, start, min(end, as_of),
-                       config.model.min_history_days, with_test=False)
-    notify(progress, "production model: features of every cutoff", 0, 1)
-    snaps = snapshots(engine, data, split.all_cutoffs(), h, config.data.lookback_days)
-    train_rows = _narrow_frame(engine, snaps, list(split.train_cutoffs))
-    fallback = small_store_reason(train_rows, config)
-    extra: dict[str, Any]
-    if fallback:
-        val_rows = _narrow_frame(engine, snaps, [split.val_cutoff])
-        model: ChurnModel | BGNBDChurnModel = BGNBDChurnModel(horizon_days=h).fit(train_rows, val_rows)
-        extra = {"model_kind": "bgnbd", "fallback_reason": fallback, "best_iteration": None,
-                 "bgnbd_params": dict(zip(("r", "alpha", "a", "b"), map(float, model.params_)))}
-    else:
-        model = fit(engine, snaps, split, h, config, progress)
-        extra = {"model_kind": "xgboost", "best_iteration": model.best_iteration_, "best_params": model.best_params_,
-                 "search_candidates": len(model.search_results_),
-                 "calibration": {"method": model.calibrator_.method, "briers": model.calibration_briers_}}
-    fingerprint = data_fingerprint(data.fingerprints)
-    shaping = {k: v for k, v in config.to_dict().items() if k in ("data", "contract", "model", "evaluate")}
-    recipe = {"config": shaping, "features": model.feature_names_, "churn_version": churn.__version__,
-              "model_kind": extra["model_kind"]}
-    if extra["model_kind"] == "xgboost" and engine.config.training == "xgboost_dask":
-        recipe["training"] = "xgboost_dask"  # another booster than the local one: another version ("gather" is the same)
-    metadata = {
-        "version": model_version(as_of.date().isoformat(), h, fingerprint, recipe),
-        "as_of": as_of.date().isoformat(), "horizon_days": h, "features": model.feature_names_, **extra,
-        "split": split.to_dict(), "n_train": int(len(train_rows)),
-        "train_churn_rate": float(train_rows["churned"].mean()), "data_fingerprint": fingerprint,
-        "table_fingerprints": data.fingerprints, "backtest": None, "config": config.to_dict(),
-        "churn_version": churn.__version__, "xgboost_version": xgb.__version__,
-        "engine": {"kind": "dask", "partitions": engine.k, "training": engine.config.training},
-    }
-    return TrainingResult(model, split, metadata)
-
-
-def _evaluate_split(engine: DaskEngine, data: PartitionedData, split: Split, config: Config, detail: bool,
-                    progress: Progress | None) -> dict[str, Any]:
-    """`churn.model.backtest.evaluate_split` on the partitions."""
-    assert_out_of_time(split)
-    h = config.data.horizon_days
-    notify(progress, "features of every cutoff", 0, 1)
-    snaps = snapshots(engine, data, split.all_cutoffs(), h, config.data.lookback_days)
-    model = fit(engine, snaps, split, h, config, progress)
-    test_cutoffs = [split.test_cutoff]
-    tested = engine.collect(engine.map(_predict, snaps, model=engine.ship(model), cutoffs=test_cutoffs))
-    test = _narrow_frame(engine, snaps, test_cutoffs)
-    train = _narrow_frame(engine, snaps, list(split.train_cutoffs))
-    scores = {"xgboost": tested["p"].to_numpy()}
-    for name, baseline in BASELINES.items():
-        scores[name] = (baseline(random_state=config.model.random_state, horizon_days=h)
-                        .fit(train).predict_proba(test)[:, 1])
-    y = test["churned"].to_numpy()
-    ev = config.evaluate
-    report: dict[str, Any] = {
-        "horizon_days": h, "test_cutoff": split.test_cutoff.date().isoformat(),
-        "val_cutoff": split.val_cutoff.date().isoformat(),
-        "train_cutoffs": [c.date().isoformat() for c in split.train_cutoffs],
-        "n_train": int(len(train)), "n_test": int(len(test)), "base_rate": float(y.mean()),
-        "models": {name: evaluation.metrics(y, p, ev.n_bootstrap, ev.confidence, config.model.random_state)
-                   for name, p in scores.items()},
-    }
-    if detail:
-        report["xgboost_params"] = {**model.best_params_, "trees": model.best_iteration_ + 1,
-                                    "calibrator": model.calibrator_.method,
-                                    "candidates_tried": len(model.search_results_)}
-        report["gain_table"] = {name: evaluation.gain_table(y, p) for name, p in scores.items()}
-        report["calibration_curve"] = {name: evaluation.calibration_curve(y, p) for name, p in scores.items()}
-        report["segments"] = evaluation.segment_report(test, scores, config)
-    return report
-
-
-def backtest(engine: DaskEngine, data: PartitionedData, metadata: dict[str, Any], config: Config,
-             progress: Progress | None = None) -> dict[str, Any] | None:
-    """`churn.model.training.backtest_recipe` on the partitions: the recipe one horizon before its as-of date."""
-    h = config.data.horizon_days
-    test_cutoff = latest_test_cutoff(pd.Timestamp(metadata["as_of"]), h)
-    start, end = data_range_of(engine, data)
-    try:
-        split = plan_split(test_cutoff, h, config.model.n_train_cutoffs, start, end,
-                           config.model.min_history_days, with_test=True)
-    except DataError:
-        if metadata["model_kind"] == "xgboost":
-            raise
-        return None
-    report = _evaluate_split(engine, data, split, config, True, progress)
-    others = [c for c in rolling_test_cutoffs(split.test_cutoff, config.evaluate.n_rolling) if c != split.test_cutoff]
-    if others:
-        runs = [_evaluate_split(engine, data, plan_split(c, h, config.model.n_train_cutoffs, start, end,
-                                                         config.model.min_history_days, with_test=True),
-                                config, False, progress) for c in others]
-        runs.append({k: v for k, v in report.items() if k not in ("gain_table", "calibration_curve", "segments",
-                                                                   "xgboost_params")})
-        runs.sort(key=lambda r: r["test_cutoff"])
-        report["rolling"] = runs
-        report["rolling_mean"] = {
-            name: {key: float(np.nanmean([np.nan if r["models"][name][key] is None else r["models"][name][key]
-                                          for r in runs]))
-                   for key in ("roc_auc", "pr_auc", "top_decile_lift", "brier", "ece")}
-            for name in report["models"]}
-    return report

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -197,16 +196,14 @@ def candidate_metrics(metadata: dict[str, Any]) -> dict[str, Any] | None:
     return bt.get("models", {}).get(metadata.get("model_kind", "xgboost"))
 
 
-def champion_on_same_backtest(dataset: Dataset | None, candidate_meta: dict[str, Any],
+def champion_on_same_backtest(dataset: Dataset, candidate_meta: dict[str, Any],
                               champion: ChurnModel | BGNBDChurnModel | None, champion_meta: dict[str, Any] | None,
-                              config: Config, test_snapshots: Callable[[pd.Timestamp, int], pd.DataFrame] | None = None
-                              ) -> tuple[dict[str, Any] | None, str]:
+                              config: Config) -> tuple[dict[str, Any] | None, str]:
     """The champion's metrics on the candidate's backtest test cutoff, and how they were obtained.
 
     Recorded metrics count when the champion's backtest is the same (test cutoff, horizon, data);
     otherwise a champion trained with labels known by the test cutoff is scored on the same test
     customers. A champion that may have seen those labels cannot be compared honestly: None.
-    `test_snapshots(cutoff, horizon_days)` builds the test snapshots instead of `dataset` (the Dask engine).
     """
     bt = candidate_meta.get("backtest")
     if champion is None or champion_meta is None or not bt:
@@ -220,10 +217,7 @@ def champion_on_same_backtest(dataset: Dataset | None, candidate_meta: dict[str,
     test_cutoff = pd.Timestamp(bt["test_cutoff"])
     if pd.Timestamp(champion_meta["as_of"]) > test_cutoff:
         return None, "the champion was trained after the test cutoff and may have seen its labels"
-    if test_snapshots is not None:
-        test = test_snapshots(test_cutoff, candidate_meta["horizon_days"])
-    else:
-        test = build_snapshots(dataset, [test_cutoff], candidate_meta["horizon_days"], config.data.lookback_days)
+    test = build_snapshots(dataset, [test_cutoff], candidate_meta["horizon_days"], config.data.lookback_days)
     if any(f not in test for f in champion.feature_names_):
         return None, "the champion needs features this data lacks"
     ev = config.evaluate
@@ -232,12 +226,10 @@ def champion_on_same_backtest(dataset: Dataset | None, candidate_meta: dict[str,
                    config.model.random_state), "champion re-scored on the same test customers"
 
 
-def gate(dataset: Dataset | None, candidate_meta: dict[str, Any], champion: ChurnModel | BGNBDChurnModel | None,
-         champion_meta: dict[str, Any] | None, config: Config,
-         test_snapshots: Callable[[pd.Timestamp, int], pd.DataFrame] | None = None) -> dict[str, Any]:
-    """The promotion decision for a newly trained model, with the reason the run prints (see
-    `champion_on_same_backtest` for `test_snapshots`)."""
-    theirs, how = champion_on_same_backtest(dataset, candidate_meta, champion, champion_meta, config, test_snapshots)
+def gate(dataset: Dataset, candidate_meta: dict[str, Any], champion: ChurnModel | BGNBDChurnModel | None,
+         champion_meta: dict[str, Any] | None, config: Config) -> dict[str, Any]:
+    """The promotion decision for a newly trained model, with the reason the run prints."""
+    theirs, how = champion_on_same_backtest(dataset, candidate_meta, champion, champion_meta, config)
     if champion_meta is not None and theirs is None and how.startswith("the champion was trained after"):
         return {"promoted": False, "champion": champion_meta["version"],
                 "reason": f"{how}: kept as challenger; promote it by hand with `churn rollback "
