@@ -216,9 +216,10 @@ class EngineConfig:
     their id; `scheduler` is the address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786),
     empty for a LocalCluster of `workers` processes on this machine (0: one per core).
     `storage` is where the partitions are written (a path or an fsspec URL that every worker can
-    read: file://, s3://, gs://, memory://); empty: OUT/.cache/partitions. `training` is
-    "xgboost_dask" (xgboost.dask on the cluster) or "gather" (the snapshots gathered to one
-    worker, which fits exactly the local engine's model).
+    read: file://, s3://, gs://, memory://); empty: OUT/.cache/partitions. `training` chooses the
+    fit of `churn.engine.training`: "xgboost_dask" (on the cluster) or "gather" (the snapshots
+    gathered to one worker: exactly the local engine's model); the training job itself still
+    trains on the validated data gathered to the driver (docs/scale.md).
     """
 
     kind: str = "local"
