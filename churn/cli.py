@@ -60,13 +60,24 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for
 HorizonOpt = Annotated[int | None, typer.Option(help="Churn horizon in days (1 or more).", min=1,
                                                 show_default="data.horizon_days in the configuration")]
 FormatOpt = Annotated[Literal["parquet", "csv"], typer.Option("--format", help="File format of the tables.")]
+EngineOpt = Annotated[Literal["local", "dask"] | None, typer.Option(
+    "--engine", help="Where the per-customer work runs: local (this process) or dask (customer partitions on a "
+                     "Dask cluster; see docs/scale.md).", show_default="engine.kind in the configuration, else local")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); implies --engine dask.",
+    show_default="engine.scheduler in the configuration; none: a LocalCluster on this machine")]
 
 
-def _config(path: Path | None, horizon: int | None = None):
-    """The configuration (--config, else ./churn.toml, else defaults), its log level applied."""
+def _config(path: Path | None, horizon: int | None = None, engine: str | None = None, scheduler: str | None = None):
+    """The configuration (--config, else ./churn.toml, else defaults), its log level applied.
+
+    `engine` / `scheduler` (--engine, --scheduler) override `[engine]`; a scheduler means the Dask engine.
+    """
     from churn.config import load_config
 
-    config = load_config(path).with_horizon(horizon)
+    if scheduler and engine is None:
+        engine = "dask"
+    config = load_config(path).with_horizon(horizon).with_engine(engine, scheduler)
     logging.getLogger("churn").setLevel(config.logging.level.upper())
     return config
 
@@ -188,20 +199,26 @@ def train(data: DataOpt, horizon: HorizonOpt = None,
           as_of: Annotated[RunDate | None, typer.Option("--as-of", help="Train with labels known by this date "
                                                         "(YYYY-MM-DD).", show_default="the last order date",
                                                         parser=_run_date)] = None,
-          models: ModelsOpt = Path("models"), config: ConfigOpt = None, tracked: TrackedOpt = False) -> None:
+          models: ModelsOpt = Path("models"), config: ConfigOpt = None, tracked: TrackedOpt = False,
+          engine: EngineOpt = None, scheduler: SchedulerOpt = None) -> None:
     """Train and backtest a model, register it under models/; the promotion gate decides if it becomes champion."""
-    cfg = _config(config, horizon)
+    cfg = _config(config, horizon, engine, scheduler)
     with _progress_bar() as progress:
         if _tracked(tracked):
+            from flows.engine import with_engine
             from flows.train import train_flow
 
-            meta = _flow_result(train_flow, data_dir=str(data), models_dir=str(models),
+            meta = _flow_result(with_engine(train_flow, cfg), data_dir=str(data), models_dir=str(models),
                                 as_of=None if as_of is None else str(as_of), horizon_days=horizon,
-                                config_path=_config_path(config), progress=progress)
+                                config_path=_config_path(config), progress=progress, engine=cfg.engine.kind,
+                                scheduler=cfg.engine.scheduler or None)
         else:
             from churn import pipeline
+            from churn.engine import open_engine
 
-            meta = pipeline.train_model(data, models, cfg, as_of, progress, today=_today(cfg)).to_dict()
+            with open_engine(cfg.engine, models, data_dir=data) as dask:
+                meta = pipeline.train_model(data, models, cfg, as_of, progress, today=_today(cfg),
+                                            engine=dask).to_dict()
     typer.echo(_gate_summary(meta))
     if meta.get("backtest"):
         typer.echo(_metrics_table(meta["backtest"]))
@@ -246,19 +263,25 @@ def score(data: DataOpt, date: Annotated[RunDate, typer.Option("--date", help="R
           out: Annotated[Path, typer.Option("--out", parser=_path,
                                             help="Output root; results go to OUT/D/.")] = Path("out"),
           models: ModelsOpt = Path("models"), config: ConfigOpt = None, as_json: JsonOpt = False,
-          tracked: TrackedOpt = False) -> None:
+          tracked: TrackedOpt = False, engine: EngineOpt = None, scheduler: SchedulerOpt = None) -> None:
     """Score every customer as of D and write the win-back lists to OUT/D/."""
-    cfg = _config(config)
+    cfg = _config(config, None, engine, scheduler)
     with _progress_bar(as_json) as progress:
         if _tracked(tracked):
+            from flows.engine import with_engine
             from flows.score import score_flow
 
-            manifest = _flow_result(score_flow, data_dir=str(data), run_date=str(date), out_dir=str(out),
-                                    models_dir=str(models), config_path=_config_path(config), progress=progress)
+            manifest = _flow_result(with_engine(score_flow, cfg), data_dir=str(data), run_date=str(date),
+                                    out_dir=str(out), models_dir=str(models), config_path=_config_path(config),
+                                    progress=progress, engine=cfg.engine.kind,
+                                    scheduler=cfg.engine.scheduler or None)
         else:
             from churn import pipeline
+            from churn.engine import open_engine
 
-            manifest = pipeline.score_day(data, date, out, models, cfg, progress, today=_today(cfg)).to_dict()
+            with open_engine(cfg.engine, out, data_dir=data) as dask:
+                manifest = pipeline.score_day(data, date, out, models, cfg, progress, today=_today(cfg),
+                                              engine=dask).to_dict()
     if as_json:
         _print_json(manifest)
         return
@@ -542,20 +565,25 @@ def backfill(data: DataOpt,
                                                help="Output root; results go to OUT/D/.")] = Path("out"),
              models: ModelsOpt = Path("models"), config: ConfigOpt = None,
              force: Annotated[bool, typer.Option("--force", help="Rescore dates already published.")] = False,
-             as_json: JsonOpt = False, tracked: TrackedOpt = False) -> None:
+             as_json: JsonOpt = False, tracked: TrackedOpt = False, engine: EngineOpt = None,
+             scheduler: SchedulerOpt = None) -> None:
     """Score every date from START to END; dates already published are skipped (resumable)."""
-    cfg = _config(config)
+    cfg = _config(config, None, engine, scheduler)
     with _progress_bar(as_json) as progress:
         if _tracked(tracked):
             from flows.deploy import backfill_flow
 
             result = _flow_result(backfill_flow, data_dir=str(data), start=str(start), end=str(end),
                                   out_dir=str(out), models_dir=str(models), config_path=_config_path(config),
-                                  force=force, progress=progress)
+                                  force=force, progress=progress, engine=cfg.engine.kind,
+                                  scheduler=cfg.engine.scheduler or None)
         else:
             from churn import pipeline
+            from churn.engine import open_engine
 
-            done = pipeline.backfill(data, start, end, out, models, cfg, force, progress, today=_today(cfg))
+            with open_engine(cfg.engine, out, data_dir=data) as dask:
+                done = pipeline.backfill(data, start, end, out, models, cfg, force, progress, today=_today(cfg),
+                                         engine=dask)
             result = {"scored": done.scored, "skipped": done.skipped}
     if as_json:
         _print_json({"start": str(start), "end": str(end), "out": str(out), **result})

@@ -31,7 +31,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -40,6 +40,7 @@ from churn.config import Config
 from churn.data import contract
 from churn.data.io import write_csv
 from churn.decide import outcomes, quality, scoring, uplift, winback
+from churn.engine import PARTITIONS_DIR, open_engine
 from churn.errors import DataError, ModelNotFoundError, writing_to
 from churn.features.cache import FeatureCache, features_key
 from churn.features.engine import FeatureBuilder
@@ -49,6 +50,9 @@ from churn.model.classifier import ChurnModel
 from churn.progress import Progress, StepRunner, Steps, notify, run_log
 from churn.publish import alerts, erasure, files, lock, manifest, publication, warehouse
 from churn.types import RunDate
+
+if TYPE_CHECKING:
+    from churn.engine.dask import DaskEngine, PartitionedData
 
 __all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
            "load_dataset", "ValidatedData", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
@@ -221,7 +225,8 @@ def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
               config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
-              dataset: contract.Dataset | None = None, today: RunDate | None = None) -> ScoreResult:
+              dataset: contract.Dataset | None = None, today: RunDate | None = None,
+              engine: DaskEngine | None = None) -> ScoreResult:
     """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
 
     Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, crm_import.csv,
@@ -229,8 +234,16 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     QualityError, DataError or ModelNotFoundError (nothing written) for problems the user must
     fix. `dataset`: `data_dir` already validated (a caller scoring several dates in one process,
     see `ValidatedData`). `today`: the day the run happens (the clock, read by the caller): data
-    dated after it cannot be real and stops the run (`contract.check_not_after`).
+    dated after it cannot be real and stops the run (`contract.check_not_after`). `engine` (a
+    `churn.engine` Dask engine) runs the per-customer steps per partition; with none and
+    `[engine] kind = "dask"`, one is opened for this run (see `_score_day_partitioned`).
     """
+    if engine is None and config.engine.kind == "dask":
+        with open_engine(config.engine, out_dir) as engine:
+            return score_day(data_dir, run_date, out_dir, models_dir, config, progress, runner, dataset, today, engine)
+    if engine is not None:
+        return _score_day_partitioned(data_dir, run_date, out_dir, models_dir, config, engine, progress, runner,
+                                      today)
     out_dir = Path(out_dir)
     lock.check_output_root(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
@@ -273,6 +286,105 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     return ScoreResult(staged.manifest, staged.target)
 
 
+def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
+                           config: Config, engine: DaskEngine, progress: Progress | None = None,
+                           runner: StepRunner | None = None, today: RunDate | None = None) -> ScoreResult:
+    """`score_day` on the Dask engine: the same steps, each per customer partition where it is per customer.
+
+    Validation, features, scores and the lists' candidates run on the partitions; the quality
+    gate, the fill of the lists (capacity is global), reasons for the customers taken, the
+    manifest and the publication run here on their global results, with the local functions. The
+    outputs are those of the local engine (tests/engine). Features are not cached (the partitions are).
+    """
+    out_dir = Path(out_dir)
+    lock.check_output_root(out_dir)
+    steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
+    data = steps.run("validate", engine.load, str(data_dir), config, io=True)
+    if today is not None:
+        engine.check_not_after(data, today)
+    steps.run("freshness", engine.check_freshness, data, run_date, config.quality)
+    dataset = data.summary  # what is global and small: counts, quarantine, contacts, suppressions
+    steps.done("validate", _table_counts(dataset) + f"; {engine.k} partitions"
+                           + (" (reused: files unchanged)" if data.reused else " written"))
+    _warn_unmatched(dataset)
+    model, meta = steps.run("load model", registry.load, models_dir, io=True)
+    config = config.with_horizon(meta["horizon_days"])
+    # As in score_day: the output lock from reading the history to publishing.
+    with publication.held_root(out_dir, f"score {run_date}", config.output.lock_wait_seconds):
+        store = erasure.Store(out_dir)
+        dataset, _ = erasure.without(dataset, store)  # the global part: contacts, suppressions, quarantine
+        history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date,
+                            dataset.contacts, config.winback, io=True)
+        feats = steps.run("features", engine.features, data, [run_date.timestamp], config.data.lookback_days)
+        n_population = engine.count(feats)
+        if n_population == 0:
+            raise DataError(f"no customer bought in the {config.data.lookback_days} days up to {run_date}: "
+                            f"is the data directory current?")
+        steps.done("features", f"{n_population} customers in the population, {engine.k} partitions")
+        measured = steps.run("quality", engine.quality_figures, data, run_date, n_population, config.quality)
+        gate = {**measured, "passed": quality.check(measured, str(run_date), history.previous_run, config.quality)}
+        steps.done("quality", "checks passed")
+        parts = steps.run("score", engine.score, feats, model, config)
+        steps.done("score", f"{n_population} customers scored with model {meta['version']}")
+        suppressed = suppressed_ids(dataset, history)
+        made = steps.run("lists", _lists_partitioned, engine, data, parts, model, suppressed, history, run_date,
+                         config)
+        # The partitions hold the source data: customers erased from it are taken out here (the
+        # lists filled again without them), before anything is published.
+        forgotten = store.forgotten_among(made.scores["customer_id"]) if store.version() else set()
+        if forgotten:
+            made = _lists_partitioned(engine, data, parts, model, suppressed | forgotten, history, run_date, config)
+            made = dataclasses.replace(made, scores=made.scores[~made.scores["customer_id"].isin(forgotten)])
+        scores, taken, lists = made.scores, made.taken, made.lists
+        steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
+        run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history,
+                                             suppressed, config, made.funnel)
+        run_manifest["forgotten_excluded"] = len(forgotten)
+        run = manifest.warehouse_run(run_manifest, gate, config)
+        run_manifest["timings_seconds"] = dict(steps.timings)
+        kept = manifest.assignments_for_history(taken, history, run_date, config)
+        staged = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config,
+                           io=True)
+        steps.done("publish", f"published to {staged.target}")
+    return ScoreResult(staged.manifest, staged.target)
+
+
+def _lists_partitioned(engine: DaskEngine, data: PartitionedData, parts: list, model: ChurnModel,
+                       suppressed: set[str], history: warehouse.History, run_date: RunDate, config: Config) -> Lists:
+    """`_lists` from the partitions' shortlists: the same customers taken, in the same EV order.
+
+    Each partition finds its EV-positive candidates (with the drivers' thresholds and, once learnt,
+    the per-customer uplift computed over all partitions) and sends its shortlist; the fill runs
+    here on their union. When a list that some partition cut short is not full, every partition
+    sends all its candidates and the fill is redone (as `winback.assign` does on one machine).
+    The funnel and the reasons use the scored customers gathered for the publication.
+    """
+    w = config.winback
+    rows, cuts, cut_short = engine.candidates(data, parts, w, run_date, history.last_listed, history.uplift,
+                                              suppressed, history.uplift_model)
+
+    def taken_from(candidates: pd.DataFrame) -> pd.DataFrame:
+        learned = (None if history.uplift_model is None else
+                   uplift.per_customer(history.uplift_model, candidates, history.uplift, w, cuts))
+        return winback.assign(candidates, suppressed, w, run_date, history.last_listed, history.uplift,
+                              customer_uplift=learned, cuts=cuts)
+
+    taken = taken_from(rows)
+    treated = taken.loc[taken["arm"] == "treated", "action"].value_counts()
+    if any(treated.get(a, 0) < w.capacity.get(a, 0) for a in cut_short):
+        taken = taken_from(engine.all_candidates(data, parts, w, run_date, history.last_listed, history.uplift,
+                                                 cuts, suppressed, history.uplift_model))
+    scores = engine.collect(parts)
+    learned = (None if history.uplift_model is None else
+               uplift.per_customer(history.uplift_model, scores, history.uplift, w, cuts))
+    scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
+    reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
+    taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
+    funnel = winback.funnel(scores, suppressed, w, taken, run_date, history.last_listed, history.uplift, learned,
+                            cuts)
+    return Lists(scores, taken, winback.service_lists(taken, run_date, w, config.business.currency), funnel)
+
+
 class ValidatedData:
     """A data directory validated once and reused while its files stay the same.
 
@@ -310,16 +422,24 @@ def published(out_dir: str | Path, run_date: RunDate) -> bool:
 
 def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | Path, models_dir: str | Path,
              config: Config, force: bool = False, progress: Progress | None = None,
-             score: Callable[[RunDate], Any] | None = None, today: RunDate | None = None) -> BackfillResult:
+             score: Callable[[RunDate], Any] | None = None, today: RunDate | None = None,
+             engine: DaskEngine | None = None) -> BackfillResult:
     """Score every date from `start` to `end` (included), one idempotent `score_day` per date.
 
     Resumable: dates already published are skipped unless `force`, so rerunning after a failure
     picks up where it stopped. `score` replaces `score_day` for one date (a flow passes its
-    tracked run); `progress` hears of each date.
+    tracked run); `progress` hears of each date. `engine`: one Dask engine for every date (with
+    none and `[engine] kind = "dask"`, one is opened for the whole backfill).
     """
     if end < start:
         raise DataError(f"backfill: --end {end} is before --start {start}")
+    if score is None and engine is None and config.engine.kind == "dask":
+        with open_engine(config.engine, out_dir) as engine:
+            return backfill(data_dir, start, end, out_dir, models_dir, config, force, progress, score, today, engine)
     validated = ValidatedData(data_dir, config)
+    if engine is not None:  # the Dask engine validates per partition (partitions reused while the files stay)
+        score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, today=today,
+                                                engine=engine))
     score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset(),
                                             today=today))
     days = [start.days(i) for i in range((end - start).days + 1)]
@@ -416,7 +536,10 @@ def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | P
         for day, (s, _) in staged.items():
             if day in committed:
                 publication.swap_in(s)
-        shutil.rmtree(out_dir / CACHE_DIR, ignore_errors=True)  # every entry holds every customer of its day
+        # Every cached entry holds every customer of its day (features; the Dask engine's partitions,
+        # under OUT, and under the models directory for training).
+        shutil.rmtree(out_dir / CACHE_DIR.parent, ignore_errors=True)
+        shutil.rmtree(Path(models_dir) / PARTITIONS_DIR, ignore_errors=True)
         n_alerts = erasure.scrub_alerts(out_dir / alerts.ALERTS_DIR, ids)
     in_models = [str(path) for path in erasure.quoted_in(models_dir, ids)]
     return ForgetResult(len(ids), n_new, sorted(staged), sum(n for _, n in staged.values()), rows, n_alerts,
@@ -463,17 +586,55 @@ def _backtest_counts(meta: dict[str, Any]) -> str:
 
 def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as_of: RunDate | None = None,
                 progress: Progress | None = None, runner: StepRunner | None = None,
-                today: RunDate | None = None) -> TrainResult:
+                today: RunDate | None = None, engine: DaskEngine | None = None) -> TrainResult:
     """Train, backtest and register a churn model for the data in `data_dir`; the gate decides the champion.
 
     `as_of` (default: the day of the last order) is the day whose known labels train the model.
     Writes models/<version>/ and, when the gate promotes it, models/champion.json. `today`: the
     day the run happens; data dated after it stops the run (it would move the default as-of date).
+    `engine`: as for `score_day` (the partitions are written under the models directory's .cache
+    when `[engine] storage` is empty).
     """
+    if engine is None and config.engine.kind == "dask":
+        with open_engine(config.engine, Path(models_dir)) as engine:
+            return train_model(data_dir, models_dir, config, as_of, progress, runner, today, engine)
+    if engine is not None:
+        return _train_model_partitioned(data_dir, models_dir, config, engine, as_of, progress, runner, today)
     steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
     dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     _check_today(dataset, today)
     steps.done("validate", _table_counts(dataset))
+    as_of = as_of or RunDate.parse(training.default_as_of(dataset))
+    result = steps.run("fit", training.train, dataset, as_of.timestamp, config, False, progress)
+    steps.done("fit", _fit_counts(result.metadata))
+    result.metadata["backtest"] = steps.run("backtest", training.backtest_recipe, dataset, result.metadata, config,
+                                            progress)
+    steps.done("backtest", _backtest_counts(result.metadata))
+    champion, champion_meta = steps.run("read champion", _champion, models_dir, io=True)
+    gate = steps.run("gate", training.gate, dataset, result.metadata, champion, champion_meta, config)
+    result.metadata["gate"] = gate
+    steps.done("gate", f"{'champion' if gate['promoted'] else 'challenger'}: {gate['reason']}")
+    path = steps.run("register", _register, result, models_dir, gate["promoted"], io=True)
+    steps.done("register", f"model {result.metadata['version']} in {models_dir}")
+    return TrainResult(result.metadata, path)
+
+
+def _train_model_partitioned(data_dir: str | Path, models_dir: str | Path, config: Config, engine: DaskEngine,
+                             as_of: RunDate | None = None, progress: Progress | None = None,
+                             runner: StepRunner | None = None, today: RunDate | None = None) -> TrainResult:
+    """`train_model` on the Dask engine: validation per partition, then the local training steps on the
+    validated data gathered here (the same model, version, backtest and gate as the local engine).
+
+    The training job's own steps (season check, served baseline, backtest, gate) need every
+    customer's snapshots in one process; `churn.engine.training` builds them per partition and fits
+    with `xgboost.dask` for data beyond one machine (docs/scale.md), not yet wired into this job.
+    """
+    steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
+    data = steps.run("validate", engine.load, str(data_dir), config, io=True)
+    if today is not None:
+        engine.check_not_after(data, today)
+    dataset = steps.run("gather", engine.dataset, data)
+    steps.done("validate", _table_counts(dataset) + f"; validated in {engine.k} partitions, gathered")
     as_of = as_of or RunDate.parse(training.default_as_of(dataset))
     result = steps.run("fit", training.train, dataset, as_of.timestamp, config, False, progress)
     steps.done("fit", _fit_counts(result.metadata))

@@ -66,13 +66,15 @@ def daily_flow(data_dir: str, out_dir: str = "out", models_dir: str = "models", 
 @refusals_fail_quietly
 def backfill_flow(data_dir: str, start: str, end: str, out_dir: str = "out", models_dir: str = "models",
                   config_path: str | None = None, force: bool = False,
-                  progress: Progress | None = None) -> dict[str, list[str]]:
+                  progress: Progress | None = None, engine: str | None = None,
+                  scheduler: str | None = None) -> dict[str, list[str]]:
     """Score every date from `start` to `end`, one tracked daily-score run per date (`churn.pipeline.backfill`)."""
-    config = load_config(config_path)
+    config = load_config(config_path).with_engine(engine, scheduler)
     set_log_level(config.logging.level)
 
     def score(day: RunDate) -> dict[str, Any]:
-        state = score_flow(data_dir, str(day), out_dir, models_dir, config_path, return_state=True)
+        state = score_flow(data_dir, str(day), out_dir, models_dir, config_path, engine=engine, scheduler=scheduler,
+                           return_state=True)
         try:
             return result_or_raise(state)
         except ChurnError as err:

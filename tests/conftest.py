@@ -135,3 +135,29 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One small Dask cluster for the session: 2 worker processes, 1 thread each (~10 s to start).
+
+    Worker processes, not threads: the tests then see what a real cluster does (every argument and
+    result pickled, each worker importing the library on its own, and never Prefect).
+    """
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def engine(dask_client, tmp_path_factory):
+    """A Dask engine of 4 partitions on the session's cluster; its partitions are reused across tests."""
+    from churn.config import EngineConfig
+    from churn.engine.dask import DaskEngine
+
+    storage = str(tmp_path_factory.mktemp("partitions"))
+    return DaskEngine(dask_client, EngineConfig(kind="dask", partitions=4), storage).warm()

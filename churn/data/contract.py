@@ -254,8 +254,15 @@ def validate_tables(
     tables: dict[str, pd.DataFrame],
     config: Config | ContractConfig = ContractConfig(),
     source: dict[str, str] | None = None,
+    file_rows: dict[str, np.ndarray] | None = None,
 ) -> Dataset:
-    """Check in-memory frames against the contract (no files, so no fingerprints); `config` as in `validate`."""
+    """Check in-memory frames against the contract (no files, so no fingerprints); `config` as in `validate`.
+
+    `file_rows` (per table, each row's 0-based position in its file) is for frames that are a
+    part of a file, such as one partition of the Dask engine: messages and the quarantine then
+    quote those file rows, and an empty part, or one whose rows were all set aside, is no
+    problem here (the caller judges the whole file).
+    """
     policy, timezone = _settings(config)
     problems = []
     unknown = sorted(set(tables) - set(TABLES))
@@ -264,7 +271,8 @@ def validate_tables(
     if "orders" not in tables:
         problems.append("orders: table not given (it is required)")
     known = {name: frame for name, frame in tables.items() if name in TABLES}
-    return _check(known, policy, timezone, {name: (source or {}).get(name, name) for name in known}, problems)
+    return _check(known, policy, timezone, {name: (source or {}).get(name, name) for name in known}, problems,
+                  file_rows)
 
 
 def check_not_after(dataset: Dataset, last_day: object) -> None:
@@ -337,12 +345,13 @@ class _Findings:
 
 
 def _check(
-    raw: dict[str, pd.DataFrame], policy: ContractConfig, timezone: str, source: dict[str, str], problems: list[str]
+    raw: dict[str, pd.DataFrame], policy: ContractConfig, timezone: str, source: dict[str, str], problems: list[str],
+    file_rows: dict[str, np.ndarray] | None = None,
 ) -> Dataset:
     """Run every rule family over the tables; raise one ContractError listing all problems."""
     found = _Findings(policy, problems)
     frames = {
-        name: _parse_table(spec, raw[name], source[name], problems, timezone)
+        name: _parse_table(spec, raw[name], source[name], problems, timezone, (file_rows or {}).get(name))
         for name, spec in TABLES.items() if name in raw
     }
     order_ids = frames["orders"]["order_id"] if "orders" in frames and "order_id" in frames["orders"] else None
@@ -359,7 +368,8 @@ def _check(
     _check_order_items(frames, order_ids, source, problems)
     unmatched = _match_customers(frames, source, found)
     _follow_orders(frames, found)
-    _check_required_left(frames, raw, source, found)
+    if file_rows is None:  # a part of a file (a partition): its caller judges the whole
+        _check_required_left(frames, raw, source, found)
     if problems:
         raise ContractError("\n".join(problems))
     kept = {name: frame.reset_index(drop=True) for name, frame in frames.items()}
@@ -377,15 +387,17 @@ def _check(
                    unmatched=unmatched, sources=dict(source), cleared=cleared)
 
 
-def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str], timezone: str) -> pd.DataFrame:
+def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str], timezone: str,
+                 file_rows: np.ndarray | None = None) -> pd.DataFrame:
     """Column checks, then each known column parsed to its canonical type and its values checked.
 
-    The index is kept as the 0-based position in the file, so later messages quote file rows.
+    The index is kept as the 0-based position in the file (`file_rows` when the frame is a part
+    of the file), so later messages quote file rows.
     """
-    raw = raw.reset_index(drop=True)
+    raw = raw.reset_index(drop=True) if file_rows is None else raw.set_axis(pd.Index(file_rows))
     raw.columns = [str(c).strip() for c in raw.columns]
     problems.extend(_check_columns(spec, raw, source))
-    if spec.required and len(raw) == 0:
+    if spec.required and len(raw) == 0 and file_rows is None:
         problems.append(f"{source}: no data rows")
     parsed = {}
     for name in raw.columns:

@@ -275,10 +275,10 @@ def listed_with_features(follow: pd.DataFrame, scores_by_date: dict[str, pd.Data
     return pd.concat(listed, ignore_index=True), pd.concat(drivers, ignore_index=True)
 
 
-def _drivers_of(scores: pd.DataFrame, winback: WinbackConfig) -> pd.DataFrame:
+def _drivers_of(scores: pd.DataFrame, winback: WinbackConfig, cuts: dict[str, float] | None = None) -> pd.DataFrame:
     from churn.decide.winback import drivers
 
-    return drivers(scores, winback)
+    return drivers(scores, winback, cuts)
 
 
 def learn(follow: pd.DataFrame, scores_by_date: dict[str, pd.DataFrame], segment_uplift: dict[str, dict[str, float]],
@@ -292,9 +292,10 @@ def learn(follow: pd.DataFrame, scores_by_date: dict[str, pd.DataFrame], segment
 
 
 def per_customer(model: UpliftModel, scores: pd.DataFrame, segment_uplift: dict[str, dict[str, float]],
-                 winback: WinbackConfig) -> pd.DataFrame:
+                 winback: WinbackConfig, cuts: dict[str, float] | None = None) -> pd.DataFrame:
     """Uplift per customer (rows of `scores`) and action for a daily run: `UpliftModel.predict` with the
-    segments the policy reads from today's drivers and today's segment uplift."""
-    flags = _drivers_of(scores, winback)
+    segments the policy reads from today's drivers and today's segment uplift (`cuts`: the drivers'
+    thresholds of all partitions, on the Dask engine)."""
+    flags = _drivers_of(scores, winback, cuts)
     segments = {action: segment_of(flags, segment_uplift[action]) for action in ACTIONS}
     return model.predict(scores, flags, segments)

@@ -114,7 +114,9 @@ def without(dataset: Dataset, store: Store) -> tuple[Dataset, int]:
     if not forgotten:
         return dataset, 0
     changes = {}
-    dropped_orders = dataset.orders.loc[dataset.orders["customer_id"].isin(forgotten), "order_id"]
+    orders = dataset.orders  # None in the Dask engine's global summary (the orders stay on the workers)
+    dropped_orders = pd.Series(dtype=object) if orders is None else \
+        orders.loc[orders["customer_id"].isin(forgotten), "order_id"]
     for f in dataclasses.fields(dataset):
         value = getattr(dataset, f.name)
         if isinstance(value, pd.DataFrame):
