@@ -272,3 +272,23 @@ def test_with_a_learnt_per_customer_uplift_the_lists_are_the_same(engine, synthe
     assert outputs["local"][0].get("uplift_per_customer")  # the learnt model was used
     assert outputs["dask"][1][1] == outputs["local"][1][1] and outputs["dask"][1][2] == outputs["local"][1][2]
     pd.testing.assert_frame_equal(outputs["dask"][1][0], outputs["local"][1][0])
+
+
+def test_an_erased_customer_is_neither_scored_nor_listed_on_the_dask_engine(engine, synthetic_dir, quick_model,
+                                                                           tmp_path):
+    from churn.publish import erasure
+    from tests.conftest import FORGOTTEN, with_distinctive_id
+
+    probe = pipeline.score_day(synthetic_dir, RunDate.parse(END), tmp_path / "probe", quick_model, Config())
+    customer = pd.read_csv(probe.path / "winback_exclusive_discount.csv", dtype=str)["customer_id"].iloc[0]
+    data = with_distinctive_id(synthetic_dir, customer, tmp_path / "data")  # the source still holds them
+    out = tmp_path / "dask"
+    erasure.Store(out).add([FORGOTTEN])
+    result = pipeline.score_day(data, RunDate.parse(END), out, quick_model, Config(), engine=engine)
+    assert result.manifest["forgotten_excluded"] == 1 and pipeline.published(out, RunDate.parse(END))
+    scores, _, files = _outputs(out, END)
+    assert FORGOTTEN not in set(scores["customer_id"]) and len(scores) == len(pd.read_parquet(
+        probe.path / "scores.parquet")) - 1
+    assert not any(FORGOTTEN.encode() in data for name, data in files.items() if name.endswith(".csv"))
+    listed = pd.read_csv(out / END / "winback_exclusive_discount.csv", dtype=str)
+    assert len(listed) == len(pd.read_csv(probe.path / "winback_exclusive_discount.csv"))  # filled again
