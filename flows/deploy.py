@@ -3,19 +3,21 @@
 Prefect's temporary in-process server does not fire schedules, so unless `PREFECT_API_URL`
 names a server, `serve` starts a local Prefect server itself (SQLite under the project's
 Prefect home, loopback only, with its UI), waits until it is healthy, serves the deployments
-against it, and stops it on exit (SIGTERM or Ctrl-C). A failed or crashed scheduled run leaves
-an alert (`flows.alert_on_failure`).
+against it, and stops it on exit (SIGTERM or Ctrl-C). The server is tethered to the process that
+started it (`flows.tether`): a SIGKILL of `churn serve` or of a tracked run stops it too. A
+failed or crashed scheduled run leaves an alert (`flows.alert_on_failure`).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
+import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,19 +25,20 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
 from churn import pipeline
 from churn.config import Config, load_config
 from churn.errors import ChurnError
 from churn.progress import Progress
 from churn.types import RunDate
-from flows import ALERT_HOOKS, refusals_fail_quietly, result_or_raise, set_log_level
+from flows import ALERT_HOOKS, refusals_fail_quietly, result_or_raise, set_log_level, tether
 from flows.outcomes import outcomes_flow
 from flows.score import score_flow
 from flows.train import train_flow
 
 SERVER_START_TIMEOUT_S = 120  # a fresh Prefect database takes 13-18 s to start here
+SERVER_LOG = "server.log"  # the local server's output, under PREFECT_HOME
 
 
 def previous_day(scheduled: Any, timezone: str) -> RunDate:
@@ -63,13 +66,15 @@ def daily_flow(data_dir: str, out_dir: str = "out", models_dir: str = "models", 
 @refusals_fail_quietly
 def backfill_flow(data_dir: str, start: str, end: str, out_dir: str = "out", models_dir: str = "models",
                   config_path: str | None = None, force: bool = False,
-                  progress: Progress | None = None) -> dict[str, list[str]]:
+                  progress: Progress | None = None, engine: str | None = None,
+                  scheduler: str | None = None) -> dict[str, list[str]]:
     """Score every date from `start` to `end`, one tracked daily-score run per date (`churn.pipeline.backfill`)."""
-    config = load_config(config_path)
+    config = load_config(config_path).with_engine(engine, scheduler)
     set_log_level(config.logging.level)
 
     def score(day: RunDate) -> dict[str, Any]:
-        state = score_flow(data_dir, str(day), out_dir, models_dir, config_path, return_state=True)
+        state = score_flow(data_dir, str(day), out_dir, models_dir, config_path, engine=engine, scheduler=scheduler,
+                           return_state=True)
         try:
             return result_or_raise(state)
         except ChurnError as err:
@@ -115,45 +120,77 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def local_server(port: int) -> Iterator[str]:
-    """Start `prefect server start` on 127.0.0.1:port; yield its API URL; stop it on exit."""
+def local_server(port: int, ui: bool = True) -> Iterator[str]:
+    """Start `prefect server start` on 127.0.0.1:port; yield its API URL; stop it on exit.
+
+    The server is tethered to this process (`flows.tether`): it stops when this process ends,
+    however it ends (SIGKILL included), and its output goes to PREFECT_HOME/server.log. `ui`:
+    serve the Prefect UI too (`churn serve`; a tracked command-line run has no use for it).
+    """
     url = f"http://127.0.0.1:{port}/api"
     if _healthy(url):
         raise RuntimeError(f"something already answers on port {port}: set schedule.server_port in "
                            f"churn.toml or PREFECT_API_URL to use that server")
     # The UI is on: the operator watches runs there (it is served from the installed package, offline).
     # It must call this server's API, not the default port's (what it does unless told).
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "true",
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": str(ui).lower(),
            "PREFECT_UI_API_URL": url}
-    server = subprocess.Popen(
+    log_path = Path(PREFECT_HOME.value()) / SERVER_LOG
+    server = tether.spawn(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--analytics-off", "--ui"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--analytics-off", "--ui" if ui else "--no-ui"], log_path, env=env)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while not _healthy(url):
             if server.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited at start: {server.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"the Prefect server exited at start (see {log_path}): "
+                                   f"{log_path.read_text(errors='replace')[-2000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT_S} s")
+                raise RuntimeError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT_S} s "
+                                   f"(see {log_path})")
             time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        tether.stop(server)
 
 
 @contextmanager
-def prefect_api(port: int) -> Iterator[str]:
-    """The API to serve against: PREFECT_API_URL if the user set one, else a local server we run."""
-    if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
+def prefect_api(port: int | None = None) -> Iterator[str]:
+    """The API to run against: PREFECT_API_URL if set (environment or Prefect profile), else a local server we run.
+
+    `port` None takes a free port: a tracked command-line run (`churn score --tracked`) uses this
+    rather than Prefect's own temporary server, which outlived a killed run.
+    """
+    configured = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()  # the environment, or a profile
+    if configured:
+        yield configured
         return
-    with local_server(port) as url, temporary_settings({PREFECT_API_URL: url}):
+    server = local_server(_free_port(), ui=False) if port is None else local_server(port)
+    with server as url, temporary_settings({PREFECT_API_URL: url}):
         os.environ["PREFECT_API_URL"] = url  # the runs the runner starts inherit it
-        yield url
+        try:
+            yield url
+        finally:
+            _send_what_is_queued()
+            del os.environ["PREFECT_API_URL"]
+
+
+def _send_what_is_queued(timeout: float = 10) -> None:
+    """Send the run logs and events still queued in this process before our server stops.
+
+    Otherwise Prefect's workers keep retrying them against a closed port at exit (minutes).
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout, at_exit=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def operator_help(api_url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -69,6 +70,46 @@ def pretend_terminal(monkeypatch) -> None:
         monkeypatch.setattr(stream, "isatty", lambda: True)
 
 
+# --- erasure: a distinctive customer id and a search for it in everything written ---------------
+
+FORGOTTEN = "zz-erase-me-4711-q7"  # distinctive: its bytes appear nowhere by chance
+
+
+def traces(root: Path, needle: str) -> list[str]:
+    """Files under `root` holding `needle`: in their bytes, a zip member's (xlsx), a Parquet or DuckDB value."""
+    import zipfile
+
+    import pyarrow.parquet as pq
+
+    found = []
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        hit = needle.encode() in data
+        if not hit and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                hit = any(needle.encode() in archive.read(m) for m in archive.namelist())
+        if not hit and data[:4] == b"PAR1":
+            hit = needle in str(pq.read_table(path).to_pylist())
+        if not hit and path.suffix == ".duckdb":
+            from churn.publish import warehouse
+
+            with warehouse.connect(path, read_only=True) as con:
+                hit = any(needle in str(con.execute(f"SELECT * FROM {t}").fetchall()) for t in warehouse.SCHEMA)
+        if hit:
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+def with_distinctive_id(synthetic_dir: Path, customer: str, target: Path) -> Path:
+    """A copy of the data directory where `customer` is called FORGOTTEN in every table."""
+    shutil.copytree(synthetic_dir, target)
+    for table in ("orders", "customers", "events", "suppressions"):
+        frame = pd.read_parquet(target / f"{table}.parquet")
+        frame["customer_id"] = frame["customer_id"].replace(customer, FORGOTTEN)
+        frame.to_parquet(target / f"{table}.parquet", index=False)
+    return target
+
+
 @pytest.fixture(scope="session")
 def synthetic_small():
     """A small synthetic data set (all tables) shared by the slower tests."""
@@ -94,3 +135,29 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One small Dask cluster for the session: 2 worker processes, 1 thread each (~10 s to start).
+
+    Worker processes, not threads: the tests then see what a real cluster does (every argument and
+    result pickled, each worker importing the library on its own, and never Prefect).
+    """
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def engine(dask_client, tmp_path_factory):
+    """A Dask engine of 4 partitions on the session's cluster; its partitions are reused across tests."""
+    from churn.config import EngineConfig
+    from churn.engine.dask import DaskEngine
+
+    storage = str(tmp_path_factory.mktemp("partitions"))
+    return DaskEngine(dask_client, EngineConfig(kind="dask", partitions=4), storage).warm()

@@ -98,3 +98,27 @@ def test_backtest_at_a_terminal_draws_its_bar_on_stderr_and_keeps_stdout_for_res
     assert "backtest 2024-03-01 (1 of 1)" in err  # the bar's label, on stderr
     assert "\x1b[" not in out and "hyper-parameter search" not in out  # no bar drawn on stdout
     assert out.startswith("backtest: horizon 60 days") and "written to" in out
+
+
+def test_an_empty_output_path_and_a_horizon_below_one_are_usage_errors(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for command in (["score", "--data", str(tmp_path), "--date", "2024-06-30"], ["backfill", "--data", str(tmp_path),
+                    "--start", "2024-06-29", "--end", "2024-06-30"], ["outcomes", "--data", str(tmp_path)],
+                    ["forget", "c1"]):
+        code, _, err = run(monkeypatch, capsys, *command, "--out", "")
+        assert code == 2 and "an empty path" in err, command
+    assert not list(tmp_path.iterdir())  # nothing written into the current directory
+    for horizon in ("0", "-30"):
+        code, _, err = run(monkeypatch, capsys, "train", "--data", str(tmp_path), "--horizon", horizon)
+        assert code == 2 and "--horizon" in err and "greater than or equal to 1" in err, horizon
+
+
+def test_a_bad_setting_is_exit_1_naming_the_key_for_every_command_that_reads_settings(monkeypatch, capsys, tmp_path):
+    config = tmp_path / "churn.toml"
+    config.write_text("[winback.capacity]\ncallback = 25\ncalls = 3\n")
+    out = ["--out", str(tmp_path / "out")]
+    for command in (["score", "--date", "2024-06-30", *out], ["backfill", "--start", "2024-06-29", "--end",
+                    "2024-06-30", *out], ["outcomes", *out], ["train"], ["validate"]):
+        code, _, err = run(monkeypatch, capsys, *command, "--data", str(tmp_path), "--config", str(config))
+        assert code == 1 and "winback.capacity" in err and "calls" in err and "Traceback" not in err, command
+    assert not (tmp_path / "out").exists()  # refused before anything is written

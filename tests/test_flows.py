@@ -86,6 +86,29 @@ def test_a_flow_run_publishes_the_same_bytes_as_the_plain_pipeline_and_no_ids_in
     assert ids and not any(cid in str(a.data) for a in found for cid in ids)
 
 
+def test_on_the_dask_engine_a_flow_runs_on_its_dask_task_runner_with_no_prefect_on_the_workers(
+        trained, synthetic_dir, config_path, tmp_path, dask_client):
+    """The DaskTaskRunner owns the cluster; the steps hand plain functions to its client: the same bytes."""
+    import sys
+
+    from prefect_dask import DaskTaskRunner
+
+    from flows.score import score_flow
+
+    models, meta = trained
+    day = meta["as_of"]
+    on_dask = score_flow.with_options(task_runner=DaskTaskRunner(address=dask_client.scheduler.address))
+    tracked = on_dask(str(synthetic_dir), day, str(tmp_path / "dask"), str(models), str(config_path), engine="dask")
+    plain = pipeline.score_day(synthetic_dir, RunDate.parse(day), tmp_path / "plain", models,
+                               load_config(config_path))
+    assert _digest(tmp_path / "dask" / day) == _digest(tmp_path / "plain" / day)
+    assert {k: v for k, v in tracked.items() if k not in ("timings_seconds", "path")} == \
+        {k: v for k, v in plain.manifest.items() if k != "timings_seconds"}
+    assert (tmp_path / "dask" / ".cache" / "partitions").is_dir()
+    on_workers = dask_client.run(lambda: any(m.split(".")[0] == "prefect" for m in sys.modules))
+    assert on_workers and not any(on_workers.values())
+
+
 def test_a_refused_flow_run_logs_one_error_line_without_a_traceback(trained, synthetic_dir, config_path, tmp_path,
                                                                     caplog):
     from flows import REFUSED
@@ -190,3 +213,26 @@ def test_artifacts_render_the_shared_metrics_table():
     text = artifacts.train_markdown(meta)
     assert "| xgboost | 0.800 (0.700-0.900) | 0.500 | 3.00 | 0.100 | 0.020 |" in text
     assert "| recency | – | – | – | 0.200 | 0.050 |" in text
+
+
+def test_tracked_runs_write_no_customer_id_to_prefect_and_forget_leaves_no_trace(
+        trained, synthetic_dir, config_path, tmp_path):
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_HOME
+
+    from flows.score import score_flow
+    from tests.conftest import FORGOTTEN, traces, with_distinctive_id
+
+    models, meta = trained
+    day = meta["as_of"]
+    probe = pipeline.score_day(synthetic_dir, RunDate.parse(day), tmp_path / "probe", models,
+                               load_config(config_path))
+    customer = pd.read_parquet(probe.path / "scores.parquet")["customer_id"].iloc[0]
+    data = with_distinctive_id(synthetic_dir, customer, tmp_path / "data")
+    out = tmp_path / "out"
+    score_flow(str(data), day, str(out), str(models), str(config_path))
+    database = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split(":///", 1)[1]).parent
+    assert traces(database, str(out)) and traces(out, FORGOTTEN)  # the search reads Prefect's database
+    assert traces(database, FORGOTTEN) == [] and traces(PREFECT_HOME.value(), FORGOTTEN) == []
+    pipeline.forget([FORGOTTEN], out, models, load_config(config_path))
+    for place in (out, models, database, PREFECT_HOME.value()):
+        assert traces(place, FORGOTTEN) == [], place

@@ -1,6 +1,6 @@
 """The architecture holds: stage packages import only downwards, the library never imports the faces.
 
-    data <- features <- model <- decide <- publish <- pipeline <- {cli, flows, bench}
+    data <- features <- model <- decide <- publish <- engine <- pipeline <- {cli, flows, bench}
 
 Read from the source (every import statement, also those inside functions), so that a lazy import
 cannot hide a wrong-way dependency.
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["data", "features", "model", "decide", "publish", "pipeline"]
+ORDER = ["data", "features", "model", "decide", "publish", "engine", "pipeline"]
 BASE = {"churn.config", "churn.errors", "churn.progress", "churn.types", "churn"}  # usable by every stage
 FACES = ("prefect", "typer", "flows", "rich")
 

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
+import threading
+from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
-from churn import cli, pipeline
+from churn import cli, faults, pipeline
 from churn.config import load_config
 from churn.errors import ContractError, QualityError
 from churn.features.engine import FeatureBuilder
 from churn.model import registry
-from churn.publish import warehouse
+from churn.publish import alerts, warehouse
 from churn.types import RunDate
+from tests.conftest import FORGOTTEN, run, traces, with_distinctive_id
 
 FAST_CONFIG = """
 [data]
@@ -244,6 +253,14 @@ def test_outcomes_measure_a_past_list_and_the_next_run_uses_the_measured_uplift(
     later = score_flow(str(synthetic_dir), meta["as_of"], str(tmp_path), str(models), str(strict))
     sources = {v["source"] for by_segment in later["uplift"].values() for v in by_segment.values()}
     assert "measured (shrunk to prior)" in sources and "prior" in sources
+    # The per-customer uplift learnt from the list (the discount list had over 100 treated customers)
+    # is stored with the measurement and used by the next run's EV.
+    models_kept = warehouse.read_table(warehouse.path_in(tmp_path), "uplift_models")
+    treated = (measured["action"] == "exclusive_discount") & (measured["arm"] == "treated")
+    assert treated.sum() >= 100 and len(models_kept) == 1
+    assert later["uplift_per_customer"]["treated"]["exclusive_discount"] == treated.sum()
+    assert later["uplift_per_customer"]["measured_through"] == str(pd.Timestamp(
+        models_kept["measured_through"].iloc[0]).date())
 
 
 def test_broken_data_publishes_nothing_and_keeps_the_previous_run(trained, synthetic_dir, config_path, tmp_path):
@@ -258,6 +275,285 @@ def test_broken_data_publishes_nothing_and_keeps_the_previous_run(trained, synth
     with pytest.raises(ContractError, match="amount"):
         score_flow(str(broken), meta["as_of"], str(tmp_path / "out"), str(models), config_path)
     assert _digest(tmp_path / "out" / meta["as_of"]) == before
+
+
+# --- the publish guarantees, end to end (see tests/publish for each part) -----------------------
+
+ROOT = Path(__file__).parents[1]
+
+
+def _score_child(synthetic_dir, day: str, out: Path, models: Path, config_path: str, hook: str) -> subprocess.Popen:
+    """`churn score` for `day` in another process, with `hook` (Python, a function of the point's name) set."""
+    code = f"""
+import os, signal, sys, time
+from pathlib import Path
+from churn import faults, pipeline
+from churn.config import load_config
+from churn.types import RunDate
+{hook}
+faults.hook = hook
+pipeline.score_day({str(synthetic_dir)!r}, RunDate.parse({day!r}), {str(out)!r}, {str(models)!r},
+                   load_config({config_path!r}))
+"""
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _listed(out: Path, day: str) -> set[str]:
+    taken = warehouse.read_table(warehouse.path_in(out), "assignments")
+    return set(taken.loc[taken["run_date"] == pd.Timestamp(day), "customer_id"])
+
+
+def test_a_run_killed_after_its_history_committed_is_finished_by_the_next_and_nothing_is_listed_twice(
+        trained, synthetic_dir, config_path, tmp_path):
+    models, meta = trained
+    day = RunDate.parse(meta["as_of"])
+    child = _score_child(synthetic_dir, str(day.days(-1)), tmp_path, models, config_path, """
+def hook(name):
+    if name == "history committed":
+        os.kill(os.getpid(), signal.SIGKILL)
+""")
+    assert child.wait(timeout=300) == -signal.SIGKILL
+    assert not (tmp_path / str(day.days(-1))).exists()  # history committed, files not yet in place
+    today = score_flow(str(synthetic_dir), str(day), str(tmp_path), str(models), config_path)
+    assert pipeline.published(tmp_path, day.days(-1)) and pipeline.published(tmp_path, day)  # finished first
+    yesterday = _listed(tmp_path, str(day.days(-1)))
+    assert yesterday and _listed(tmp_path, str(day)) and not yesterday & _listed(tmp_path, str(day))
+    assert today["previous_run"] == str(day.days(-1))
+    listed = pd.read_csv(tmp_path / str(day.days(-1)) / "winback_exclusive_discount.csv", dtype=str)
+    assert set(listed["customer_id"]) <= yesterday
+    hidden = {p.name for p in tmp_path.iterdir() if p.name.startswith(".")}
+    assert hidden == {".cache", ".churn.lock"}  # no staging or set-aside directory left
+
+
+def test_two_runs_at_once_take_turns_and_the_later_sees_the_earlier_listings(
+        trained, synthetic_dir, config_path, tmp_path):
+    models, meta = trained
+    day = RunDate.parse(meta["as_of"])
+    go = tmp_path / "go"
+    first = _score_child(synthetic_dir, str(day.days(-1)), tmp_path / "out", models, config_path, f"""
+def hook(name):
+    if name == "files staged":  # holding the lock, mid-publication: wait for the other run to queue
+        print("locked", flush=True)
+        while not Path({str(go)!r}).exists():
+            time.sleep(0.05)
+""")
+    assert first.stdout.readline().strip() == "locked"
+    queued = threading.Event()
+
+    class Waiting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting up to" in record.getMessage():
+                self.message = record.getMessage()
+                queued.set()
+
+    waiting = Waiting()
+    logging.getLogger("churn.publish.lock").addHandler(waiting)
+    try:
+        later = concurrent.futures.ThreadPoolExecutor(1).submit(
+            score_flow, str(synthetic_dir), str(day), str(tmp_path / "out"), str(models), config_path)
+        assert queued.wait(timeout=300)
+        go.touch()
+        assert first.wait(timeout=300) == 0
+        later.result(timeout=300)
+    finally:
+        logging.getLogger("churn.publish.lock").removeHandler(waiting)
+    assert f"score {day.days(-1)} (process {first.pid}" in waiting.message
+    earlier, today = _listed(tmp_path / "out", str(day.days(-1))), _listed(tmp_path / "out", str(day))
+    assert earlier and today and not earlier & today
+
+
+def test_an_analysts_read_only_session_does_not_stop_the_daily_run(trained, synthetic_dir, config_path, tmp_path):
+    models, meta = trained
+    day = RunDate.parse(meta["as_of"])
+    score_flow(str(synthetic_dir), str(day.days(-1)), str(tmp_path), str(models), config_path)
+    path = warehouse.path_in(tmp_path)
+    code = ("import sys, duckdb; con = duckdb.connect(sys.argv[1], read_only=True); "
+            "print(con.execute('SELECT count(*) FROM runs').fetchone()[0], flush=True); sys.stdin.read(); "
+            "print(con.execute('SELECT count(*) FROM runs').fetchone()[0], flush=True)")
+    analyst = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    assert analyst.stdout.readline().strip() == "1"
+    score_flow(str(synthetic_dir), str(day), str(tmp_path), str(models), config_path)
+    analyst.stdin.close()
+    assert analyst.stdout.readline().strip() == "1"  # the session keeps the snapshot it opened
+    assert analyst.wait(timeout=30) == 0
+    assert len(warehouse.read_table(path, "runs")) == 2 and pipeline.published(tmp_path, day)
+
+
+def _failing(monkeypatch, target, name: str, error: BaseException) -> None:
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(target, name, fail)
+
+
+def test_a_full_disk_or_a_read_only_output_is_exit_1_and_keeps_the_previous_outputs(
+        trained, synthetic_dir, config_path, tmp_path, monkeypatch, capsys):
+    from churn.publish import files, lock
+
+    models, meta = trained
+    day = meta["as_of"]
+    out = tmp_path / "out"
+    score_flow(str(synthetic_dir), day, str(out), str(models), config_path)
+    before, history = _digest(out / day), _warehouse_rows(out)
+    common = ("score", "--data", str(synthetic_dir), "--date", day, "--out", str(out), "--models", str(models),
+              "--config", config_path)
+    full = OSError(errno.ENOSPC, "No space left on device", str(out / "x" / "winback.xlsx"))
+    duckdb_full = duckdb.IOException(f'IO Error: Could not write file "{out}/warehouse.duckdb.wal": '
+                                     f"No space left on device")
+    read_only = OSError(errno.EROFS, "Read-only file system", str(out / lock.LOCK_FILE))
+    cases = {"a spreadsheet writer on a full disk": (files, "write_workbook", full),
+             "the warehouse's commit on a full disk": (faults, "hook", duckdb_full),
+             "a read-only output directory": (lock.os, "open", read_only)}
+    for case, (target, name, error) in cases.items():
+        with monkeypatch.context() as patch:
+            if name == "hook":
+                patch.setattr(faults, "hook", lambda point: _raise(error) if point == "history written" else None)
+            elif name == "open":
+                real_open = os.open
+                patch.setattr(lock.os, "open", lambda path, *a, **k: _raise(error) if str(path).endswith(
+                    lock.LOCK_FILE) else real_open(path, *a, **k))
+            else:
+                _failing(patch, target, name, error)
+            code, _, err = run(monkeypatch, capsys, *common)
+        assert code == 1, (case, err)
+        assert "Traceback" not in err and "error: cannot write" in err and "rerun" in err, case
+        assert _digest(out / day) == before, case
+        for table, frame in _warehouse_rows(out).items():
+            pd.testing.assert_frame_equal(frame, history[table], obj=f"{case}: {table}")
+        assert not [p.name for p in out.iterdir() if p.name.startswith(f".{day}")], case
+
+
+def _raise(error: BaseException) -> None:
+    raise error
+
+
+def test_an_output_that_is_a_file_and_a_cut_off_champion_pointer_are_exit_1(
+        trained, synthetic_dir, config_path, tmp_path, monkeypatch, capsys):
+    models, meta = trained
+    (tmp_path / "lists.xlsx").write_text("not a directory")
+    code, _, err = run(monkeypatch, capsys, "score", "--data", str(synthetic_dir), "--date", meta["as_of"],
+                       "--out", str(tmp_path / "lists.xlsx"), "--models", str(models), "--config", config_path)
+    assert code == 1 and "is a file: choose a directory" in err and "Traceback" not in err
+    cut = tmp_path / "models"
+    shutil.copytree(models, cut)
+    (cut / "champion.json").write_text('{"version": "2024')
+    code, _, err = run(monkeypatch, capsys, "score", "--data", str(synthetic_dir), "--date", meta["as_of"],
+                       "--out", str(tmp_path / "out"), "--models", str(cut), "--config", config_path)
+    assert code == 1 and "champion.json is unreadable" in err and "churn rollback" in err
+    code, _, err = run(monkeypatch, capsys, "rollback", meta["version"], "--models", str(cut))
+    assert code == 0 and registry.champion_version(cut) == meta["version"]  # the fix the message names
+
+
+# --- erasure ----------------------------------------------------------------------------------
+
+def test_forget_leaves_no_trace_and_the_customer_is_never_scored_again(
+        trained, synthetic_dir, config_path, tmp_path, monkeypatch, capsys):
+    models, meta = trained
+    day = RunDate.parse(meta["as_of"])
+    earlier = day.days(-75)
+    probe = score_flow(str(synthetic_dir), str(earlier), str(tmp_path / "probe"), str(models), config_path)
+    listed = pd.read_csv(Path(probe["path"]) / "winback_exclusive_discount.csv", dtype=str)["customer_id"]
+    data = with_distinctive_id(synthetic_dir, listed.iloc[0], tmp_path / "data")
+    contacts = pd.DataFrame({"customer_id": [FORGOTTEN, listed.iloc[1]], "list_date": pd.Timestamp(earlier),
+                             "action": "exclusive_discount", "arm": "treated"})
+    contacts.to_parquet(data / "contacts.parquet", index=False)
+    out = tmp_path / "out"
+    for run_date in (earlier, day):
+        score_flow(str(data), str(run_date), str(out), str(models), config_path)
+    strict = tmp_path / "strict.toml"
+    strict.write_text(Path(config_path).read_text() + "[outcomes]\nmin_holdout = 1\n")
+    pipeline.measure_outcomes(data, out, load_config(strict))
+    alerts.write_alert(out, alerts.alert("churn-daily", "brave-fox", "Refused", "customers.csv: column customer_id: "
+                                         f"2 duplicate ids (rows 3, 4: {FORGOTTEN!r})", datetime(2024, 7, 1), {}))
+    before = traces(out, FORGOTTEN)
+    # The search sees every place the id was: lists, spreadsheet, scores, history (4 tables), cache.
+    assert {f"{earlier}/scores.parquet", f"{earlier}/winback_exclusive_discount.csv", f"{earlier}/winback.xlsx",
+            f"{day}/scores.parquet", "warehouse.duckdb"} <= set(before)
+    assert any(p.startswith(".cache/features/") for p in before) and any(p.startswith("alerts/") for p in before)
+    for table in ("scores", "assignments", "contacts", "outcomes"):
+        assert FORGOTTEN in set(warehouse.read_table(warehouse.path_in(out), table)["customer_id"]), table
+
+    with monkeypatch.context() as patch:  # stopped after its commit, before the days are swapped in ...
+        patch.setattr(faults, "hook", lambda point: _raise(RuntimeError("stopped")) if point == "history committed"
+                      else None)
+        with pytest.raises(RuntimeError):
+            pipeline.forget([FORGOTTEN], out, models, load_config(config_path))
+    assert any(p.name.startswith(f".{earlier}.staging-") for p in out.iterdir())
+    # ... and run again: it finishes the job.
+    code, stdout, err = run(monkeypatch, capsys, "forget", FORGOTTEN, "--out", str(out), "--models", str(models),
+                            "--config", config_path)
+    assert code == 0, err
+    assert "erased 1 customer(s)" in stdout and FORGOTTEN not in stdout + err
+    assert traces(out, FORGOTTEN) == [] and traces(models, FORGOTTEN) == []
+    for run_date in (earlier, day):  # still published: files and history agree
+        assert pipeline.published(out, run_date)
+        assert json.loads((out / str(run_date) / "manifest.json").read_text())["erased_customers"] == 1
+    kept = pd.read_csv(out / str(earlier) / "winback_exclusive_discount.csv", dtype=str)
+    assert len(kept) == len(listed) - 1 and listed.iloc[1] in set(kept["customer_id"])
+
+    # The source still holds them: the next runs leave them out, and say so in counts only.
+    again = score_flow(str(data), str(day), str(out), str(models), config_path)
+    assert again["forgotten_excluded"] == 1 and FORGOTTEN not in json.dumps(again)
+    assert traces(out, FORGOTTEN) == []
+    code, _, err = run(monkeypatch, capsys, "explain", FORGOTTEN, "--data", str(data), "--date", str(day),
+                       "--models", str(models), "--out", str(out))
+    assert code == 1 and "erased with `churn forget`" in err
+    code, stdout, _ = run(monkeypatch, capsys, "forget", FORGOTTEN, "--out", str(out), "--models", str(models))
+    assert code == 0 and "(0 new to the suppression store)" in stdout and "0 rows from 0 published day(s)" in stdout
+
+
+class _Planted:
+    """A pickle that creates a file when unpickled: proof that nothing the run reads back is unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_cut_off_or_planted_feature_cache_entry_is_recomputed_and_never_executed(
+        trained, synthetic_dir, config_path, tmp_path, monkeypatch, capsys, caplog):
+    import pickle
+
+    models, meta = trained
+    day = meta["as_of"]
+    out = tmp_path / "out"
+    score_flow(str(synthetic_dir), day, str(out), str(models), config_path)
+    before = _digest(out / day)
+    entry, = (out / ".cache" / "features").glob(f"features-{day}-*.parquet")
+    whole = entry.read_bytes()
+    marker = tmp_path / "executed"
+    for case, planted in (("cut off", whole[: len(whole) // 2]), ("a pickle", pickle.dumps(_Planted(marker)))):
+        entry.write_bytes(planted)
+        caplog.clear()
+        code, _, err = run(monkeypatch, capsys, "score", "--data", str(synthetic_dir), "--date", day, "--out",
+                           str(out), "--models", str(models), "--config", config_path)
+        assert code == 0, (case, err)
+        assert "is unreadable" in caplog.text and "from the cache" not in caplog.text, case
+        assert not marker.exists(), case
+        assert _digest(out / day) == before, case  # recomputed: the same outputs
+        assert entry.read_bytes()[:4] == b"PAR1", case  # and stored again, as Parquet
+
+
+def test_dates_scored_out_of_order_never_list_a_customer_twice_and_a_rerun_lists_the_same(
+        trained, synthetic_dir, config_path, tmp_path):
+    models, meta = trained
+    day = RunDate.parse(meta["as_of"])
+    score_flow(str(synthetic_dir), str(day), str(tmp_path / "late"), str(models), config_path)
+    score_flow(str(synthetic_dir), str(day.days(-1)), str(tmp_path / "late"), str(models), config_path)  # after
+    earlier, later = _listed(tmp_path / "late", str(day.days(-1))), _listed(tmp_path / "late", str(day))
+    assert earlier and later and not earlier & later
+
+    out = tmp_path / "in-order"
+    score_flow(str(synthetic_dir), str(day.days(-1)), str(out), str(models), config_path)
+    lists = {p.name: p.read_bytes() for p in (out / str(day.days(-1))).glob("*.csv")}
+    score_flow(str(synthetic_dir), str(day), str(out), str(models), config_path)
+    score_flow(str(synthetic_dir), str(day.days(-1)), str(out), str(models), config_path)  # a rerun, later day there
+    # The same customers, in the same order (only the counts of customers in cooldown grow).
+    assert {p.name: p.read_bytes() for p in (out / str(day.days(-1))).glob("*.csv")} == lists
 
 
 def test_a_backfill_validates_unchanged_files_once_and_again_when_one_changes(trained, synthetic_dir, config_path,

@@ -306,6 +306,48 @@ class Dataset:
             done.append(name)
         return done
 
+    def customer_ids(self) -> set[str]:
+        """Every customer id the data set holds: in any table (stored ones read by SQL) and in the quarantine."""
+        ids: set[str] = set()
+        for name in self.names():
+            if "customer_id" not in self.columns(name):
+                continue
+            table = self._tables[name]
+            values = table.distinct("customer_id") if isinstance(table, StoredTable) else table["customer_id"]
+            ids.update(values.dropna().astype("str").unique())
+        for rows in self.quarantine.values():
+            if "customer_id" in rows:
+                ids.update(rows["customer_id"].dropna().astype("str").unique())
+        return ids
+
+    def without_customers(self, customer_ids: set[str]) -> Dataset:
+        """A copy without these customers' rows, in every table and the quarantine; their orders' items go too."""
+        wanted = sorted(customer_ids)
+        orders = self._tables.get("orders")
+        if orders is None or "order_id" not in self.columns("orders"):
+            order_ids: list[str] = []
+        elif isinstance(orders, StoredTable):
+            gone = orders.without("customer_id", wanted)
+            order_ids = sorted(set(orders.rows(np.setdiff1d(gone.gone, orders.gone))["order_id"].dropna()))
+        else:
+            order_ids = sorted(set(orders.loc[orders["customer_id"].isin(wanted), "order_id"].dropna()))
+
+        def drop(table: pd.DataFrame | StoredTable) -> pd.DataFrame | StoredTable:
+            columns = table.columns
+            column, values = ("customer_id", wanted) if "customer_id" in columns else ("order_id", order_ids)
+            if column not in columns:
+                return table
+            if isinstance(table, StoredTable):
+                return table.without(column, values)
+            keep = ~table[column].isin(values)
+            return table if keep.all() else table[keep].reset_index(drop=True)
+
+        tables = {name: drop(table) for name, table in self._tables.items()}
+        quarantine = {name: drop(rows) for name, rows in self.quarantine.items()}
+        return Dataset(**tables, quarantine=quarantine, fingerprints=self.fingerprints,
+                       row_counts=self.row_counts, unmatched=self.unmatched, cleared=self.cleared,
+                       sources=self.sources)
+
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_read"}
 
@@ -359,8 +401,15 @@ def validate_tables(
     tables: dict[str, pd.DataFrame],
     config: Config | ContractConfig = ContractConfig(),
     source: dict[str, str] | None = None,
+    file_rows: dict[str, np.ndarray] | None = None,
 ) -> Dataset:
-    """Check in-memory frames against the contract (no files, so no fingerprints); `config` as in `validate`."""
+    """Check in-memory frames against the contract (no files, so no fingerprints); `config` as in `validate`.
+
+    `file_rows` (per table, each row's 0-based position in its file) is for frames that are a
+    part of a file, such as one partition of the Dask engine: messages and the quarantine then
+    quote those file rows, and an empty part, or one whose rows were all set aside, is no
+    problem here (the caller judges the whole file).
+    """
     policy, timezone = _settings(config)
     problems = []
     unknown = sorted(set(tables) - set(TABLES))
@@ -370,7 +419,7 @@ def validate_tables(
         problems.append("orders: table not given (it is required)")
     known = {name: frame for name, frame in tables.items() if name in TABLES}
     with _Run(policy, timezone, problems) as run:
-        return run.check(known, {name: (source or {}).get(name, name) for name in known})
+        return run.check(known, {name: (source or {}).get(name, name) for name in known}, file_rows)
 
 
 def check_not_after(dataset: Dataset, last_day: object) -> None:
@@ -544,8 +593,13 @@ class _Run:
     def __exit__(self, *exc: object) -> None:
         self.con.close()
 
-    def check(self, inputs: Mapping[str, pd.DataFrame | _Probe], source: dict[str, str]) -> Dataset:
-        """Run every rule family over the tables; raise one ContractError listing all problems."""
+    def check(self, inputs: Mapping[str, pd.DataFrame | _Probe], source: dict[str, str],
+              file_rows: Mapping[str, np.ndarray] | None = None) -> Dataset:
+        """Run every rule family over the tables; raise one ContractError listing all problems.
+
+        `file_rows`: per table given as a frame that is a part of its file (a partition), each
+        row's 0-based position in the file (see `validate_tables`).
+        """
         for name, spec in TABLES.items():
             if name not in inputs:
                 continue
@@ -553,7 +607,8 @@ class _Run:
             if isinstance(given, _Probe):
                 self._add_stored(name, given, source[name])
                 continue
-            frame = _parse_table(spec, given, source[name], self.problems, self.timezone)
+            frame = _parse_table(spec, given, source[name], self.problems, self.timezone,
+                                 (file_rows or {}).get(name))
             if name == "orders" and "status" in frame:
                 frame = frame.assign(status=statuses.canonical(frame["status"], self.policy.statuses)[0])
             self._add_frame(name, frame, source[name], len(given))
@@ -568,7 +623,8 @@ class _Run:
         self._check_order_items(order_ids)
         unmatched = self._match_customers()
         self._follow_orders()
-        self._check_required_left()
+        if file_rows is None:  # a part of a file (a partition): its caller judges the whole
+            self._check_required_left()
         if self.problems:
             raise ContractError("\n".join(self.problems))
         return self._dataset(unmatched)
@@ -899,14 +955,18 @@ class _Run:
 # --- tables parsed in pandas ---------------------------------------------------------------
 
 
-def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str], timezone: str) -> pd.DataFrame:
+def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str], timezone: str,
+                 file_rows: np.ndarray | None = None) -> pd.DataFrame:
     """Column checks, then each known column parsed to its canonical type and its values checked.
 
-    The index is kept as the 0-based position in the file, so later messages quote file rows.
+    The index is kept as the 0-based position in the file (`file_rows` when the frame is a part
+    of the file), so later messages quote file rows.
     """
     raw = parsing.strip_names(raw)
+    if file_rows is not None:
+        raw = raw.set_axis(pd.Index(np.asarray(file_rows, dtype=np.int64)))
     problems.extend(_check_columns(spec, list(raw.columns), source))
-    if spec.required and len(raw) == 0:
+    if spec.required and len(raw) == 0 and file_rows is None:
         problems.append(f"{source}: no data rows")
     parsed = {}
     for name in raw.columns:

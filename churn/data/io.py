@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import json
 import os
 import shutil
-import tempfile
+import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from churn import faults
 
 SUFFIXES = (".parquet", ".csv")
 
@@ -102,33 +108,120 @@ def write_json(obj: Any, path: str | Path) -> None:
     _replace_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def _umask() -> int:
-    """The process's umask (reading it means setting it: set it straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a staging directory that replaces `target` whole on success, and vanishes on error.
 
-    Readers see either the old directory or the new one, never a half-written mix.
+    Readers see either the old directory or the new one, never a half-written mix (see
+    `replace_dir`). The staging directory is `.<name>.staging-<random>` beside the target.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    # mkdtemp makes the directory owner-only (0700); the published one must be readable as the
-    # umask allows (a team share), like any directory mkdir would make.
-    os.chmod(staging, 0o777 & ~_umask())
+    staging = new_staging_dir(target)
     try:
         yield staging
+        fsync_tree(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    old = target.parent / f".{target.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(staging, target)
+
+
+def new_staging_dir(target: Path) -> Path:
+    """A new, empty, uniquely named directory `.<name>.staging-<random>` beside `target`.
+
+    Created with the process's umask (readable like any output directory; `mkdtemp` would make it private).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.staging-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    return staging
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Put directory `staging` where `target` is (a directory, a stray file, or nothing), then delete the old one.
+
+    On Linux the two are exchanged in one step (renameat2 with RENAME_EXCHANGE), so that `target`
+    always exists for a reader: the old contents end up under the staging name and are deleted.
+    Elsewhere (or on a file system without it) the old `target` is first renamed to
+    `.<name>.old-<random>`, leaving an instant without `target`; after a crash there, the
+    caller's recovery step finishes the swap (`churn.publish.publication.recover`).
+    Fault points: "old set aside" (second way only), "files swapped", "old removed".
+    """
+    if target.is_dir() and not target.is_symlink() and _exchange(staging, target):
+        faults.point("files swapped")
+        shutil.rmtree(staging)  # the old contents, now under the staging name
+    else:
+        old = None
+        if os.path.lexists(target):
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+            os.rename(target, old)
+            faults.point("old set aside")
+        os.rename(staging, target)
+        faults.point("files swapped")
+        if old is not None:
+            remove_path(old)
+    fsync_dir(target.parent)
+    faults.point("old removed")
+
+
+def remove_path(path: Path) -> None:
+    """Delete a directory tree, a file or a symlink (nothing if absent)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def fsync_tree(directory: Path) -> None:
+    """Flush every file under `directory`, and the directories, to disk (a power cut keeps them whole)."""
+    for path in sorted(directory.rglob("*"), reverse=True):
+        if path.is_file() and not path.is_symlink():
+            _fsync(path, os.O_RDONLY)
+        elif path.is_dir():
+            fsync_dir(path)
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Flush a directory's entries (renames, new files) to disk; a no-op where directories cannot be opened."""
+    if sys.platform != "win32":
+        _fsync(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """glibc's renameat2, or None (not Linux, or a C library without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step; False where the system or file system cannot."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))

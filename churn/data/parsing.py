@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from churn.data import spelling
 
-__all__ = ["PARSERS", "UNPARSABLE", "parse", "parse_frame", "strip_names"]
+__all__ = ["PARSERS", "UNPARSABLE", "cells", "parse", "parse_frame", "strip_names"]
 
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
@@ -36,7 +36,7 @@ def _as_text(raw: pd.Series) -> pd.Series:
     return raw.astype("str")
 
 
-def _cells(raw: pd.Series) -> pd.Series:
+def cells(raw: pd.Series) -> pd.Series:
     """Text with surrounding whitespace stripped; blank cells are missing."""
     text = _as_text(raw).str.strip()
     return text.mask(text == "")
@@ -44,7 +44,7 @@ def _cells(raw: pd.Series) -> pd.Series:
 
 def _parse_id(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Ids in one written form (see `churn.data.spelling`); scientific notation is unparsable."""
-    ids = spelling.normal_ids(_cells(raw))
+    ids = spelling.normal_ids(cells(raw))
     return ids, spelling.scientific_ids(ids)
 
 
@@ -71,7 +71,7 @@ def _parse_timestamp(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, 
         return raw.dt.tz_convert(timezone).dt.tz_localize(None).dt.as_unit("us"), _none(raw)
     if pd.api.types.is_datetime64_dtype(raw):
         return raw.dt.as_unit("us"), _none(raw)
-    text = _cells(raw)
+    text = cells(raw)
     try:  # Arrow parses plain ISO timestamps ten times faster than pandas
         values = pd.Series(pc.cast(pa.array(text), pa.timestamp("us")), index=raw.index, dtype="datetime64[us]")
     except pa.ArrowException:  # offsets, 'Z', odd spacing, or bad cells: let pandas decide
@@ -91,7 +91,7 @@ def _parse_float(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         values = raw.astype("float64")
         return values, pd.Series(np.isinf(values.to_numpy()), index=raw.index)
-    text = _cells(raw)
+    text = cells(raw)
     try:
         values = pd.Series(pc.cast(pa.array(text), pa.float64()).to_numpy(zero_copy_only=False), index=raw.index)
     except pa.ArrowException:
@@ -110,7 +110,7 @@ def _parse_int(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
 def _parse_bool(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_bool_dtype(raw) and not raw.hasnans:
         return raw.astype(bool), _none(raw)
-    text = _cells(raw).str.lower()
+    text = cells(raw).str.lower()
     true = text.isin(_TRUE)
     unparsable = text.notna() & ~true & ~text.isin(_FALSE)
     # Missing cells come back as NaN (object dtype) so the "empty" rule sees them; they never pass.

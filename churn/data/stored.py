@@ -102,6 +102,30 @@ class StoredTable:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {', '.join(self.expressions())} "
                     f"FROM {parquet_source(self.path)}{where}")
 
+    def distinct(self, column: str) -> pd.Series:
+        """The distinct non-missing values of one column among the kept rows (as text), by SQL."""
+        con = database.connect()
+        try:
+            self.register(con, "t")
+            values = con.execute(f"SELECT DISTINCT {ident(column)} FROM t WHERE {ident(column)} IS NOT NULL").df()
+        finally:
+            con.close()
+        return values.iloc[:, 0].astype("str")
+
+    def without(self, column: str, values: list[str]) -> StoredTable:
+        """This table with the kept rows whose `column` (canonical) is one of `values` set aside too."""
+        if not values:
+            return self
+        con = database.connect()
+        try:
+            con.register("dropped_values", pa.table({"v": pa.array(values, pa.string())}))
+            expr = self.select[self.columns.index(column)]
+            rows = con.execute(f"SELECT file_row_number FROM {parquet_source(self.path)} "
+                               f"WHERE ({expr}) IN (SELECT v FROM dropped_values)").df().iloc[:, 0].to_numpy()
+        finally:
+            con.close()
+        return replace(self, gone=np.union1d(self.gone, rows.astype(np.int64)))
+
     def column(self, column: str) -> pd.Series:
         """One column of the kept rows, in file order, as `frame()[column]` would give it."""
         expr = self.expressions()[self.columns.index(column)]

@@ -35,8 +35,8 @@ from sklearn.linear_model import LogisticRegression
 
 from churn.config import ACTIONS, DRIVERS, SEGMENTS, WinbackConfig
 
-__all__ = ["LEARNED_FEATURES", "UpliftModel", "fit_uplift", "qini_coefficient", "qini_from_truth",
-           "uplift_at_capacity"]
+__all__ = ["LEARNED_FEATURES", "UpliftModel", "fit_uplift", "learn", "listed_with_features", "per_customer",
+           "qini_coefficient", "qini_from_truth", "uplift_at_capacity"]
 
 # What the treated response is learned from: risk, how long gone, how often and how much they
 # bought, whether buying slowed, how long they have been a customer, and their risk drivers.
@@ -239,3 +239,63 @@ def uplift_at_capacity(came_back: np.ndarray, treated: np.ndarray) -> tuple[floa
     r_t, r_h = y[t].mean(), y[~t].mean()
     se = np.sqrt(r_t * (1 - r_t) / t.sum() + r_h * (1 - r_h) / (~t).sum())
     return float(r_t - r_h), float(r_t - r_h - 1.96 * se), float(r_t - r_h + 1.96 * se)
+
+
+# --- from the published lists to the next run ------------------------------------------------------
+
+
+def listed_with_features(follow: pd.DataFrame, scores_by_date: dict[str, pd.DataFrame],
+                         winback: WinbackConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The measured listed customers with their scores and features as of their list date, and drivers.
+
+    `follow`: `churn.decide.outcomes.follow_up` rows (list_date, customer_id, action, arm,
+    came_back); `scores_by_date`: each list date's published scores (YYYY-MM-DD -> the
+    scores.parquet of that day: p_churn and the features). Drivers are read on each day's whole
+    scored population, as the policy read them that day. Customers whose day's scores are gone
+    (erased, or a list from before scores were kept) are left out.
+    """
+    listed, drivers = [], []
+    for day, rows in follow.groupby(pd.to_datetime(follow["list_date"]).dt.strftime("%Y-%m-%d")):
+        scores = scores_by_date.get(day)
+        if scores is None:
+            continue
+        flags = _drivers_of(scores, winback)
+        position = pd.Series(np.arange(len(scores)), index=scores["customer_id"].astype(str))
+        at = position.reindex(rows["customer_id"].astype(str)).to_numpy()
+        known = ~np.isnan(at)
+        at = at[known].astype(int)
+        facts = scores.iloc[at].drop(columns=["customer_id"]).reset_index(drop=True)
+        mine = rows[known].reset_index(drop=True)
+        listed.append(pd.concat([mine[["list_date", "customer_id", "action", "arm", "came_back"]],
+                                 facts.drop(columns=[c for c in mine.columns if c in facts and c != "p_churn"],
+                                            errors="ignore")], axis=1))
+        drivers.append(flags.iloc[at].reset_index(drop=True))
+    if not listed:
+        return pd.DataFrame(), pd.DataFrame(columns=list(DRIVERS))
+    return pd.concat(listed, ignore_index=True), pd.concat(drivers, ignore_index=True)
+
+
+def _drivers_of(scores: pd.DataFrame, winback: WinbackConfig, cuts: dict[str, float] | None = None) -> pd.DataFrame:
+    from churn.decide.winback import drivers
+
+    return drivers(scores, winback, cuts)
+
+
+def learn(follow: pd.DataFrame, scores_by_date: dict[str, pd.DataFrame], segment_uplift: dict[str, dict[str, float]],
+          winback: WinbackConfig, strength: float) -> UpliftModel | None:
+    """The per-customer uplift model the next runs use, or None when no action has enough treated customers."""
+    listed, flags = listed_with_features(follow, scores_by_date, winback)
+    if listed.empty:
+        return None
+    model = fit_uplift(listed, flags, segment_uplift, strength=strength)
+    return model if model.treated else None
+
+
+def per_customer(model: UpliftModel, scores: pd.DataFrame, segment_uplift: dict[str, dict[str, float]],
+                 winback: WinbackConfig, cuts: dict[str, float] | None = None) -> pd.DataFrame:
+    """Uplift per customer (rows of `scores`) and action for a daily run: `UpliftModel.predict` with the
+    segments the policy reads from today's drivers and today's segment uplift (`cuts`: the drivers'
+    thresholds of all partitions, on the Dask engine)."""
+    flags = _drivers_of(scores, winback, cuts)
+    segments = {action: segment_of(flags, segment_uplift[action]) for action in ACTIONS}
+    return model.predict(scores, flags, segments)

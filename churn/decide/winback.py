@@ -30,9 +30,9 @@ from churn.data.hashing import stable_share
 from churn.model.explain import theme
 from churn.types import RunDate, cooldown_start, due_date
 
-__all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "OUTCOME_COLUMNS", "OUTCOMES", "assign", "candidates", "drivers",
-           "eligibility", "funnel", "holdout", "in_cooldown", "listed_dates", "offer_value", "prior_uplift",
-           "service_lists", "talking_points", "topic"]
+__all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "OUTCOME_COLUMNS", "OUTCOMES", "assign", "candidates",
+           "driver_cuts", "drivers", "eligibility", "funnel", "holdout", "in_cooldown", "listed_dates", "offer_value",
+           "prior_uplift", "service_lists", "shortlisted", "talking_points", "topic"]
 
 Uplift = Mapping[str, Mapping[str, float]]  # action -> segment -> share of would-be churners won back
 
@@ -157,30 +157,47 @@ def _column(scores: pd.DataFrame, name: str) -> np.ndarray:
     return scores[name].to_numpy(dtype="float64", na_value=np.nan)
 
 
-def drivers(scores: pd.DataFrame, config: WinbackConfig) -> pd.DataFrame:
+def driver_cuts(scores: pd.DataFrame, config: WinbackConfig) -> dict[str, float]:
+    """The thresholds of the relative drivers among the scored customers (NaN when nobody has a value).
+
+    price: the `price_quantile` of the discount share; variety: the `variety_quantile` of the
+    categories bought (last 90 days or the 90 before). The Dask engine computes the same
+    quantiles over all partitions and passes them to `drivers`.
+    """
+    breadth = np.fmax(_column(scores, "categories_90d"), _column(scores, "categories_prev_90d"))
+    return {"price": _quantile(_column(scores, "discount_share_365d"), config.price_quantile),
+            "variety": _quantile(breadth, config.variety_quantile)}
+
+
+def drivers(scores: pd.DataFrame, config: WinbackConfig, cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Which risk drivers each customer's features show: service, price, variety (booleans).
 
     service: an event of a `service_events` type (complaint, support ticket, return request) in the
     last 90 days, or many returns;
     price: a discount share above the configured quantile of the scored customers;
     variety: many categories bought (last 90 days or the 90 before), by quantile likewise.
-    Quantiles are relative so that a grocery and a fashion shop are read on their own scale.
+    Quantiles are relative so that a grocery and a fashion shop are read on their own scale;
+    `cuts` gives them (see `driver_cuts`, the default: the quantiles of `scores`).
     """
+    cuts = driver_cuts(scores, config) if cuts is None else cuts
     service = np.zeros(len(scores), dtype=bool)
     for col in (f"event_{event}_90d" for event in config.service_events):
         service |= np.nan_to_num(_column(scores, col)) > 0
     service |= np.nan_to_num(_column(scores, "returns_share_365d")) >= config.service_returns_share
-    price = _above_quantile(_column(scores, "discount_share_365d"), config.price_quantile)
+    price = _above(_column(scores, "discount_share_365d"), cuts["price"])
     breadth = np.fmax(_column(scores, "categories_90d"), _column(scores, "categories_prev_90d"))
-    variety = _above_quantile(breadth, config.variety_quantile)
+    variety = _above(breadth, cuts["variety"])
     return pd.DataFrame({"service": service, "price": price, "variety": variety}, index=scores.index)
 
 
-def _above_quantile(values: np.ndarray, q: float) -> np.ndarray:
+def _quantile(values: np.ndarray, q: float) -> float:
     known = values[~np.isnan(values)]
-    if not len(known):
+    return float(np.quantile(known, q)) if len(known) else float("nan")
+
+
+def _above(values: np.ndarray, threshold: float) -> np.ndarray:
+    if np.isnan(threshold):  # nobody has a value: nobody shows the driver
         return np.zeros(len(values), dtype=bool)
-    threshold = np.quantile(known, q)
     # Strictly above, and above zero: "nobody uses discounts" must not make everyone price-driven.
     return np.nan_to_num(values, nan=-np.inf) > max(threshold, 0.0)
 
@@ -191,8 +208,8 @@ def prior_uplift(config: WinbackConfig) -> dict[str, dict[str, float]]:
 
 
 def eligibility(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
-                run_date: pd.Timestamp | str | None = None,
-                last_listed: pd.Series | None = None) -> dict[str, dict[str, np.ndarray]]:
+                run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
+                cuts: Mapping[str, float] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Per action, one boolean per customer for each rule a candidate must pass.
 
     eligible: the action's stages, value tiers and drivers; above_risk_floor: p_churn at least
@@ -202,7 +219,7 @@ def eligibility(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfi
     p = scores["p_churn"].to_numpy(dtype="float64")
     free = ~scores["customer_id"].isin(suppressed).to_numpy()
     last = listed_dates(scores["customer_id"], last_listed)
-    drv = drivers(scores, config)
+    drv = drivers(scores, config, cuts)
     rules = {}
     for action in ACTIONS:
         policy = config.action(action)
@@ -235,21 +252,21 @@ def offer_value(basket: np.ndarray, policy) -> np.ndarray:
 def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
                run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
                uplift: Uplift | None = None, positive_only: bool = False,
-               customer_uplift: pd.DataFrame | None = None) -> pd.DataFrame:
+               customer_uplift: pd.DataFrame | None = None, cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Every eligible (customer, action) pair with its segment, uplift, cost and EV.
 
     `row` is the customer's position in `scores`. A pair passes every rule of `eligibility`:
     suppressed customers are never candidates, whatever else holds. `positive_only` keeps the
     pairs with EV > 0 only. `customer_uplift` (one row per row of `scores`, one column per action:
     `churn.decide.uplift.UpliftModel.predict`) replaces the segment's uplift customer by customer
-    where it has a value.
+    where it has a value. `cuts`: the drivers' thresholds (see `drivers`).
     """
     uplift = prior_uplift(config) if uplift is None else uplift
     p = scores["p_churn"].to_numpy(dtype="float64")
     value = np.nan_to_num(scores["value"].to_numpy(dtype="float64"))
     basket = np.nan_to_num(_column(scores, "avg_order_value_365d"))
-    drv = drivers(scores, config)
-    rules = eligibility(scores, suppressed, config, run_date, last_listed)
+    drv = drivers(scores, config, cuts)
+    rules = eligibility(scores, suppressed, config, run_date, last_listed, cuts)
     frames = []
     for action in ACTIONS:
         policy = config.action(action)
@@ -274,7 +291,8 @@ FUNNEL_STEPS = ("scored", "eligible", "above_risk_floor", "suppressed", "in_cool
 
 def funnel(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig, taken: pd.DataFrame,
            run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
-           uplift: Uplift | None = None) -> dict[str, dict[str, Any]]:
+           uplift: Uplift | None = None, customer_uplift: pd.DataFrame | None = None,
+           cuts: Mapping[str, float] | None = None) -> dict[str, dict[str, Any]]:
     """Per action, how many customers each rule let through, and what kept the list short.
 
     Counted in order: scored; eligible (stage, value tier, drivers); of those above the risk floor;
@@ -282,8 +300,9 @@ def funnel(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig, ta
     better action (a customer gets one action); listed (treated) and held out; the capacity.
     `blocked` says in words why a list is not full (or that it is): the step that lost the most.
     """
-    rules = eligibility(scores, suppressed, config, run_date, last_listed)
-    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=True)
+    rules = eligibility(scores, suppressed, config, run_date, last_listed, cuts)
+    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=True,
+                       customer_uplift=customer_uplift, cuts=cuts)
     out: dict[str, dict[str, Any]] = {}
     for action in ACTIONS:
         r = rules[action]
@@ -381,19 +400,20 @@ def _draw(campaign: str, customer_id: str) -> float:
 def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
            run_date: pd.Timestamp | str | None = None, last_listed: pd.Series | None = None,
            uplift: Uplift | None = None, rank_by: str = "ev", random_state: int = 0,
-           customer_uplift: pd.DataFrame | None = None) -> pd.DataFrame:
+           customer_uplift: pd.DataFrame | None = None, cuts: Mapping[str, float] | None = None) -> pd.DataFrame:
     """The customers taken for the lists: one action each, with arm (treated/holdout) and rank.
 
     `customer_uplift`: learned uplift per customer and action (see `candidates`).
     `rank_by="ev"` is the policy. "risk" (p_churn order; each customer gets the first action in
     callback, exclusive_discount, trial order with room left) and "random" ignore EV: they are
     the baselines of bench/winback_sim.py. Returns the score columns of the customers taken
-    followed by the assignment columns, in list order.
+    followed by the assignment columns, in list order. `cuts`: the drivers' thresholds (see
+    `drivers`; the Dask engine passes those of all partitions).
     """
     if rank_by not in ("ev", "risk", "random"):
         raise ValueError(f"rank_by must be 'ev', 'risk' or 'random', not {rank_by!r}")
     pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=rank_by == "ev",
-                       customer_uplift=customer_uplift)
+                       customer_uplift=customer_uplift, cuts=cuts)
     if rank_by == "random":
         priority = np.random.default_rng(random_state).random(len(pairs))
     else:
@@ -407,6 +427,17 @@ def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
     for column in ASSIGNMENT_COLUMNS[1:]:
         out[column] = chosen[column].to_numpy()
     return out
+
+
+def shortlisted(pairs: pd.DataFrame, config: WinbackConfig) -> tuple[np.ndarray, set[str]]:
+    """The EV pairs that can make the lists (`_shortlist`), and the actions that lost pairs to it.
+
+    The Dask engine sends only these from each partition: the union of the partitions' shortlists
+    holds the shortlist of all pairs, so `assign` on it gives the same lists, unless a list
+    that lost pairs somewhere is not full (then every partition sends all its pairs).
+    """
+    keep = _shortlist(pairs, pairs["expected_value"].to_numpy(), config)
+    return keep, set(pairs.loc[~keep, "action"])
 
 
 def _shortlist(pairs: pd.DataFrame, priority: np.ndarray, config: WinbackConfig) -> np.ndarray:

@@ -96,11 +96,14 @@ class FeatureCache:
         """Store `frame` under `key` (atomically), then prune the cache to its age and size limits."""
         if key is None or not self.enabled:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".{key}.{os.getpid()}.tmp"
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
             frame.to_parquet(tmp, compression="zstd")
             os.replace(tmp, self._path(key))
+        except OSError as err:  # a full disk: the run goes on without caching (the cache only saves time)
+            log.warning("feature cache: cannot store %s (%s): not cached", key, err.strerror or err)
+            return
         finally:
             tmp.unlink(missing_ok=True)
         self.prune()

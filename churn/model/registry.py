@@ -163,8 +163,13 @@ def register(model: ChurnModel | BGNBDChurnModel | LogisticChurnModel, metadata:
 
 
 def _pointer(models_dir: Path) -> dict[str, Any]:
+    """The champion pointer; {} when there is none, or when it is unreadable (a rollback or a new champion rewrites it)."""
     path = models_dir / CHAMPION_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    try:
+        pointer = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except ValueError:
+        return {}
+    return pointer if isinstance(pointer, dict) else {}
 
 
 def set_champion(models_dir: str | Path, version: str) -> None:
@@ -201,7 +206,11 @@ def champion_version(models_dir: str | Path) -> str:
     path = Path(models_dir) / CHAMPION_FILE
     if not path.exists():
         raise ModelNotFoundError(f"no champion model under {models_dir}: run `churn train --data DIR` first")
-    return json.loads(path.read_text(encoding="utf-8"))["version"]
+    version = _pointer(Path(models_dir)).get("version")
+    if not isinstance(version, str):
+        raise ModelNotFoundError(f"{path} is unreadable (cut off or edited?): choose the champion again with "
+                                 f"`churn rollback VERSION` (versions: `churn models`), or retrain")
+    return version
 
 
 def load(models_dir: str | Path, version: str | None = None) -> tuple[ChurnModel | BGNBDChurnModel | LogisticChurnModel,
@@ -211,7 +220,11 @@ def load(models_dir: str | Path, version: str | None = None) -> tuple[ChurnModel
     directory = Path(models_dir) / version
     if not (directory / METADATA_FILE).exists():
         raise ModelNotFoundError(f"no model {version!r} under {models_dir}; see `churn models`")
-    metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+    try:
+        metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+    except ValueError:
+        raise ModelNotFoundError(f"{directory / METADATA_FILE} is unreadable (cut off or edited?): roll back to "
+                                 f"another version (`churn rollback`) or retrain") from None
     if (directory / BGNBD_FILE).exists():
         return BGNBDChurnModel.load(directory), metadata
     if (directory / LOGISTIC_FILE).exists():

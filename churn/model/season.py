@@ -88,7 +88,7 @@ class SeasonalCorrection:
         dates = pd.to_datetime(pd.Series(np.asarray(dates)))
         if self.method != "prior_shift" or not self.shifts:
             return np.zeros(len(dates))
-        days = np.array([pd.Timestamp(c).dayofyear for c in self.shifts], dtype=float)
+        days = np.array([pd.Timestamp(c).day_of_year for c in self.shifts], dtype=float)
         values = np.array(list(self.shifts.values()), dtype=float)
         order = np.argsort(days)
         days, values = days[order], values[order]

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from churn.data.contract import write_quarantine
-from churn.data.io import atomic_dir, write_json
+from churn.publish import publication
 
 SHEET_TITLES = {"callback": "Callback", "exclusive_discount": "Comeback discount", "trial": "Product trial"}
 SUMMARY_SHEET = "Summary"
@@ -271,20 +271,30 @@ def crm_rows(lists: dict[str, pd.DataFrame], offers: dict[str, pd.Series] | None
     return pd.concat(frames, ignore_index=True)[CRM_COLUMNS]
 
 
+def write_outputs(directory: Path, run_date: str, scores: pd.DataFrame, lists: dict[str, pd.DataFrame],
+                  manifest: dict[str, Any], quarantine: dict[str, pd.DataFrame] | None = None, currency: str = "",
+                  offers: dict[str, pd.Series] | None = None) -> None:
+    """Write a day's files into `directory`: scores, lists (CSV, CRM import, spreadsheet), quarantined rows.
+
+    The manifest itself is written by the publication (`churn.publish.publication.stage`), with
+    the files' token. `offers`: per action, each listed customer's offer value (for `crm_import.csv`).
+    """
+    scores.to_parquet(directory / "scores.parquet", index=False)
+    for action, frame in lists.items():
+        write_list_csv(frame, directory / f"winback_{action}.csv")
+    crm_rows(lists, offers, currency).to_csv(directory / "crm_import.csv", index=False, float_format="%.2f")
+    write_workbook(lists, directory / "winback.xlsx", run_date, manifest, currency)
+    write_quarantine(quarantine or {}, directory / "quarantine")
+
+
 def publish(out_dir: str | Path, run_date: str, scores: pd.DataFrame, lists: dict[str, pd.DataFrame],
             manifest: dict[str, Any], quarantine: dict[str, pd.DataFrame] | None = None, currency: str = "",
             offers: dict[str, pd.Series] | None = None) -> Path:
     """Write scores, lists, manifest (and quarantined rows) under `out_dir/<run_date>/`, atomically.
 
-    `offers`: per action, each listed customer's offer value (for `crm_import.csv`).
+    Files only: a daily run also commits its history between staging and swapping
+    (`churn.pipeline`, `churn.publish.publication`).
     """
-    target = Path(out_dir) / run_date
-    with atomic_dir(target) as staging:
-        scores.to_parquet(staging / "scores.parquet", index=False)
-        for action, frame in lists.items():
-            write_list_csv(frame, staging / f"winback_{action}.csv")
-        crm_rows(lists, offers, currency).to_csv(staging / "crm_import.csv", index=False, float_format="%.2f")
-        write_workbook(lists, staging / "winback.xlsx", run_date, manifest, currency)
-        write_json(manifest, staging / "manifest.json")
-        write_quarantine(quarantine or {}, staging / "quarantine")
-    return target
+    staged = publication.stage(out_dir, run_date, lambda staging: write_outputs(
+        staging, run_date, scores, lists, manifest, quarantine, currency, offers), manifest)
+    return publication.swap_in(staged)

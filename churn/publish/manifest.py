@@ -58,6 +58,9 @@ def run_manifest(run_date: RunDate, meta: dict[str, Any], dataset: Dataset, gate
         "expected_value": {a: round(float(taken.loc[(taken["action"] == a) & treated, "expected_value"].sum()), 2)
                            for a in ACTIONS},
         "uplift": history.uplift_report,
+        "uplift_per_customer": (None if history.uplift_model is None else
+                                {"measured_through": history.uplift_model_through,
+                                 "treated": {a: fit["n"] for a, fit in history.uplift_model.treated.items()}}),
         "suppressed_excluded": int(scores["customer_id"].isin(suppressed).sum()),
         "in_cooldown": int(cooling.sum()),
         "funnel": funnel or {},

@@ -10,35 +10,51 @@ suppressions), `outcomes` (per listed customer: did they come back in the horizo
 `uplift` (measured uplift per action and segment, shrunk towards the prior).
 
 Writing a run replaces that run date's rows in one transaction: a rerun never duplicates
-history, and a failure leaves the previous rows in place.
+history, and a failure leaves the previous rows in place. The run's row also records the
+publication token of the files of OUT/D/ it goes with (`churn.publish.publication`).
+
+Readers never block the writer. DuckDB lets many processes read a file or one write it, not
+both; when another process has the warehouse open (an analyst's read-only session), a write goes
+to a copy of the file that then replaces it by rename: the reader keeps the snapshot it opened,
+the next session sees the new rows. With no one reading, the write is in place (no copy).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import duckdb
 import pandas as pd
 
+from churn import faults
 from churn.config import WinbackConfig
 from churn.data import database
+from churn.data.io import fsync_dir
 from churn.decide.outcomes import uplift_for_run
+from churn.decide.uplift import UpliftModel
+from churn.errors import OutputError, writing_to
 
 __all__ = ["FILE_NAME", "History", "path_in", "connect", "history", "write_run", "previous_run", "last_listed",
-           "uplift_estimates", "read_table", "write_outcomes", "write_contacts", "imported_contacts", "contacts_with_imports", "suppressed"]
+           "uplift_estimates", "read_table", "write_outcomes", "write_contacts", "imported_contacts",
+           "contacts_with_imports", "suppressed", "publications", "erase", "clean"]
 
 FILE_NAME = "warehouse.duckdb"
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SCHEMA = {
     "runs": """run_date DATE PRIMARY KEY, model_version VARCHAR, horizon_days INTEGER, campaign VARCHAR,
                data_fingerprint VARCHAR, n_scored BIGINT, orders_window BIGINT, latest_order DATE,
-               table_schema VARCHAR, manifest VARCHAR""",
+               table_schema VARCHAR, manifest VARCHAR, publication VARCHAR""",
     "scores": """run_date DATE, customer_id VARCHAR, p_churn DOUBLE, risk_band VARCHAR, lifecycle_stage VARCHAR,
                  value DOUBLE, value_tier VARCHAR, reason_code_1 VARCHAR, reason_code_2 VARCHAR,
                  reason_code_3 VARCHAR""",
@@ -55,12 +71,13 @@ SCHEMA = {
     "uplift": """measured_through DATE, action VARCHAR, segment VARCHAR, n_treated BIGINT, n_holdout BIGINT,
                  rate_treated DOUBLE, rate_holdout DOUBLE, measured DOUBLE, prior DOUBLE, shrunk DOUBLE,
                  source VARCHAR""",
+    "uplift_models": """measured_through DATE PRIMARY KEY, model VARCHAR""",
 }
 
 
 # Columns added after the first release: older warehouses gain them (NULL) when opened for writing.
 ADDED_COLUMNS = (("contacts", "reached", "BOOLEAN"), ("contacts", "offer_accepted", "BOOLEAN"),
-                 ("contacts", "source", "VARCHAR"))
+                 ("contacts", "source", "VARCHAR"), ("runs", "publication", "VARCHAR"))
 # Where a contacts row came from: the data directory's contacts table, or the team's filled-in list.
 FROM_DATA, FROM_IMPORT = "data", "import"
 
@@ -77,7 +94,14 @@ def connect(path: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDB
     if read_only and not path.exists():
         read_only = False  # nothing to protect yet; create an empty warehouse
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = database.connect(path, read_only=read_only)
+    try:
+        con = database.connect(path, read_only=read_only)
+    except duckdb.IOException as err:
+        holder = _lock_holder(err)
+        if holder is not None and read_only:
+            raise OutputError(f"{path} is open for writing in {holder} (DuckDB allows many readers or one writer): "
+                              f"open it read-only there (read_only=True, or duckdb -readonly), then rerun") from None
+        raise
     try:
         if not read_only:
             for name, columns in SCHEMA.items():
@@ -110,20 +134,119 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        con.execute("ROLLBACK")
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # a failed commit (a full disk) may have ended the transaction already: keep the first error
         raise
     con.execute("COMMIT")
 
 
+def _lock_holder(err: duckdb.Error) -> str | None:
+    """Which process holds a DuckDB file that we could not lock ("process 1234"), or None for other errors."""
+    text = str(err)
+    if "Could not set lock" not in text:
+        return None
+    pid = re.search(r"\(PID (\d+)\)", text)
+    return f"process {pid.group(1)}" if pid else "another process"
+
+
+# DuckDB's own words for the environment's refusals (it raises them as duckdb errors, not OSError).
+_DUCKDB_WRITE_PROBLEMS = ("No space left on device", "Disk quota exceeded", "Read-only file system",
+                          "Permission denied")
+
+
+def _output_error(err: BaseException, path: Path) -> OutputError | None:
+    """The OutputError for a DuckDB error caused by a full disk or a read-only place (or None).
+
+    The first failure aborts the transaction, and the next statement's "transaction is aborted"
+    may be what is raised: the cause is looked for along the chain of exceptions.
+    """
+    seen: BaseException | None = err
+    problem = None
+    while seen is not None and problem is None:
+        problem = next((p for p in _DUCKDB_WRITE_PROBLEMS if p in str(seen)), None)
+        seen = seen.__cause__ or seen.__context__
+    if problem is None:
+        return None
+    return OutputError(f"cannot write {path}: {problem.lower()}. Free space or fix the permissions, then rerun; "
+                       f"the history and the outputs published before are unchanged")
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _replace_file(new: Path, path: Path) -> None:
+    """Put file `new` in place of `path` in one rename, flushed to disk first."""
+    fd = os.open(new, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(new, path)
+    fsync_dir(path.parent)
+
+
+@contextmanager
+def _private_copy(path: Path, reader: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to a copy of the warehouse that replaces it by rename when the block succeeds."""
+    if _wal(path).exists():
+        # A write that was cut off before its checkpoint: only an in-place open may finish it.
+        raise OutputError(f"{path} holds an unfinished write ({_wal(path).name}) and {reader} has it open: "
+                          f"close that session, then rerun")
+    log.info("%s is open in %s: writing a copy and swapping it in (that session keeps its snapshot)", path.name,
+             reader)
+    copy = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with writing_to(path.parent):
+            shutil.copyfile(path, copy)
+        with connect(copy) as con:
+            yield con
+        with writing_to(path.parent):
+            _replace_file(copy, path)
+    finally:
+        copy.unlink(missing_ok=True)
+        _wal(copy).unlink(missing_ok=True)
+
+
+@contextmanager
+def _writing(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection inside one transaction that commits when the block succeeds; no reader can block it.
+
+    In place when no other process has the file open; otherwise on a copy swapped in by rename
+    (see the module's docstring). A full disk or a read-only place raises OutputError, and the
+    warehouse keeps its previous rows. Fault point: "history written" (before the commit).
+    """
+    path = Path(path)
+    try:
+        with ExitStack() as stack:
+            try:
+                con = stack.enter_context(connect(path))
+            except duckdb.IOException as err:
+                reader = _lock_holder(err)
+                if reader is None:
+                    raise
+                con = stack.enter_context(_private_copy(path, reader))
+            with _transaction(con):
+                yield con
+                faults.point("history written")
+    except duckdb.Error as err:
+        mapped = _output_error(err, path)
+        if mapped is None:
+            raise
+        raise mapped from err
+
+
 def write_run(path: str | Path, run: dict[str, Any], scores: pd.DataFrame, assignments: pd.DataFrame,
-              contacts: pd.DataFrame | None = None, then: Callable[[], T] | None = None) -> T | None:
+              contacts: pd.DataFrame | None = None) -> None:
     """Replace run date D's rows (runs, scores, assignments) and refresh contacts, in one transaction.
 
-    `then` runs inside the transaction after the rows are written (the file publication):
-    if it fails, the warehouse keeps its previous rows.
+    `run["publication"]` is the token of the files published with these rows (None for a
+    history-only write). A failure leaves the previous rows in place.
     """
     run_date = run["run_date"]
-    with connect(path) as con, _transaction(con):
+    with _writing(path) as con:
         for table in ("runs", "scores", "assignments"):
             con.execute(f"DELETE FROM {table} WHERE run_date = ?", [run_date])
         _insert(con, "runs", pd.DataFrame([{**run, "table_schema": json.dumps(run.get("table_schema"), sort_keys=True),
@@ -138,7 +261,74 @@ def write_run(path: str | Path, run: dict[str, Any], scores: pd.DataFrame, assig
                         f"AND coalesce(source, '{FROM_DATA}') = '{FROM_DATA}'")
             con.unregister("_dates")
             _insert(con, "contacts", contacts.assign(source=FROM_DATA))
-        return then() if then is not None else None
+
+
+def publications(path: str | Path) -> dict[str, str | None]:
+    """Each run date in the history and the publication token of its files (None: written before tokens)."""
+    if not Path(path).exists():
+        return {}
+    with connect(path, read_only=True) as con:
+        columns = {row[0] for row in con.execute("DESCRIBE runs").fetchall()}
+        token = "publication" if "publication" in columns else "NULL"
+        return {day.isoformat(): value for day, value in con.execute(f"SELECT run_date, {token} FROM runs").fetchall()}
+
+
+def clean(path: str | Path) -> list[str]:
+    """Delete the copies that dead writers left beside the warehouse (`.warehouse.duckdb.*.tmp`); return their names."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    leftovers = sorted(path.parent.glob(f".{path.name}.*.tmp")) + sorted(path.parent.glob(f".{path.name}.*.tmp.wal"))
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return [p.name for p in leftovers]
+
+
+def erase(path: str | Path, customer_ids: set[str], publications: dict[str, str]) -> dict[str, int]:
+    """Remove customers from every table, set the given runs' publication tokens; return rows removed per table.
+
+    The warehouse is rewritten into a new file (only the rows kept are copied) that replaces the
+    old one by rename: a DELETE alone would leave the erased rows' bytes in the file's free
+    blocks. A write cut off before its checkpoint is first finished in place.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    if _wal(path).exists():
+        with _writing(path):  # replays and checkpoints the cut-off write (a reader meanwhile: OutputError)
+            pass
+    fresh = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    removed: dict[str, int] = {}
+    try:
+        with connect(fresh) as con:
+            quoted = str(path).replace("'", "''")
+            con.execute(f"ATTACH '{quoted}' AS old (READ_ONLY)")
+            con.register("_erased", pd.DataFrame({"customer_id": sorted(customer_ids)}, dtype=object))
+            for table in SCHEMA:  # every table with a customer id column loses the customers' rows
+                kept = [c for c in _columns(table) if c in {row[0] for row in con.execute(
+                    f"DESCRIBE old.{table}").fetchall()}]
+                where = ""
+                if "customer_id" in _columns(table):
+                    where = " WHERE customer_id NOT IN (SELECT customer_id FROM _erased)"
+                    removed[table] = con.execute(f"SELECT count(*) FROM old.{table} WHERE customer_id IN "
+                                                 f"(SELECT customer_id FROM _erased)").fetchone()[0]
+                con.execute(f"INSERT INTO {table} ({', '.join(kept)}) SELECT {', '.join(kept)} FROM old.{table}{where}")
+            for day, token in publications.items():
+                con.execute("UPDATE runs SET publication = ? WHERE run_date = CAST(? AS DATE)", [token, day])
+            con.unregister("_erased")
+            con.execute("DETACH old")
+        faults.point("history written")
+        with writing_to(path.parent):
+            _replace_file(fresh, path)
+    except duckdb.Error as err:
+        mapped = _output_error(err, path)
+        if mapped is None:
+            raise
+        raise mapped from err
+    finally:
+        fresh.unlink(missing_ok=True)
+        _wal(fresh).unlink(missing_ok=True)
+    return removed
 
 
 def previous_run(path: str | Path, before: str) -> dict[str, Any] | None:
@@ -155,21 +345,31 @@ def previous_run(path: str | Path, before: str) -> dict[str, Any] | None:
 
 
 def last_listed(path: str | Path, before: str, contacts: pd.DataFrame | None = None) -> pd.Series:
-    """The last date each customer was listed (either arm) or contacted, strictly before `before`.
+    """The date each customer was last listed (either arm) or contacted, as seen from run date D (`before`).
 
-    Only dates before the run date count, so a rerun of D sees the same history as D's first run.
+    A listing k days after D counts as one k days before it (D - k): a cooldown keeps a
+    customer's listings apart in both directions, so that dates scored out of order (two runs at
+    once, a backfill after later days) never list a customer twice within a cooldown. D's own
+    rows never count, and a later date listed none of D's customers when D was scored first, so
+    a rerun of D lists the same customers.
     """
+    day = pd.Timestamp(before)
     dates = []
     if Path(path).exists():
         with connect(path, read_only=True) as con:
             dates.append(con.execute("SELECT customer_id, max(run_date) AS last FROM assignments "
                                      "WHERE run_date < CAST(? AS DATE) GROUP BY customer_id", [before]).df())
+            later = con.execute("SELECT customer_id, min(run_date) AS next FROM assignments "
+                                "WHERE run_date > CAST(? AS DATE) GROUP BY customer_id", [before]).df()
+            dates.append(pd.DataFrame({"customer_id": later["customer_id"],
+                                       "last": day - (pd.to_datetime(later["next"]) - day)}))
     if contacts is not None and len(contacts):
         when = pd.to_datetime(contacts["list_date"])
         if "contacted_ts" in contacts:
             when = pd.to_datetime(contacts["contacted_ts"]).dt.normalize().fillna(when)
+        when = when.where(when < day, day - (when - day))  # a contact on D itself or later: mirrored
         frame = pd.DataFrame({"customer_id": contacts["customer_id"].astype(str), "last": when})
-        dates.append(frame[frame["last"] < pd.Timestamp(before)])
+        dates.append(frame[frame["last"] < day])
     if not dates:
         return pd.Series(dtype="datetime64[us]")
     both = pd.concat(dates, ignore_index=True)
@@ -202,9 +402,17 @@ def read_table(path: str | Path, table: str) -> pd.DataFrame:
         return con.execute(f"SELECT * FROM {table}").df()
 
 
-def write_outcomes(path: str | Path, outcomes: pd.DataFrame, uplift: pd.DataFrame) -> None:
-    """Replace the outcomes of the list dates given and the uplift rows of their measurement date."""
-    with connect(path) as con, _transaction(con):
+def write_outcomes(path: str | Path, outcomes: pd.DataFrame, uplift: pd.DataFrame,
+                   model: UpliftModel | None = None) -> None:
+    """Replace the outcomes of the list dates given, and the uplift rows and per-customer uplift model of
+    their measurement date (a measurement that learnt no model removes an earlier one of that date)."""
+    with _writing(path) as con:
+        if len(uplift):
+            through = str(pd.Timestamp(uplift["measured_through"].iloc[0]).date())
+            con.execute("DELETE FROM uplift_models WHERE measured_through = CAST(? AS DATE)", [through])
+            if model is not None:
+                con.execute("INSERT INTO uplift_models VALUES (CAST(? AS DATE), ?)",
+                            [through, json.dumps(model.to_dict(), sort_keys=True)])
         if len(outcomes):
             con.register("_dates", pd.DataFrame({"d": pd.to_datetime(outcomes["list_date"]).unique()}))
             con.execute("DELETE FROM outcomes WHERE list_date IN (SELECT CAST(d AS DATE) FROM _dates)")
@@ -220,7 +428,7 @@ def write_contacts(path: str | Path, contacts: pd.DataFrame, suppressions: pd.Da
     """Record what the team reported (one transaction): each (list date, customer, action) replaces
     its earlier imported row, so importing a list again after more calls changes nothing twice;
     the suppressions are added once per customer and reason."""
-    with connect(path) as con, _transaction(con):
+    with _writing(path) as con:
         if len(contacts):
             con.register("_keys", contacts[["list_date", "customer_id", "action"]].assign(
                 list_date=pd.to_datetime(contacts["list_date"])))
@@ -271,6 +479,8 @@ class History:
     uplift_report: dict[str, Any]
     previous_run: dict[str, Any] | None
     suppressed: set[str] = field(default_factory=set)
+    uplift_model: UpliftModel | None = None  # learned per customer (churn outcomes), None until enough outcomes
+    uplift_model_through: str | None = None  # the measurement it comes from
 
 
 def history(path: str | Path, run_date: object, contacts: pd.DataFrame | None, winback: WinbackConfig) -> History:
@@ -278,5 +488,16 @@ def history(path: str | Path, run_date: object, contacts: pd.DataFrame | None, w
     the warehouse's suppressions, whenever they were added (a suppression always wins)."""
     run_date = str(run_date)
     uplift, report = uplift_for_run(uplift_estimates(path, run_date), winback)
+    model, through = uplift_model(path, run_date)
     return History(last_listed(path, run_date, contacts), uplift, report, previous_run(path, run_date),
-                   suppressed(path))
+                   suppressed(path), model, through)
+
+
+def uplift_model(path: str | Path, through: str) -> tuple[UpliftModel | None, str | None]:
+    """The latest per-customer uplift model measured through `through` at the latest, and its date."""
+    models = read_table(path, "uplift_models")
+    models = models[pd.to_datetime(models["measured_through"]) <= pd.Timestamp(through)]
+    if models.empty:
+        return None, None
+    latest = models.loc[pd.to_datetime(models["measured_through"]).idxmax()]
+    return UpliftModel.from_dict(json.loads(latest["model"])), str(pd.Timestamp(latest["measured_through"]).date())

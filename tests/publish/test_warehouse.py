@@ -1,8 +1,17 @@
 """The history warehouse: a rerun replaces its date's rows in one transaction, history reads stay point-in-time."""
 
+import errno
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import duckdb
 import pandas as pd
 import pytest
 
+from churn import faults
+from churn.errors import OutputError
 from churn.publish import warehouse
 
 
@@ -38,20 +47,89 @@ def test_a_rerun_replaces_its_date_and_keeps_the_others(tmp_path):
     assert len(warehouse.read_table(path, "scores")) == 3 + 2
 
 
-def test_a_failure_while_publishing_rolls_the_date_back(tmp_path):
+def test_a_failure_before_the_commit_keeps_the_previous_rows(tmp_path, monkeypatch):
     path = tmp_path / warehouse.FILE_NAME
     warehouse.write_run(path, *_run("2024-05-01"))
     before = _rows(path, "scores")
 
-    def disk_full():
-        raise OSError("disk full")
+    def disk_full(point: str) -> None:
+        if point == "history written":
+            raise OSError(errno.ENOSPC, "No space left on device")
 
+    monkeypatch.setattr(faults, "hook", disk_full)
     with pytest.raises(OSError):
-        warehouse.write_run(path, *_run("2024-05-01", n=5), then=disk_full)
+        warehouse.write_run(path, *_run("2024-05-01", n=5))
     pd.testing.assert_frame_equal(_rows(path, "scores"), before)
 
 
-def test_history_reads_only_what_came_before_the_run_date(tmp_path):
+@contextmanager
+def _held_open(path, read_only: bool):
+    """Another process with the warehouse open (an analyst's DuckDB session) until the block ends."""
+    code = ("import sys, duckdb; con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro'); "
+            "print(con.execute('SELECT count(*) FROM scores').fetchone()[0], flush=True); sys.stdin.read()")
+    session = subprocess.Popen([sys.executable, "-c", code, str(path), "ro" if read_only else "rw"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield int(session.stdout.readline())
+    finally:
+        session.stdin.close()
+        session.wait(timeout=30)
+
+
+def test_a_reader_in_another_process_never_blocks_a_write_and_keeps_its_snapshot(tmp_path):
+    path = tmp_path / warehouse.FILE_NAME
+    warehouse.write_run(path, *_run("2024-05-01"))
+    with _held_open(path, read_only=True) as seen:
+        started = time.monotonic()
+        warehouse.write_run(path, *_run("2024-05-02", n=4))
+        warehouse.write_outcomes(path, pd.DataFrame(), pd.DataFrame())
+        assert time.monotonic() - started < 5  # no waiting on the reader's lock
+        assert seen == 3
+        assert len(warehouse.read_table(path, "scores")) == 3 + 4  # a new session sees the new day
+    assert list(tmp_path.iterdir()) == [path]  # no copy left behind
+    with _held_open(path, read_only=True) as seen:
+        assert seen == 7
+
+
+def test_a_writing_session_elsewhere_is_a_clear_error_for_the_history_read(tmp_path):
+    path = tmp_path / warehouse.FILE_NAME
+    warehouse.write_run(path, *_run("2024-05-01"))
+    with _held_open(path, read_only=False):
+        with pytest.raises(OutputError, match="open for writing in process .*read-only"):
+            warehouse.previous_run(path, "2024-05-02")
+        warehouse.write_run(path, *_run("2024-05-02"))  # the write itself still goes through, on a copy
+    assert warehouse.previous_run(path, "2024-05-03")["run_date"] == "2024-05-02"
+
+
+def test_publications_name_each_run_and_older_warehouses_get_the_column(tmp_path):
+    path = tmp_path / warehouse.FILE_NAME
+    con = duckdb.connect(str(path))  # a warehouse from before publication tokens
+    con.execute(f"CREATE TABLE runs ({warehouse.SCHEMA['runs'].replace(', publication VARCHAR', '')})")
+    con.execute("INSERT INTO runs (run_date, model_version) VALUES ('2024-04-30', 'm0')")
+    con.close()
+    assert warehouse.publications(path) == {"2024-04-30": None}
+    run, scores, taken = _run("2024-05-01")
+    warehouse.write_run(path, {**run, "publication": "abc123"}, scores, taken)
+    assert warehouse.publications(path) == {"2024-04-30": None, "2024-05-01": "abc123"}
+
+
+def test_erase_rewrites_the_file_without_the_customers_rows_or_bytes(tmp_path):
+    path = tmp_path / warehouse.FILE_NAME
+    run, scores, taken = _run("2024-05-01")
+    scores.loc[1, "customer_id"] = taken.loc[1, "customer_id"] = "forget-me-7f3a"
+    warehouse.write_run(path, run, scores, taken, pd.DataFrame({
+        "customer_id": ["forget-me-7f3a", "c0"], "list_date": pd.to_datetime(["2024-05-01"] * 2),
+        "action": "trial", "arm": "holdout"}))
+    assert b"forget-me-7f3a" in path.read_bytes()  # the search below can see it
+    removed = warehouse.erase(path, {"forget-me-7f3a"}, {"2024-05-01": "new-token"})
+    assert removed == {"scores": 1, "assignments": 1, "contacts": 1, "suppressions": 0, "outcomes": 0}
+    assert b"forget-me-7f3a" not in path.read_bytes()
+    assert sorted(warehouse.read_table(path, "scores")["customer_id"]) == ["c0", "c2"]
+    assert warehouse.publications(path) == {"2024-05-01": "new-token"}
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_history_reads_the_listings_around_the_run_date_and_the_previous_run_before_it(tmp_path):
     path = tmp_path / warehouse.FILE_NAME
     warehouse.write_run(path, *_run("2024-05-01"))
     warehouse.write_run(path, *_run("2024-05-03"))
@@ -59,9 +137,12 @@ def test_history_reads_only_what_came_before_the_run_date(tmp_path):
                              "action": "callback", "arm": "treated",
                              "contacted_ts": pd.to_datetime(["2024-04-22 10:00", None])})
     last = warehouse.last_listed(path, "2024-05-03", contacts)
-    # both arms count; the run of D itself and later contacts do not
+    # both arms count; the run of D itself does not; c0's contact 2 days after D counts as 2 days before
     assert last.to_dict() == {"c0": pd.Timestamp("2024-05-01"), "c1": pd.Timestamp("2024-05-01"),
                               "c9": pd.Timestamp("2024-04-22")}
+    # Scored out of order (before both runs): a listing k days later keeps the customer k days away.
+    assert warehouse.last_listed(path, "2024-04-28", contacts).to_dict() == {
+        "c0": pd.Timestamp("2024-04-25"), "c1": pd.Timestamp("2024-04-25"), "c9": pd.Timestamp("2024-04-22")}
     assert warehouse.previous_run(path, "2024-05-03")["run_date"] == "2024-05-01"
     assert warehouse.previous_run(path, "2024-05-01") is None
 
@@ -76,6 +157,24 @@ def test_uplift_estimates_are_the_latest_measured_by_the_run_date(tmp_path):
     assert warehouse.uplift_estimates(path, "2024-04-30") is None
     assert warehouse.uplift_estimates(path, "2024-05-20")["shrunk"].tolist() == [0.1]
     assert warehouse.uplift_estimates(path, "2024-07-01")["shrunk"].tolist() == [0.2]
+
+
+def test_a_full_disk_met_by_duckdb_is_an_output_error_even_behind_an_aborted_transaction(tmp_path, monkeypatch):
+    # On a real full disk DuckDB's INSERT fails, and the next statement raises "transaction is
+    # aborted": the cause is found along the chain.
+    path = tmp_path / warehouse.FILE_NAME
+    warehouse.write_run(path, *_run("2024-05-01"))
+
+    def full(point: str) -> None:
+        try:
+            raise duckdb.IOException(f'IO Error: Could not write file "{path}.wal": No space left on device')
+        except duckdb.IOException:
+            raise duckdb.TransactionException("TransactionContext Error: Current transaction is aborted")
+
+    monkeypatch.setattr(faults, "hook", full)
+    with pytest.raises(OutputError, match="no space left on device.*unchanged"):
+        warehouse.write_run(path, *_run("2024-05-02"))
+    assert warehouse.publications(path) == {"2024-05-01": None}
 
 
 def test_a_warehouse_from_before_imports_gains_the_new_columns_and_tables(tmp_path):

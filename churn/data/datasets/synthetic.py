@@ -401,7 +401,7 @@ class _Season:
 
     def factor(self, seconds: np.ndarray) -> np.ndarray:
         """The rate multiplier at times given in seconds since the start of the period."""
-        day_of_year = self.start.dayofyear - 1 + seconds / _DAY
+        day_of_year = self.start.day_of_year - 1 + seconds / _DAY
         return 1 + self.amplitude * np.cos(2 * np.pi * (day_of_year - self.peak_day) / 365.25)
 
     def mean_factor(self, start: int, days: int) -> float:

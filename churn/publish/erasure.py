@@ -1,0 +1,264 @@
+"""Erasure: customers who asked to be forgotten leave everything churn wrote, and are never scored again.
+
+`churn forget` (`churn.pipeline.forget`) rewrites every published day without their rows
+(`rewrite_day`: scores, lists, spreadsheet, quarantined rows), rewrites the warehouse without
+them (`churn.publish.warehouse.erase`) and drops the feature cache. Because the source data may
+still hold them, it also keeps a salted one-way hash of each id in the suppression store,
+`OUT/erasure/forgotten.txt` (one SHA-256 HMAC per line; the salt, random per installation, in
+`OUT/erasure/salt`). Every later run drops those customers from its data before computing
+anything (`without`), and its manifest counts them (`forgotten_excluded`), never naming them.
+
+The hash keeps ids out of plain sight, not out of reach of whoever reads the salt beside it and
+tries candidate ids (short numeric ids can be tried in bulk): protect OUT as the data it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from churn.data.contract import Dataset
+from churn.data.io import fsync_dir
+
+__all__ = ["STORE_DIR", "Store", "without", "found_in_day", "rewrite_day", "scrub_alerts", "quoted_in"]
+
+STORE_DIR = "erasure"  # under the output root
+MANIFEST = "manifest.json"  # a day's manifest carries counts only: rewritten by the caller
+
+
+class Store:
+    """The suppression store of an output root: salted hashes of the forgotten customers' ids."""
+
+    def __init__(self, out_dir: str | Path):
+        self.directory = Path(out_dir) / STORE_DIR
+        self.path = self.directory / "forgotten.txt"
+        self.salt_path = self.directory / "salt"
+
+    def _salt(self, create: bool = False) -> bytes | None:
+        if self.salt_path.exists():
+            return bytes.fromhex(self.salt_path.read_text(encoding="ascii").strip())
+        if not create:
+            return None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _write_atomically(self.salt_path, secrets.token_hex(32) + "\n", mode=0o600)
+        return self._salt()
+
+    def hashes(self) -> frozenset[str]:
+        """Every stored hash (empty when nobody has been forgotten)."""
+        if not self.path.exists():
+            return frozenset()
+        return frozenset(line.strip() for line in self.path.read_text(encoding="ascii").splitlines() if line.strip())
+
+    def version(self) -> str:
+        """A short hash of the store's contents: changes whenever someone is added ("" while empty)."""
+        hashes = self.hashes()
+        return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()[:16] if hashes else ""
+
+    def add(self, customer_ids: Iterable[str]) -> int:
+        """Store the ids' hashes (written atomically); return how many were new."""
+        salt = self._salt(create=True)
+        known = self.hashes()
+        new = {_digest(salt, cid) for cid in customer_ids} - known
+        if new:
+            _write_atomically(self.path, "".join(f"{h}\n" for h in sorted(known | new)))
+        return len(new)
+
+    def forgotten_among(self, customer_ids: Iterable[str]) -> set[str]:
+        """The ids among `customer_ids` that are in the store."""
+        hashes, salt = self.hashes(), self._salt()
+        if not hashes or salt is None:
+            return set()
+        return {cid for cid in set(customer_ids) if _digest(salt, cid) in hashes}
+
+
+def _digest(salt: bytes, customer_id: str) -> str:
+    return hmac.digest(salt, str(customer_id).encode("utf-8"), "sha256").hex()
+
+
+def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def without(dataset: Dataset, store: Store) -> tuple[Dataset, int]:
+    """The dataset without the forgotten customers' rows (every table, quarantined rows too); and how many there were."""
+    if not store.hashes():
+        return dataset, 0
+    forgotten = store.forgotten_among(dataset.customer_ids())
+    if not forgotten:
+        return dataset, 0
+    return dataset.without_customers(forgotten), len(forgotten)
+
+
+# --- published days -----------------------------------------------------------------------------
+
+
+def _matches(value: object, ids: set[str]) -> bool:
+    """A cell that holds one of the ids (also as a spreadsheet keeps it, neutralised with a leading ')."""
+    if not isinstance(value, str):
+        value = None if value is None else str(value)
+    return value is not None and (value in ids or (value.startswith("'") and value[1:] in ids))
+
+
+def _parquet_mask(table: pa.Table, ids: set[str]) -> pa.Array:
+    """Rows of a Parquet table with one of the ids in any text column."""
+    wanted = pa.array(sorted(ids) + [f"'{i}" for i in sorted(ids)], pa.string())
+    mask = pa.array(np.zeros(table.num_rows, dtype=bool))
+    for column in table.columns:
+        kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            values = column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
+            mask = pc.or_(mask, pc.fill_null(pc.is_in(values, value_set=wanted), False))
+    return mask
+
+
+def _csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _workbook_rows(path: Path, ids: set[str]):
+    from openpyxl import load_workbook
+
+    book = load_workbook(path)
+    hits = {sheet.title: [row[0].row for row in sheet.iter_rows(min_row=2) if any(_matches(c.value, ids) for c in row)]
+            for sheet in book.worksheets}
+    return book, hits
+
+
+def found_in_day(directory: Path, ids: set[str]) -> set[str]:
+    """Which of the ids a published day's files hold (read as tables, not only as bytes)."""
+    found: set[str] = set()
+    for path in sorted(directory.rglob("*")):
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            rows = table.filter(_parquet_mask(table, ids)).to_pandas()
+            found |= {str(v).lstrip("'") for v in rows.to_numpy().ravel() if _matches(v, ids)}
+        elif path.suffix == ".csv":
+            frame = _csv(path)
+            found |= {v.lstrip("'") for v in frame.to_numpy().ravel() if _matches(v, ids)}
+        elif path.suffix == ".xlsx":
+            from openpyxl import load_workbook
+
+            for sheet in load_workbook(path, read_only=True).worksheets:
+                for row in sheet.iter_rows(values_only=True):
+                    found |= {str(v).lstrip("'") for v in row if _matches(v, ids)}
+        elif path.is_file() and path.name != MANIFEST and _bytes_hold(path, ids):
+            found |= {i for i in ids if i.encode() in path.read_bytes()}
+    return found
+
+
+def rewrite_day(source: Path, target: Path, ids: set[str], run_date: str) -> int:
+    """Copy a published day's files (not its manifest) from `source` into `target` without the ids' rows.
+
+    Parquet and CSV rows and spreadsheet rows holding one of the ids in any text cell are
+    dropped; files without them are copied unchanged. Returns the rows removed. Raises
+    ValueError for a file of another kind that holds an id (it would be left behind).
+    """
+    from churn.publish.files import _stamp_zip
+
+    removed = 0
+    for path in sorted(source.rglob("*")):
+        name = path.relative_to(source)
+        out = target / name
+        if path.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            continue
+        if name.as_posix() == MANIFEST:
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n = 0
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            mask = _parquet_mask(table, ids)
+            n = pc.sum(mask).as_py() or 0
+            if n:
+                pq.write_table(table.filter(pc.invert(mask)), out)
+        elif path.suffix == ".csv":
+            frame = _csv(path)
+            hit = frame.map(lambda v: _matches(v, ids)).any(axis=1)
+            n = int(hit.sum())
+            if n:
+                frame[~hit].to_csv(out, index=False)
+        elif path.suffix == ".xlsx":
+            book, hits = _workbook_rows(path, ids)
+            n = sum(len(rows) for rows in hits.values())
+            if n:
+                for title, rows in hits.items():
+                    for row in reversed(rows):
+                        book[title].delete_rows(row)
+                book.save(out)
+                _stamp_zip(out, run_date)
+        elif _bytes_hold(path, ids):
+            raise ValueError(f"{path} holds a customer to erase and is not a table churn can rewrite")
+        if not n:
+            shutil.copyfile(path, out)
+        removed += n
+    return removed
+
+
+def scrub_alerts(directory: Path, ids: set[str]) -> int:
+    """Blank the ids out of the alerts of failed runs (`OUT/alerts/*.json`); return how many files changed.
+
+    An alert quotes its run's one-line error, and an error about the data may quote an offending
+    value, a customer id among them (`churn.publish.alerts`). Only the message and text are
+    edited; each file is rewritten through a temporary name.
+    """
+    if not directory.is_dir():
+        return 0
+    changed = 0
+    for path in sorted(directory.glob("*.json")):
+        text = path.read_text(encoding="utf-8")
+        if not any(i in text for i in ids):
+            continue
+        document = json.loads(text)
+        for key in ("message", "text"):
+            if isinstance(document.get(key), str):
+                for cid in sorted(ids, key=len, reverse=True):
+                    document[key] = document[key].replace(cid, "[erased]")
+        _write_atomically(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        changed += 1
+    return changed
+
+
+def _bytes_hold(path: Path, ids: set[str]) -> bool:
+    """Does a file hold one of the ids, in its bytes or (for a zip, e.g. a spreadsheet) in a member's?"""
+    needles = [i.encode("utf-8") for i in ids]
+    data = path.read_bytes()
+    if any(n in data for n in needles):
+        return True
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return any(any(n in archive.read(m) for n in needles) for m in archive.namelist())
+    return False
+
+
+def quoted_in(directory: str | Path, ids: set[str]) -> list[Path]:
+    """JSON files under `directory` (a model registry) that quote one of the ids as a string value.
+
+    Only a quoted `"<id>"` counts: a model's numbers (split values, counts) may contain the
+    digits of a short numeric id by chance, which is no trace of the customer.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    needles = [json.dumps(str(i)).encode("utf-8") for i in ids]
+    return [p for p in sorted(directory.rglob("*.json")) if any(n in p.read_bytes() for n in needles)]

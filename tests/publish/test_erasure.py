@@ -1,0 +1,76 @@
+"""Erasure's parts: the suppression store, the data without the forgotten, a day's files rewritten."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from openpyxl import Workbook, load_workbook
+
+from churn.publish import erasure
+from tests.conftest import dataset_of, make_orders
+
+
+def test_the_store_keeps_salted_hashes_never_the_ids(tmp_path):
+    store = erasure.Store(tmp_path)
+    assert store.version() == "" and store.forgotten_among(["shopper-1"]) == set()
+    assert store.add(["shopper-1", "shopper-2"]) == 2 and store.add(["shopper-2"]) == 0
+    assert store.forgotten_among(["shopper-1", "shopper-3"]) == {"shopper-1"} and store.version()
+    text = (tmp_path / "erasure" / "forgotten.txt").read_text()
+    assert "shopper" not in text and len(text.split()) == 2
+    other = tmp_path / "elsewhere"  # another installation, another salt: other hashes
+    erasure.Store(other).add(["shopper-1"])
+    assert (other / "erasure" / "forgotten.txt").read_text().split()[0] not in text.split()
+    assert (tmp_path / "erasure" / "salt").stat().st_mode & 0o077 == 0  # the salt is the owner's only
+
+
+def test_the_data_loses_every_row_of_the_forgotten_order_lines_and_quarantine_included(tmp_path):
+    orders = make_orders([("c1", "2024-01-01"), ("c2", "2024-01-02"), ("c1", "2024-01-03")])
+    items = pd.DataFrame({"order_id": ["o0", "o1", "o2"], "product_id": ["p", "q", "r"]})
+    events = pd.DataFrame({"customer_id": ["c1", "c2"], "event_ts": pd.to_datetime(["2024-01-01"] * 2),
+                           "event_type": "visit"})
+    dataset = dataset_of(orders, order_items=items, events=events)
+    dataset.quarantine["orders"] = orders.iloc[:1].assign(reason="duplicate_row")
+    store = erasure.Store(tmp_path)
+    assert erasure.without(dataset, store) == (dataset, 0)  # nobody forgotten: the same object
+    store.add(["c1"])
+    kept, n = erasure.without(dataset, store)
+    assert n == 1 and set(kept.orders["customer_id"]) == {"c2"} and set(kept.events["customer_id"]) == {"c2"}
+    assert kept.order_items["order_id"].tolist() == ["o1"] and kept.quarantine["orders"].empty
+
+
+def test_a_day_is_rewritten_without_the_rows_guarded_spellings_included(tmp_path):
+    day = tmp_path / "2024-05-01"
+    day.mkdir()
+    pd.DataFrame({"customer_id": ["-42", "c2"], "p_churn": [0.9, 0.8]}).to_parquet(day / "scores.parquet")
+    # Lists guard text a spreadsheet would run as a formula with a leading ': "-42" is written "'-42".
+    pd.DataFrame({"rank": [1, 2], "customer_id": ["'-42", "c2"]}).to_csv(day / "winback_trial.csv", index=False)
+    book = Workbook()
+    book.active.append(["Rank", "Customer"])
+    book.active.append([1, "'-42"])
+    book.active.append([2, "c2"])
+    book.save(day / "winback.xlsx")
+    (day / "manifest.json").write_text(json.dumps({"run_date": "2024-05-01", "n_scored": 2}))
+    assert erasure.found_in_day(day, {"-42"}) == {"-42"} and erasure.found_in_day(day, {"c9"}) == set()
+    target = tmp_path / "new"
+    target.mkdir()
+    assert erasure.rewrite_day(day, target, {"-42"}, "2024-05-01") == 3
+    assert pd.read_parquet(target / "scores.parquet")["customer_id"].tolist() == ["c2"]
+    assert pd.read_csv(target / "winback_trial.csv", dtype=str)["customer_id"].tolist() == ["c2"]
+    rows = list(load_workbook(target / "winback.xlsx").active.values)
+    assert rows == [("Rank", "Customer"), (2, "c2")] and not (target / "manifest.json").exists()
+
+
+def test_alerts_lose_the_ids_and_a_models_numbers_are_not_mistaken_for_one(tmp_path):
+    alerts = tmp_path / "alerts"
+    alerts.mkdir()
+    (alerts / "a.json").write_text(json.dumps({"message": "2 duplicate ids (rows 3, 4: '1027')", "flow": "x",
+                                                "text": "churn: x ended Refused: ... '1027'"}))
+    (alerts / "b.json").write_text(json.dumps({"message": "freshness", "flow": "y"}))
+    assert erasure.scrub_alerts(alerts, {"1027"}) == 1
+    assert "1027" not in (alerts / "a.json").read_text() and "[erased]" in (alerts / "a.json").read_text()
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "booster.json").write_text('{"split_conditions": [10275.5, 1027.0], "name": "xgboost"}')
+    (models / "leaky.json").write_text('{"examples": ["1027"]}')
+    assert erasure.quoted_in(models, {"1027"}) == [models / "leaky.json"]
