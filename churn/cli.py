@@ -156,7 +156,7 @@ def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) 
         _print_json({"row_counts": dataset.row_counts, "fingerprints": dataset.fingerprints,
                      "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()},
                      "unmatched": {name: u.as_dict() for name, u in dataset.unmatched.items()},
-                     "cleared": dataset.cleared})
+                     "cleared": dataset.cleared, "contact_details_removed": dataset.contact_details})
         return
     for name, count in dataset.row_counts.items():
         typer.echo(f"{name}: {count} rows ok" + (f", {len(dataset.quarantine[name])} quarantined"
@@ -165,6 +165,9 @@ def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) 
             typer.echo(f"  customer_id: {dataset.unmatched[name].describe()}")
         for column, n in dataset.cleared.get(name, {}).items():
             typer.echo(f"  {column}: {n} implausible timestamp{'s' if n != 1 else ''} set to missing")
+        for column, n in dataset.contact_details.get(name, {}).items():
+            typer.echo(f"  {column}: {n} cell{'s' if n != 1 else ''} with contact details removed "
+                       f"(contract.contact_details = \"drop\")")
 
 
 TrackedOpt = Annotated[bool, typer.Option("--tracked", help="Run as a tracked Prefect flow run (the same outputs), "

@@ -40,6 +40,9 @@ class ContractConfig:
     implausible_timestamps: Policy = "quarantine"
     min_date: str = "1990-01-01"  # timestamps before this day are placeholders (1970-01-01, 1900-01-01) or typos
     max_date: str = "2089-12-31"  # ... and after this one (2099-12-31, 9999-12-31)
+    # Names, e-mails, phones, addresses in any table (by column name or value, see churn.data.privacy):
+    # "fail" refuses the data; "drop" removes such columns and blanks such cells, counted in the manifest.
+    contact_details: Literal["fail", "drop"] = "fail"
     # A shop's own status values: spelling -> "completed" | "cancelled" | "returned" (see churn.data.statuses).
     statuses: dict[str, str] = field(default_factory=dict)
 

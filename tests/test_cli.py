@@ -123,3 +123,26 @@ def test_a_bad_setting_stops_any_command_in_one_line(monkeypatch, capsys, synthe
 
     assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
     assert err.startswith(f"error: {config}: schedule.timezone: 'Europe/Pari' is not a time zone")
+
+
+def test_validate_a_csv_cut_short_exits_1_naming_the_file(monkeypatch, capsys, tmp_path):
+    # Issue 14, item 9: a CSV cut inside its last row's number (no final newline) was accepted.
+    (tmp_path / "orders.csv").write_text("customer_id,order_id,order_ts,amount\na,1,2024-01-01,5.25\nb,2,2024-01-02,7.2")
+    code, _, err = run(monkeypatch, capsys, "validate", "--data", str(tmp_path))
+    assert code == 1 and err.startswith("error: orders.csv: the file does not end with a newline, so it is "
+                                        "probably truncated: its last line (data row 2) may be cut short")
+    assert "Traceback" not in err
+
+
+def test_validate_under_drop_reports_the_contact_details_removed(monkeypatch, capsys, tmp_path):
+    # Issue 14, item 12: e-mail and phone columns in orders were accepted.
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.DataFrame({"customer_id": ["a", "b"], "order_id": ["1", "2"], "order_ts": ["2024-01-01", "2024-01-02"],
+                  "amount": ["5", "2"], "email": ["a@mail.example", ""], "phone": ["+44 20 7946 0958", "n/a"]}
+                 ).to_csv(data / "orders.csv", index=False)
+    code, _, err = run(monkeypatch, capsys, "validate", "--data", str(data))
+    assert code == 1 and "orders.csv: column email: looks like a contact detail" in err
+    (tmp_path / "churn.toml").write_text('[contract]\ncontact_details = "drop"\n')
+    code, out, _ = run(monkeypatch, capsys, "validate", "--data", str(data), "--config", str(tmp_path / "churn.toml"))
+    assert code == 0 and "email: 1 cell with contact details removed" in out and "phone: 2 cells" in out

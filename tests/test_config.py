@@ -92,6 +92,7 @@ def test_plausible_dates_take_toml_dates_or_text(tmp_path):
     ("[contract.statuses]\npending = 'maybe'\n",
      "contract.statuses.pending: must be 'completed', 'cancelled' or 'returned', got 'maybe'"),
     ("[contract]\nmin_date = 'last year'\n", "contract.min_date: 'last year' is not a date"),
+    ("[contract]\ncontact_details = 'quarantine'\n", "contract.contact_details: must be 'fail' or 'drop'"),
     ("[data]\ntimezone = 'CET+1'\n", "data.timezone: 'CET\\+1' is not a time zone"),
     ("[schedule]\ndaily_cron = '0 25 * * *'\n", "schedule.daily_cron: '0 25 \\* \\* \\*' is not a cron string: hour '25'"),
     ("[schedule]\nretrain_cron = '0 3 1 *'\n", "schedule.retrain_cron: '0 3 1 \\*' is not a cron string: expected five"),

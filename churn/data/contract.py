@@ -11,8 +11,8 @@ one per line: file, column, rule, count and up to five offending rows (1-based d
 the file, header excluded) with their values. Soft problems (exact duplicate rows, customers
 missing from `customers`, unknown statuses, implausible timestamps) follow `ContractConfig`:
 fail, or set the rows aside in `Dataset.quarantine`; customer ids that match no customer are
-counted in `Dataset.unmatched`. Validation never writes anything; `write_quarantine` does, on
-request. `check_not_after` refuses data dated after the day of the run.
+counted in `Dataset.unmatched`. Validation never writes anything (`churn.publish.files` writes
+the quarantine beside a run's lists). `check_not_after` refuses data dated after the day of the run.
 
 The checks are set-based SQL (DuckDB): every table is a view of its canonical columns and each
 row's 0-based position in the file, and each rule is one query over it: repeated keys and
@@ -43,15 +43,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churn.config import ORDER_STATUSES, Config, ContractConfig
-from churn.data import database, fingerprints, parsing, spelling, statuses
-from churn.data.io import SUFFIXES, read_raw, table_path
+from churn.data import database, fingerprints, parsing, privacy, spelling, statuses
+from churn.data.io import SUFFIXES, NoFinalNewline, read_raw, table_path
 from churn.data.stored import ROW, StoredTable, clear_sql, ident, literal, parquet_source, timestamp_literal
 from churn.errors import ContractError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["TABLES", "ColumnSpec", "TableSpec", "Dataset", "Unmatched", "validate", "validate_files",
-           "validate_tables", "check_not_after", "write_quarantine"]
+           "validate_tables", "check_not_after"]
 
 Kind = Literal["id", "label", "text", "timestamp", "date", "float", "int", "bool"]
 
@@ -77,7 +77,6 @@ class TableSpec:
     required: bool = False  # the file must exist
     key: str | None = None  # a column whose values must be unique
     customer_rows: bool = False  # customer_id must be in `customers` when that table exists
-    no_contact_details: bool = False  # refuse names, e-mails, phones, addresses
 
     def column(self, name: str) -> ColumnSpec | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -127,7 +126,6 @@ TABLES: dict[str, TableSpec] = {
                 _col("segment", "text"),
             ),
             key="customer_id",
-            no_contact_details=True,
         ),
         TableSpec(
             "events",
@@ -161,13 +159,6 @@ TABLES: dict[str, TableSpec] = {
     )
 }
 
-# Matched against the lower-cased column name with separators turned into "_".
-_CONTACT_DETAIL = re.compile(
-    r"^(?:(?:first|last|full|given|family|sur|customer|contact|user|client)_?)?name$"
-    r"|^(?:e_?mail|phone|mobile|telephone|address|street|post_?code|postal_?code|zip)"
-    r"(?:_?(?:code|number|no|address|phone|line_?\d*|\d+))?$"
-    r"|^\w+_(?:e_?mail|phone|mobile|telephone|address|street|post_?code|postal_?code|zip_?code)$"
-)
 _SHOWN = 5  # offending rows quoted per problem
 
 
@@ -244,7 +235,8 @@ class Dataset:
                  suppressions: pd.DataFrame | StoredTable | None = None,
                  quarantine: dict[str, pd.DataFrame] | None = None, fingerprints: dict[str, str] | None = None,
                  row_counts: dict[str, int] | None = None, unmatched: dict[str, Unmatched] | None = None,
-                 cleared: dict[str, dict[str, int]] | None = None, sources: dict[str, str] | None = None):
+                 cleared: dict[str, dict[str, int]] | None = None, sources: dict[str, str] | None = None,
+                 contact_details: dict[str, dict[str, int]] | None = None):
         given = {"orders": orders, "order_items": order_items, "customers": customers, "events": events,
                  "contacts": contacts, "suppressions": suppressions}
         self._tables: dict[str, pd.DataFrame | StoredTable] = {n: t for n, t in given.items() if t is not None}
@@ -257,6 +249,9 @@ class Dataset:
         # missing under the quarantine policy
         self.cleared: dict[str, dict[str, int]] = dict(cleared or {})
         self.sources: dict[str, str] = dict(sources or {})  # the file (or name) each table came from
+        # per table and column: cells holding contact details removed under contact_details = "drop"
+        # (a column named like one: its non-empty cells)
+        self.contact_details: dict[str, dict[str, int]] = dict(contact_details or {})
 
     def names(self) -> list[str]:
         """The present tables' names, in the contract's order."""
@@ -346,7 +341,7 @@ class Dataset:
         quarantine = {name: drop(rows) for name, rows in self.quarantine.items()}
         return Dataset(**tables, quarantine=quarantine, fingerprints=self.fingerprints,
                        row_counts=self.row_counts, unmatched=self.unmatched, cleared=self.cleared,
-                       sources=self.sources)
+                       sources=self.sources, contact_details=self.contact_details)
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_read"}
@@ -451,18 +446,6 @@ def check_not_after(dataset: Dataset, last_day: object) -> None:
         raise ContractError("\n".join(problems) + "\nfix these dates at the source: data cannot come from the future")
 
 
-def write_quarantine(quarantine: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int]:
-    """Write each non-empty quarantine (`Dataset.quarantine`) as `<out_dir>/<table>.csv`; return rows per table."""
-    counts = {}
-    for name, rows in quarantine.items():
-        if len(rows) == 0:
-            continue
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        rows.to_csv(Path(out_dir) / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S")
-        counts[name] = len(rows)
-    return counts
-
-
 def _validate_files(files: dict[str, Path], config: Config | ContractConfig, problems: list[str]) -> Dataset:
     """Probe or read each file, hash it in a thread beside the checks, and check the tables."""
     policy, timezone = _settings(config)
@@ -499,6 +482,9 @@ def _check_files(files: dict[str, Path], policy: ContractConfig, timezone: str, 
             if found is None:
                 try:
                     found = read_raw(path)
+                except NoFinalNewline as err:
+                    problems.append(str(err))
+                    continue
                 except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException) as err:
                     problems.append(f"{path.name}: cannot be read ({err})")
                     continue
@@ -545,6 +531,7 @@ class _Table:
     gone: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     cleared: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
     unchecked: str | None = None  # a stored id column whose unmatched values are checked after the lookup
+    key_hashes: str | None = None  # a stored table's key hashes, from its probe (see _probe_parquet)
 
     @property
     def spec(self) -> TableSpec:
@@ -586,6 +573,7 @@ class _Run:
         self.tables: dict[str, _Table] = {}
         self.quarantine: dict[str, list[_Aside]] = {}
         self.cleared: dict[str, dict[str, int]] = {}
+        self.contact_details: dict[str, dict[str, int]] = {}  # per table and column: cells removed
 
     def __enter__(self) -> _Run:
         return self
@@ -607,8 +595,11 @@ class _Run:
             if isinstance(given, _Probe):
                 self._add_stored(name, given, source[name])
                 continue
+            removed: dict[str, int] = {}
             frame = _parse_table(spec, given, source[name], self.problems, self.timezone,
-                                 (file_rows or {}).get(name))
+                                 (file_rows or {}).get(name), self.policy, removed)
+            if removed:
+                self.contact_details[name] = removed
             if name == "orders" and "status" in frame:
                 frame = frame.assign(status=statuses.canonical(frame["status"], self.policy.statuses)[0])
             self._add_frame(name, frame, source[name], len(given))
@@ -646,13 +637,14 @@ class _Run:
     def _add_stored(self, name: str, probe: _Probe, source: str) -> None:
         """A Parquet file checked in place: the view t_<name>, and the value rules its probe found broken."""
         stored, spec = probe.stored, TABLES[name]
-        table = _Table(name, source, list(stored.columns), stored.n_rows, stored=stored, unchecked=probe.unchecked)
+        table = _Table(name, source, list(stored.columns), stored.n_rows, stored=stored, unchecked=probe.unchecked,
+                       key_hashes=probe.key_hashes)
         self.con.execute(f"CREATE VIEW t_{name} AS SELECT {', '.join(stored.expressions(with_row=True))} "
                          f"FROM {parquet_source(stored.path)}")
         self.tables[name] = table
         self._refresh(table)
         # The rules the pandas parse applies (_parse_table), in the same order.
-        self.problems.extend(_check_columns(spec, list(stored.columns), source))
+        self.problems.extend(_check_columns(spec, list(stored.columns), source, self.policy))
         if spec.required and stored.n_rows == 0:
             self.problems.append(f"{source}: no data rows")
         for name_ in stored.columns:
@@ -724,8 +716,11 @@ class _Run:
         sort); only when some repeat are their rows looked up.
         """
         live = f"live_{table.name}"
+        hashes = f"(SELECT hash({hashed}) AS h FROM {live})"
+        if table.key_hashes and hashed == ident(table.spec.key or "") and not len(table.gone):
+            hashes = table.key_hashes  # every row's, kept by the probe's scan
         repeated = self.con.execute(f"""SELECT DISTINCT h FROM (
-                SELECT h, lag(h) OVER (ORDER BY h) AS before FROM (SELECT hash({hashed}) AS h FROM {live}))
+                SELECT h, lag(h) OVER (ORDER BY h) AS before FROM {hashes})
             WHERE h = before""").df()["h"].to_numpy()
         if not len(repeated):
             return np.zeros(0, dtype=np.int64)
@@ -949,53 +944,102 @@ class _Run:
         return Dataset(**{name: table.kept() for name, table in self.tables.items()}, quarantine=quarantine,
                        row_counts={name: table.n_rows - len(table.gone) for name, table in self.tables.items()},
                        unmatched=unmatched, sources={name: table.source for name, table in self.tables.items()},
-                       cleared=self.cleared)
+                       cleared=self.cleared, contact_details=self.contact_details)
 
 
 # --- tables parsed in pandas ---------------------------------------------------------------
 
 
 def _parse_table(spec: TableSpec, raw: pd.DataFrame, source: str, problems: list[str], timezone: str,
-                 file_rows: np.ndarray | None = None) -> pd.DataFrame:
+                 file_rows: np.ndarray | None = None, policy: ContractConfig = ContractConfig(),
+                 removed: dict[str, int] | None = None) -> pd.DataFrame:
     """Column checks, then each known column parsed to its canonical type and its values checked.
 
     The index is kept as the 0-based position in the file (`file_rows` when the frame is a part
-    of the file), so later messages quote file rows.
+    of the file), so later messages quote file rows. Contact details (`churn.data.privacy`) are
+    refused, or under `contract.contact_details = "drop"` removed: columns named like one, cells of
+    optional text columns holding one; `removed` counts the cells per column.
     """
     raw = parsing.strip_names(raw)
     if file_rows is not None:
         raw = raw.set_axis(pd.Index(np.asarray(file_rows, dtype=np.int64)))
-    problems.extend(_check_columns(spec, list(raw.columns), source))
+    problems.extend(_check_columns(spec, list(raw.columns), source, policy))
+    removed = {} if removed is None else removed
+    if policy.contact_details == "drop":
+        named = [name for name in raw.columns if spec.column(name) is None and privacy.contact_column(name)]
+        for name in named:
+            removed[name] = int(raw[name].notna().sum())
+        raw = raw.drop(columns=named)
     if spec.required and len(raw) == 0 and file_rows is None:
         problems.append(f"{source}: no data rows")
     parsed = {}
     for name in raw.columns:
         column = spec.column(name)
         if column is None:  # unknown columns travel as they are
-            parsed[name] = raw[name]
+            values = raw[name]
+            if (pd.api.types.is_string_dtype(values) or values.dtype == object) and not privacy.contact_column(name):
+                values = _contact_values(None, name, values, source, problems, policy, removed)
+            parsed[name] = values
             continue
         values, unparsable = parsing.parse(column.kind, raw[name], timezone)
         if unparsable.any():
             problems.append(_rows(source, name, _where(unparsable), parsing.UNPARSABLE[column.kind], raw[name]))
         problems.extend(_check_values(column, values, unparsable, source))
+        if column.kind in ("id", "label", "text"):  # looked at as written (a label's normal form has no "@")
+            values = _contact_values(column, name, values, source, problems, policy, removed, raw[name])
         parsed[name] = values
     return pd.DataFrame(parsed, index=raw.index)
 
 
-def _check_columns(spec: TableSpec, columns: list[str], source: str) -> list[str]:
-    """Required columns present; no contact details where the table forbids them."""
+def _contact_values(column: ColumnSpec | None, name: str, values: pd.Series, source: str, problems: list[str],
+                    policy: ContractConfig, removed: dict[str, int], written: pd.Series | None = None) -> pd.Series:
+    """A text column's cells holding an e-mail address or a phone number: refused, or blanked under "drop".
+
+    `values`: the parsed column; `written`: the cells as in the file (looked at), when they differ.
+
+    Ids are looked at for e-mail addresses only (a numeric id may look like a phone number);
+    ids and required columns are refused whatever the policy (a blank id or label breaks the row).
+    """
+    is_id = column is not None and column.kind == "id"
+    written = values if written is None else written
+    present = written.notna().to_numpy(dtype=bool)
+    found = np.zeros(len(values), dtype=bool)
+    if present.any():
+        found[present] = privacy.masks(written[present].astype("str").to_numpy(), phones=not is_id)
+    if not found.any():
+        return values
+    what = "an e-mail address" if is_id else "an e-mail address or a phone number"
+    message = _rows(source, name, values.index[found], f"holding {what}") + (
+        "; churn keeps no contact details")
+    if is_id:
+        problems.append(message + ": ids must not be contact details; export a pseudonymous customer number instead")
+    elif column is not None and column.required:
+        problems.append(message + ": remove them from the file")
+    elif policy.contact_details == "fail":
+        problems.append(message + ': remove them from the file, or set [contract] contact_details = "drop" to '
+                                  'blank such cells (counted in the run manifest)')
+    else:
+        removed[name] = removed.get(name, 0) + int(found.sum())
+        values = values.mask(pd.Series(found, index=values.index))
+    return values
+
+
+def _check_columns(spec: TableSpec, columns: list[str], source: str,
+                   policy: ContractConfig = ContractConfig()) -> list[str]:
+    """Required columns present; no column named like a contact detail (unless the policy drops them)."""
     problems = []
     missing = [c.name for c in spec.columns if c.required and c.name not in columns]
     if missing:
         s = "s" if len(missing) > 1 else ""
         found = ", ".join(columns) or "none"
         problems.append(f"{source}: missing required column{s} {', '.join(missing)} (columns found: {found})")
-    if spec.no_contact_details:
+    if policy.contact_details == "fail":
         for name in columns:
-            if _CONTACT_DETAIL.match(re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")):
+            if spec.column(name) is None and privacy.contact_column(name):
                 problems.append(
                     f"{source}: column {name}: looks like a contact detail; for privacy churn holds no names, "
-                    f"e-mails, phones or addresses: remove the column from the file"
+                    f"e-mails, phones or addresses: remove the column from the file, or set [contract] "
+                    f'contact_details = "drop" to leave it out (counted in the run manifest)'
                 )
     return problems
 
@@ -1030,6 +1074,7 @@ class _Probe:
     counts: dict[tuple[str, str], int]  # (rule, column) -> rows breaking it: "empty", "min"
     labels: dict[str, set[str]]  # label column -> the canonical values present
     unchecked: str | None = None  # an id column to check after the customer lookup (see _probe_parquet)
+    key_hashes: str | None = None  # a temporary table of the key's hashes, one per file row, in file order
 
 
 _MAX_LABELS = 10_000  # more distinct values than this in a label column: parse it in pandas
@@ -1067,14 +1112,21 @@ def _probe_parquet(con: duckdb.DuckDBPyConnection, name: str, path: Path, policy
     if (names != schema.names or len(set(columns)) < len(columns) or "file_row_number" in names
             or any(isinstance(i, str) for i in index)):  # an index column: pandas reads it as the index
         return None
+    if policy.contact_details == "drop" and any(spec.column(c) is None and privacy.contact_column(c) for c in columns):
+        return None  # columns to leave out
     kinds: dict[str, str] = {}
     select: list[str] = []
     labels: dict[str, tuple[set[str], bool]] = {}
+    contact: list[str] = []  # conditions: a contact detail in a text cell (see churn.data.privacy)
     for raw_name, column, row in zip(names, columns, described):
         spec_column, type_, raw = spec.column(column), str(row[1]), ident(raw_name)
         if spec_column is None:
+            if type_ == "VARCHAR":
+                contact.append(privacy.sql(raw))
             select.append(raw)
             continue
+        if spec_column.kind == "text" and type_ == "VARCHAR":
+            contact.append(privacy.sql(raw))
         if spec_column.kind == "label" and type_ == "VARCHAR":
             mapped = _label_sql(con, source, raw, name == "orders" and column == "status", policy)
             if mapped is None:
@@ -1118,8 +1170,9 @@ def _probe_parquet(con: duckdb.DuckDBPyConnection, name: str, path: Path, policy
             # point (`13482.0`); among numbers, an exponent (`1.3482E+04`).
             if present and (low < "!" or high >= "\x7f"):
                 return None
-            if not (matched_later and column == "customer_id"):
-                scan.append((None, f"reverse({raw}) < '!' OR reverse({raw}) >= chr(127) OR contains({raw}, '.')"))
+            if not (matched_later and column == "customer_id"):  # else checked after the lookup (_to_rewrite)
+                scan.append((None, f"reverse({raw}) < '!' OR reverse({raw}) >= chr(127) OR contains({raw}, '.') "
+                                   f"OR {privacy.sql(raw, phones=False)}"))
             if present and _numbers_first(path, raws[column]):
                 scan.append((None, f"contains({raw}, 'e') OR contains({raw}, 'E')"))
         if kind == "float" and type_ in ("DOUBLE", "FLOAT") and present:
@@ -1140,11 +1193,24 @@ def _probe_parquet(con: duckdb.DuckDBPyConnection, name: str, path: Path, policy
                 scan.append((("min", column), f"{raw} < {spec_column.min!r}"))
             else:
                 counts["min", column] = 0
+    scan += [(None, condition) for condition in contact]
     # 2. One scan for the rest.
+    # A text key (order_id, customer_id) is read by this scan anyway: its hashes are kept for the
+    # duplicate check (`_Run._repeated`), which then does not read the column again.
+    key = spec.key if kinds.get(spec.key or "") == "id" and types.get(spec.key or "") == "VARCHAR" else None
+    key_hashes = None
     if scan:
-        conditions = [f"count(*) FILTER (WHERE {condition})" for _, condition in scan]
         try:
-            found = con.execute(f"SELECT {', '.join(conditions)} FROM {source}").fetchall()[0]
+            if key is None:
+                conditions = [f"count(*) FILTER (WHERE {condition})" for _, condition in scan]
+                found = con.execute(f"SELECT {', '.join(conditions)} FROM {source}").fetchall()[0]
+            else:
+                key_hashes = f"key_hashes_{name}"
+                flags = ", ".join(f"({condition}) AS c{i}" for i, (_, condition) in enumerate(scan))
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {key_hashes} AS SELECT hash({ident(raws[key])}) AS h, "
+                            f"{flags} FROM {source}")
+                conditions = [f"count(*) FILTER (WHERE c{i})" for i in range(len(scan))]
+                found = con.execute(f"SELECT {', '.join(conditions)} FROM {key_hashes}").fetchall()[0]
         except duckdb.Error:
             return None
         for (rule, _), count in zip(scan, found):
@@ -1154,7 +1220,7 @@ def _probe_parquet(con: duckdb.DuckDBPyConnection, name: str, path: Path, policy
                 counts[rule] = int(count)
     stored = StoredTable(name, path, tuple(columns), tuple(select), kinds, n_rows, timezone, dict(policy.statuses))
     return _Probe(stored, counts, {column: values for column, (values, _) in labels.items()},
-                  "customer_id" if matched_later and kinds.get("customer_id") == "id" else None)
+                  "customer_id" if matched_later and kinds.get("customer_id") == "id" else None, key_hashes)
 
 
 def _canonical_sql(kind: str, type_: str, raw: str) -> str | None:
@@ -1191,6 +1257,8 @@ def _label_sql(con: duckdb.DuckDBPyConnection, source: str, raw: str, is_status:
     if len(values) > _MAX_LABELS:
         return None
     present = [v for v in values if v is not None]
+    if present and privacy.masks(present).any():
+        return None  # contact details: the pandas parse refuses or blanks them
     labels = spelling.normal_labels(pd.Series(present, dtype="str"))
     if is_status:
         labels = statuses.canonical(labels, policy.statuses)[0]
@@ -1205,11 +1273,13 @@ def _label_sql(con: duckdb.DuckDBPyConnection, source: str, raw: str, is_status:
 
 
 def _numbers_first(path: Path, raw_name: str) -> bool:
-    """True when the first present ids of a Parquet column are all numbers (see `spelling.numbers_first`)."""
-    parquet = pq.ParquetFile(path)
+    """True when the first present ids of a Parquet column are all numbers (see `spelling.numbers_first`).
+
+    Reads batches of the first row group only as far as needed (a row group may hold millions of ids).
+    """
     present, n = [], 0
-    for group in range(parquet.num_row_groups):
-        values = parquet.read_row_group(group, columns=[raw_name]).column(0).combine_chunks().drop_null()
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=spelling.NUMBERS_FIRST, columns=[raw_name]):
+        values = batch.column(0).drop_null()
         present.append(values)
         n += len(values)
         if n >= spelling.NUMBERS_FIRST:
@@ -1242,10 +1312,11 @@ def _file_rows(dataset: Dataset, name: str, flagged: np.ndarray) -> np.ndarray:
 
 
 def _to_rewrite(ids: pd.Series) -> bool:
-    """True when the pandas parser would write some of these ids otherwise (spaces, `13482.0`, ...)."""
+    """True when the pandas parser would write some of these ids otherwise (spaces, `13482.0`, ...) or refuse them
+    (e-mail addresses)."""
     ids = ids.astype("str")
     parsed, _ = parsing.parse("id", ids)
-    return not parsed.equals(ids)
+    return not parsed.equals(ids) or bool(privacy.masks(ids.to_numpy(), phones=False).any())
 
 
 def _where(mask: pd.Series) -> pd.Index:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 
@@ -31,18 +31,46 @@ def table_path(data_dir: str | Path, name: str) -> Path | None:
     return None
 
 
+class NoFinalNewline(ValueError):
+    """A CSV table file whose last byte is not a line end: probably cut short (see `read_raw`)."""
+
+    def __init__(self, name: str, rows: int):
+        where = f"data row {rows}" if rows else "the header"
+        super().__init__(
+            f"{name}: the file does not end with a newline, so it is probably truncated: its last line "
+            f"({where}) may be cut short (a copy, download or export that stopped early), and a number cut "
+            f"short still reads as a number. Copy or export the file again; if it is complete and only lacks "
+            f"the final line break, add one (e.g. `echo >> {name}`, or open and save it in a text editor) "
+            f"and run again")
+        self.rows = rows
+
+
+def ends_with_newline(f: BinaryIO) -> bool:
+    """True when a binary file's last byte ends a line (\\n, or \\r alone), or the file is empty."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return True
+    f.seek(size - 1)
+    return f.read(1) in (b"\n", b"\r")
+
+
 def read_raw(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file as it is; CSV columns all come in as text for validation.
 
     Raises ValueError naming the first line that is not UTF-8 (e.g. a file Excel saved as
-    Windows-1252).
+    Windows-1252), and `NoFinalNewline` for a CSV file whose last line has no line break: every
+    writer ends a CSV file with one, so a file without it was most likely cut short while copied.
     """
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
     except UnicodeDecodeError:
         raise ValueError(_not_utf8(path)) from None
+    with open(path, "rb") as f:
+        if not ends_with_newline(f):
+            raise NoFinalNewline(path.name, len(frame))
+    return frame
 
 
 def _not_utf8(path: Path) -> str:

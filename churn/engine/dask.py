@@ -43,6 +43,7 @@ from distributed import Future
 
 from churn.config import Config, ContractConfig, EngineConfig, QualityConfig, WinbackConfig
 from churn.data import contract, parsing, partitions
+from churn.data.io import NoFinalNewline, ends_with_newline
 from churn.data.partitions import PART, ROW, PartitionedFiles
 from churn.decide import quality, scoring, winback
 from churn.engine import ranks
@@ -213,7 +214,7 @@ class DaskEngine:
             frames[name] = frame.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
         return contract.Dataset(**frames, quarantine=summary.quarantine, fingerprints=summary.fingerprints,
                                 row_counts=summary.row_counts, unmatched=summary.unmatched, sources=summary.sources,
-                                cleared=summary.cleared)
+                                cleared=summary.cleared, contact_details=summary.contact_details)
 
     def check_not_after(self, data: PartitionedData, last_day: object) -> None:
         """`contract.check_not_after` on every partition (quoting file rows); one ContractError for all."""
@@ -304,6 +305,8 @@ class DaskEngine:
         for name, url in tables.items():
             try:
                 frames[name], rows[name] = _numbered(url, self.storage_options)
+            except NoFinalNewline as err:
+                raise ContractError(str(err)) from None
             except (OSError, ValueError, UnicodeDecodeError) as err:  # as the contract reports an unreadable file
                 raise ContractError(f"{url.rstrip('/').rsplit('/', 1)[-1]}: cannot be read ({err})") from None
         for name, frame in frames.items():
@@ -382,6 +385,10 @@ def _numbered(url: str, storage_options: dict) -> tuple[Any, int]:
         frame = dd.read_csv(url, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8",
                             blocksize=CSV_BLOCK, storage_options=storage_options)
     lengths = dask.compute(*[dask.delayed(len)(block) for block in frame.to_delayed()])
+    if not url.endswith(".parquet"):  # as the contract reads a CSV file (churn.data.io.read_raw)
+        with fsspec.open(url, "rb", **storage_options) as f:
+            if not ends_with_newline(f):
+                raise NoFinalNewline(url.rstrip("/").rsplit("/", 1)[-1], int(sum(lengths)))
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     meta = frame._meta.assign(**{ROW: np.int64(0)}).iloc[:0]
     blocks = [dask.delayed(_with_rows)(block, int(offset)) for block, offset in zip(frame.to_delayed(), offsets)]
@@ -442,7 +449,7 @@ def _summary(checked: _Validated) -> dict[str, Any]:
     events = [] if ds.events is None else list(ds.events["event_type"].dropna().unique())
     return {"problems": [], "row_counts": ds.row_counts, "quarantine": ds.quarantine, "contacts": numbered("contacts"),
             "suppressions": numbered("suppressions"), "event_types": events, "unmatched": ds.unmatched,
-            "cleared": ds.cleared}
+            "cleared": ds.cleared, "contact_details": ds.contact_details}
 
 
 def _features(dataset: contract.Dataset, cutoffs: list[pd.Timestamp], lookback_days: int,
@@ -561,11 +568,13 @@ def _summary_dataset(summaries: list[dict[str, Any]], fingerprints: dict[str, st
         return frame.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
 
     cleared: dict[str, dict[str, int]] = {}
+    contact: dict[str, dict[str, int]] = {}
     for s in summaries:
-        for name, columns in s["cleared"].items():
-            for column, n in columns.items():
-                cleared.setdefault(name, {})[column] = cleared.get(name, {}).get(column, 0) + n
+        for total, key in ((cleared, "cleared"), (contact, "contact_details")):
+            for name, columns in s[key].items():
+                for column, n in columns.items():
+                    total.setdefault(name, {})[column] = total.get(name, {}).get(column, 0) + n
     return contract.Dataset(orders=None, contacts=stacked("contacts"), suppressions=stacked("suppressions"),
                             quarantine=quarantine, unmatched=_merged_unmatched(summaries), sources=dict(files.tables),
-                            cleared=cleared,
+                            cleared=cleared, contact_details=contact,
                             fingerprints=fingerprints, row_counts=counts)

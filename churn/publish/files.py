@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from churn.data.contract import write_quarantine
+from churn.data.contract import TABLES
 from churn.publish import publication
 
 SHEET_TITLES = {"callback": "Callback", "exclusive_discount": "Comeback discount", "trial": "Product trial"}
@@ -62,7 +62,7 @@ NUMBER_FORMATS = {"rank": "0", "p_churn_pct": "0.0"}
 MONEY_COLUMNS = ("value", "expected_value")
 DATE_COLUMNS = ("list_date", "due_date")
 DATE_FORMAT = "yyyy-mm-dd"
-FORMULA_STARTS = ("=", "+", "-", "@")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula
 GUARD = "'"
 CRM_COLUMNS = ["list_date", "action", "rank", "customer_id", "due_date", "offer_value", "currency"]
 
@@ -269,6 +269,37 @@ def crm_rows(lists: dict[str, pd.DataFrame], offers: dict[str, pd.Series] | None
     if not frames:
         return pd.DataFrame(columns=CRM_COLUMNS)
     return pd.concat(frames, ignore_index=True)[CRM_COLUMNS]
+
+
+def quarantine_rows(name: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """A table's quarantined rows as written beside the lists: the contract's columns only, text guarded.
+
+    `file_row` and `reason` (why the row was set aside) first, then the table's contract columns
+    the file has, in the contract's order (a contract column that was itself named `reason` or
+    `file_row` is `reason_in_file`, `file_row_in_file`); columns the contract does not know are
+    left out (they may hold anything). Text that a spreadsheet would run as a formula is guarded
+    like the lists' CSV files (`guard`).
+    """
+    columns = ["file_row", "reason"]
+    for column in TABLES[name].columns if name in TABLES else ():
+        written = f"{column.name}_in_file" if column.name in ("file_row", "reason") else column.name
+        if written in rows.columns:
+            columns.append(written)
+    kept = rows[[c for c in columns if c in rows.columns]]
+    return kept.apply(lambda values: values.map(guard) if values.dtype in (object, "str") else values)
+
+
+def write_quarantine(quarantine: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int]:
+    """Write each non-empty quarantine (`Dataset.quarantine`) as `<out_dir>/<table>.csv`; return rows per table."""
+    counts = {}
+    for name, rows in quarantine.items():
+        if len(rows) == 0:
+            continue
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        quarantine_rows(name, rows).to_csv(Path(out_dir) / f"{name}.csv", index=False,
+                                           date_format="%Y-%m-%dT%H:%M:%S")
+        counts[name] = len(rows)
+    return counts
 
 
 def write_outputs(directory: Path, run_date: str, scores: pd.DataFrame, lists: dict[str, pd.DataFrame],

@@ -35,6 +35,9 @@ def run_manifest(run_date: RunDate, meta: dict[str, Any], dataset: Dataset, gate
     longest_cooldown = max(config.winback.action(a).cooldown_days for a in ACTIONS)
     cooling = in_cooldown(listed_dates(scores["customer_id"], history.last_listed), run_date, longest_cooldown)
     treated = taken["arm"] == "treated"
+    # Contact details the contract removed under [contract] contact_details = "drop": cells per table
+    # and column (only when some were: a clean run's manifest is unchanged).
+    removed = {"contact_details_removed": dataset.contact_details} if dataset.contact_details else {}
     return {
         "run_date": str(run_date),
         "model_version": meta["version"],
@@ -64,6 +67,7 @@ def run_manifest(run_date: RunDate, meta: dict[str, Any], dataset: Dataset, gate
         "suppressed_excluded": int(scores["customer_id"].isin(suppressed).sum()),
         "in_cooldown": int(cooling.sum()),
         "funnel": funnel or {},
+        **removed,
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from churn.data import io
 from churn.config import ContractConfig
-from churn.data.contract import TABLES, Dataset, validate, validate_tables, write_quarantine
+from churn.data.contract import TABLES, Dataset, validate, validate_tables
 from churn.errors import ContractError
 from tests.data import corpus
 
@@ -506,18 +506,6 @@ def test_row_numbers_stay_file_rows_after_quarantine(tmp_path):
     message = broken("csv", tmp_path, orders=orders)
 
     assert message == "orders.csv: column amount: 1 row < 0 (row 6: -3.0)"
-
-
-def test_write_quarantine_writes_one_csv_per_table(tmp_path):
-    data = validate(write(tmp_path / "data", with_duplicates()))
-    counts = write_quarantine(data.quarantine, tmp_path / "quarantine")
-
-    assert counts == {"orders": 1, "suppressions": 2}
-    assert sorted(p.name for p in (tmp_path / "quarantine").iterdir()) == ["orders.csv", "suppressions.csv"]
-    written = pd.read_csv(tmp_path / "quarantine" / "orders.csv")
-    assert written[["file_row", "reason", "order_id"]].to_dict("records") == [
-        {"file_row": 5, "reason": "duplicate_row", "order_id": "o2"}
-    ]
 
 
 def test_validation_writes_nothing(tmp_path):
@@ -1071,3 +1059,172 @@ def test_validate_files_checks_one_partitions_files_under_any_name(tmp_path):
     assert data.sources == {"orders": "orders-part-0.parquet", "customers": "customers-part-0.parquet"}
     with pytest.raises(ContractError, match="orders: file not given"):
         validate_files({"customers": part / "customers-part-0.parquet"})
+
+
+# --- a CSV file cut short (issue 14, item 9) ----------------------------------------------------
+
+
+def cut_orders_csv(tmp_path, ending: str = ""):
+    """The valid shop as CSV, orders.csv (amount last) cut inside its last row's amount (7.25 -> 7.2), plus `ending`."""
+    tables = valid_tables()
+    tables["orders"] = tables["orders"][["customer_id", "order_id", "order_ts", "amount"]]
+    write(tmp_path, tables, "csv")
+    path = tmp_path / "orders.csv"
+    text = path.read_text()
+    assert text.endswith(",7.25\n")
+    path.write_text(text[: -len("5\n")] + ending)
+    return path
+
+
+def test_a_csv_file_without_a_final_newline_is_reported_as_probably_truncated(tmp_path):
+    cut_orders_csv(tmp_path)
+    with pytest.raises(ContractError) as err:
+        validate(tmp_path)
+
+    message = str(err.value)
+    assert message.startswith("orders.csv: the file does not end with a newline, so it is probably truncated: "
+                              "its last line (data row 4) may be cut short")
+    assert "echo >> orders.csv" in message  # how to fix a complete file that only lacks the line break
+    assert "cannot be read" not in message
+
+
+def test_a_complete_file_given_its_final_newline_is_accepted(tmp_path):
+    cut_orders_csv(tmp_path, ending="\n")  # what the message tells the user to do, when the file is complete
+    data = validate(tmp_path)
+    assert data.orders["amount"].tolist() == [10.5, 20.0, 0.0, 7.2]
+
+
+@pytest.mark.parametrize("ending", ["\r\n", "\r"])
+def test_windows_and_old_mac_line_ends_count_as_final_newlines(tmp_path, ending):
+    write(tmp_path, valid_tables(), "csv")
+    path = tmp_path / "customers.csv"
+    path.write_bytes(path.read_bytes().rstrip(b"\n") + ending.encode())
+    assert validate(tmp_path).row_counts["customers"] == 3
+
+
+@pytest.mark.parametrize("table", ["customers", "events", "suppressions"])
+def test_every_csv_table_is_checked_for_a_final_newline(tmp_path, table):
+    write(tmp_path, valid_tables(), "csv")
+    path = tmp_path / f"{table}.csv"
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    message = broken_dir(tmp_path)
+    assert message.startswith(f"{table}.csv: the file does not end with a newline, so it is probably truncated: "
+                              f"its last line (data row {len(valid_tables()[table])})")
+
+
+def test_a_header_without_a_final_newline_is_named_as_such(tmp_path):
+    write(tmp_path, valid_tables(), "csv")
+    (tmp_path / "events.csv").write_text("customer_id,event_ts,event_type")
+    assert "its last line (the header) may be cut short" in broken_dir(tmp_path)
+
+
+def broken_dir(path, policy=ContractConfig()) -> str:
+    with pytest.raises(ContractError) as err:
+        validate(path, policy)
+    return str(err.value)
+
+
+# --- contact details in any table, by name and by value (issue 14, item 12) ----------------------
+
+DROP = ContractConfig(contact_details="drop")
+EMAIL, PHONE = "ann.smith@mail.example", "+44 20 7946 0958"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("table", ["orders", "order_items", "customers", "events", "contacts", "suppressions"])
+def test_contact_detail_columns_are_refused_in_every_table(tmp_path, fmt, table):
+    tables = valid_tables()
+    n = len(tables[table])
+    tables[table] = tables[table].assign(email=[EMAIL] * n, **{"Phone Number": [PHONE] * n})
+    message = broken(fmt, tmp_path, **{table: tables[table]})
+
+    assert message.splitlines() == [
+        f"{table}.{fmt}: column email: looks like a contact detail; for privacy churn holds no names, e-mails, "
+        f"phones or addresses: remove the column from the file, or set [contract] contact_details = \"drop\" to "
+        f"leave it out (counted in the run manifest)",
+        f"{table}.{fmt}: column Phone Number: looks like a contact detail; for privacy churn holds no names, "
+        f"e-mails, phones or addresses: remove the column from the file, or set [contract] contact_details = "
+        f"\"drop\" to leave it out (counted in the run manifest)"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_under_drop_contact_detail_columns_are_left_out_and_counted(tmp_path, fmt):
+    """The issue's probe: email and phone columns in orders were accepted and carried along."""
+    tables = valid_tables()
+    tables["orders"] = tables["orders"].assign(email=[EMAIL, EMAIL, None, "x@y.example"], phone=[PHONE] * 4)
+    data = validate(write(tmp_path, tables, fmt), DROP)
+
+    assert "email" not in data.orders and "phone" not in data.orders
+    assert data.contact_details == {"orders": {"email": 3, "phone": 4}}
+    assert data.row_counts["orders"] == 4
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("value", [EMAIL, "write to bob@shop.example", PHONE, "0044 20 7946 0958", "020 7946 0958",
+                                   "(555) 123-4567", "555.123.4567"])
+def test_contact_details_in_text_cells_are_refused_without_quoting_them(tmp_path, fmt, value):
+    tables = valid_tables()
+    tables["orders"]["channel"] = ["web", value, "web", "store"]
+    tables["customers"]["note"] = ["vip", None, value]  # a column the contract does not know
+    message = broken(fmt, tmp_path, **tables)
+
+    assert message.splitlines() == [
+        f"orders.{fmt}: column channel: 1 row holding an e-mail address or a phone number (row 2); churn keeps "
+        f"no contact details: remove them from the file, or set [contract] contact_details = \"drop\" to blank "
+        f"such cells (counted in the run manifest)",
+        f"customers.{fmt}: column note: 1 row holding an e-mail address or a phone number (row 3); churn keeps "
+        f"no contact details: remove them from the file, or set [contract] contact_details = \"drop\" to blank "
+        f"such cells (counted in the run manifest)"]
+    assert value not in message
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_under_drop_contact_details_in_optional_text_cells_are_blanked_and_counted(tmp_path, fmt):
+    tables = valid_tables()
+    tables["orders"]["channel"] = ["web", EMAIL, PHONE, "store"]
+    tables["contacts"]["outcome"] = ["call me on 555-123-4567 or ann@mail.example", None]
+    data = validate(write(tmp_path, tables, fmt), DROP)
+
+    assert data.orders["channel"].tolist()[::3] == ["web", "store"] and data.orders["channel"][1:3].isna().all()
+    assert data.contacts["outcome"].isna().all()
+    assert data.contact_details == {"orders": {"channel": 2}, "contacts": {"outcome": 1}}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_ordinary_values_are_not_taken_for_contact_details(tmp_path, fmt):
+    tables = valid_tables()
+    tables["orders"]["channel"] = ["2017-03-01", "01-03-2017", "02079460958", "12.50"]  # dates, a code, an amount
+    tables["customers"]["segment"] = ["A-1", "192.168.0.1", "+1"]
+    data = validate(write(tmp_path, tables, fmt))
+    assert data.contact_details == {} and data.orders["channel"].notna().all()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("policy", [ContractConfig(), DROP])
+def test_e_mail_addresses_as_customer_ids_are_refused_whatever_the_policy(tmp_path, fmt, policy):
+    tables = valid_tables()
+    for name in ("orders", "customers", "events", "contacts", "suppressions"):
+        tables[name]["customer_id"] = tables[name]["customer_id"].replace({"c1": EMAIL})
+    message = broken(fmt, tmp_path, policy, **tables)
+
+    assert (f"customers.{fmt}: column customer_id: 1 row holding an e-mail address (row 1); churn keeps no contact "
+            f"details: ids must not be contact details; export a pseudonymous customer number instead"
+            in message.splitlines())
+    assert EMAIL not in message
+    if fmt == "csv":  # a Parquet file's ids that match the customers' are checked there (the first line)
+        assert message.splitlines()[0].startswith("orders.csv: column customer_id: 2 rows holding an e-mail address")
+
+
+def test_a_required_label_holding_a_contact_detail_is_refused_under_drop(tmp_path):
+    tables = valid_tables()
+    tables["events"]["event_type"] = ["login", EMAIL]
+    message = broken("csv", tmp_path, DROP, events=tables["events"])
+    assert message == ("events.csv: column event_type: 1 row holding an e-mail address or a phone number (row 2); "
+                       "churn keeps no contact details: remove them from the file")
+
+
+def test_unmatched_e_mail_ids_in_a_parquet_file_are_refused_not_quarantined(tmp_path):
+    tables = valid_tables()
+    tables["orders"]["customer_id"] = ["c1", "c1", "c2", EMAIL]  # not a customer: would go to the quarantine
+    message = broken("parquet", tmp_path, **tables)
+    assert message.startswith("orders.parquet: column customer_id: 1 row holding an e-mail address (row 4)")

@@ -292,3 +292,17 @@ def test_an_erased_customer_is_neither_scored_nor_listed_on_the_dask_engine(engi
     assert not any(FORGOTTEN.encode() in data for name, data in files.items() if name.endswith(".csv"))
     listed = pd.read_csv(out / END / "winback_exclusive_discount.csv", dtype=str)
     assert len(listed) == len(pd.read_csv(probe.path / "winback_exclusive_discount.csv"))  # filled again
+
+
+def test_a_csv_file_without_a_final_newline_is_refused_as_the_local_engine_refuses_it(engine, tmp_path):
+    path, orders = _broken_shop(tmp_path)
+    orders.loc[17, "amount"] = "5.0"
+    orders.to_csv(path / "orders.csv", index=False)
+    (path / "orders.csv").write_bytes((path / "orders.csv").read_bytes()[:-2])  # cut inside the last amount
+    with pytest.raises(ContractError) as local:
+        contract.validate(path)
+    with pytest.raises(ContractError) as dask:
+        engine.load(str(path), contract.ContractConfig())
+    assert str(dask.value) == str(local.value)
+    assert str(local.value).startswith("orders.csv: the file does not end with a newline, so it is probably "
+                                       f"truncated: its last line (data row {len(orders)})")

@@ -5,7 +5,10 @@ import pytest
 from openpyxl import load_workbook
 
 from churn.data.io import atomic_dir
-from churn.publish.files import guard, publish, unguard
+from churn.config import ContractConfig
+from churn.data.contract import validate
+from churn.publish.files import guard, publish, unguard, write_quarantine
+from tests.data.test_contract import valid_tables, with_duplicates, write
 
 
 def _row(**values) -> dict:
@@ -109,3 +112,45 @@ def test_published_folders_respect_the_umask_not_owner_only(tmp_path):
         assert (tmp_path / "2024-05-02").stat().st_mode & 0o777 == 0o700  # a private umask stays private
     finally:
         os.umask(old)
+
+
+# --- quarantined rows beside the lists (issue 14, item 12) --------------------------------------
+
+
+def test_write_quarantine_writes_one_csv_per_table(tmp_path):
+    data = validate(write(tmp_path / "data", with_duplicates()))
+    counts = write_quarantine(data.quarantine, tmp_path / "quarantine")
+
+    assert counts == {"orders": 1, "suppressions": 2}
+    assert sorted(p.name for p in (tmp_path / "quarantine").iterdir()) == ["orders.csv", "suppressions.csv"]
+    written = pd.read_csv(tmp_path / "quarantine" / "orders.csv")
+    assert written[["file_row", "reason", "order_id"]].to_dict("records") == [
+        {"file_row": 5, "reason": "duplicate_row", "order_id": "o2"}
+    ]
+    suppressions = pd.read_csv(tmp_path / "quarantine" / "suppressions.csv")
+    assert list(suppressions.columns) == ["file_row", "reason", "customer_id", "reason_in_file", "since"]
+
+
+def test_quarantine_files_carry_only_the_contract_columns_with_formulas_made_inert(tmp_path):
+    """The issue's probe: a quarantined order was written raw: e-mail, phone and an =HYPERLINK(...) id."""
+    tables = valid_tables()
+    hyperlink = '=HYPERLINK("http://evil.example","click")'
+    orders = tables["orders"].assign(email="ann@mail.example", phone="+44 20 7946 0958", note="vip",
+                                     channel=["web", "\tweb", "-1+2", "@SUM(A1)"])
+    orders.loc[3, "customer_id"] = hyperlink  # not a customer: quarantined
+    tables["orders"] = orders
+    data = validate(write(tmp_path / "data", tables), ContractConfig(contact_details="drop"))
+    write_quarantine(data.quarantine, tmp_path / "quarantine")
+
+    text = (tmp_path / "quarantine" / "orders.csv").read_text()
+    written = pd.read_csv(tmp_path / "quarantine" / "orders.csv", dtype=str, keep_default_na=False)
+    assert list(written.columns) == ["file_row", "reason", "customer_id", "order_id", "order_ts", "amount",
+                                     "discount", "coupon_used", "n_items", "channel", "status"]
+    assert written["customer_id"].tolist() == ["'" + hyperlink] and written["channel"].tolist() == ["'@SUM(A1)"]
+    assert "ann@mail.example" not in text and "7946" not in text and "vip" not in text
+    assert data.contact_details == {"orders": {"email": 4, "phone": 4}}
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+2228", "-3", "@A1", "\tcmd", "\rcmd", "'=x"])
+def test_the_guard_makes_every_formula_start_inert_and_is_reversible(value):
+    assert guard(value) == "'" + value and unguard(guard(value)) == value
