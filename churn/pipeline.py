@@ -389,8 +389,13 @@ class ValidatedData:
     """A data directory validated once and reused while its files stay the same.
 
     A backfill scores many dates from the same files: validating (and hashing) them again for
-    every date would repeat the same work. The files' names, sizes and modification times (to the
-    nanosecond) are noted at validation; when any of them differs, the directory is validated again.
+    every date would repeat the same work. Each file's identity is noted at validation: its name,
+    size, inode, modification time and status-change time (to the nanosecond); when any of them
+    differs, the directory is validated again (and every file hashed again: the fingerprints stay
+    full SHA-256 hashes of the bytes). A tool can give a new file the old one's size and
+    modification time (`cp -p`, `touch -r`, `rsync -t`), but not its status-change time, which
+    the kernel sets on every write, rename or `utime` call; a file replaced by a rename also has
+    another inode.
     """
 
     def __init__(self, data_dir: str | Path, config: Config):
@@ -402,8 +407,8 @@ class ValidatedData:
     def _files(self) -> tuple:
         if not self.data_dir.is_dir():
             return ()
-        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                            for p in self.data_dir.iterdir() if p.is_file()))
+        stats = ((p.name, p.stat()) for p in self.data_dir.iterdir() if p.is_file())
+        return tuple(sorted((name, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns) for name, st in stats))
 
     def dataset(self) -> contract.Dataset:
         """The validated data set: from memory when the files are unchanged, else validated now."""

@@ -577,6 +577,34 @@ def test_a_backfill_validates_unchanged_files_once_and_again_when_one_changes(tr
     orders.loc[0, "amount"] += 1.0
     orders.to_parquet(data / "orders.parquet")  # the feed was corrected: validate the new file
     assert validated.dataset() is not first and not validated.reused and len(validations) == 3
+
+
+def test_a_file_replaced_with_the_same_size_and_modification_time_is_validated_again(tmp_path):
+    """`cp -p` / `touch -r` can copy size and mtime; the status-change time and inode still tell."""
+    import os
+
+    from churn.config import Config
+
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "orders.csv"
+    path.write_text("customer_id,order_id,order_ts,amount\na,1,2024-01-01,5.25\nb,2,2024-01-02,7.50\n")
+    validated = pipeline.ValidatedData(data, Config())
+    first = validated.dataset()
+    before = path.stat()
+    replacement = tmp_path / "orders.csv"
+    replacement.write_text(path.read_text().replace("5.25", "5.35"))  # a corrected amount: the same size
+    os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p` or `touch -r` would
+    os.replace(replacement, path)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    again = validated.dataset()
+    assert not validated.reused and again is not first
+    assert again.orders["amount"].tolist() == [5.35, 7.5]
+    assert again.fingerprints["orders"] != first.fingerprints["orders"]
+    assert validated.dataset() is again and validated.reused  # and unchanged since: reused
+
+
 def _fill(sheet, rows: dict[int, tuple]) -> None:
     """Fill the outcome columns of a list sheet as an agent would: row -> (called, reached, outcome, accepted)."""
     columns = {cell.value: cell.column for cell in sheet[1]}
