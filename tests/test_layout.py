@@ -93,3 +93,20 @@ def test_a_plain_command_never_imports_prefect_and_fails_in_one_line(tmp_path):
     assert got.stdout.split() == ["False", "1"], got.stderr
     assert got.stderr.count("\n") == 1 and got.stderr.startswith("error: ") and "missing" in got.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_help_loads_neither_pandas_nor_prefect(tmp_path):
+    """`churn --help` answers without importing the heavy libraries (it must answer in under a second)."""
+    code = ("import sys\n"
+            "from churn import cli\n"
+            "sys.argv = ['churn', '--help']\n"
+            "try:\n"
+            "    cli.main()\n"
+            "except SystemExit as done:\n"
+            "    print(sorted(m for m in ('pandas', 'prefect', 'duckdb', 'xgboost') if m in sys.modules), done.code,"
+            " file=sys.stderr)\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MPLCONFIGDIR": str(tmp_path / ".mpl")}
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=120)
+    assert got.stderr.strip().splitlines()[-1] == "[] 0", got.stderr
+    assert "score" in got.stdout
