@@ -9,8 +9,10 @@ of a label window) is computed by one function here.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["RunDate", "label_window_end", "last_labelled_cutoff", "due_date", "cooldown_start", "days_between"]
 
@@ -37,7 +39,7 @@ class RunDate(dt.date):
                 raise ValueError(f"{value!r} is not a date: use YYYY-MM-DD")
             return cls(day.year, day.month, day.day)
         if isinstance(value, dt.datetime):  # includes pandas.Timestamp
-            if pd.isna(value):
+            if value != value:  # pandas.NaT, which is a datetime, equals nothing
                 raise ValueError("no date given (NaT)")
             return cls(value.year, value.month, value.day)
         if isinstance(value, dt.date):
@@ -47,6 +49,8 @@ class RunDate(dt.date):
     @property
     def timestamp(self) -> pd.Timestamp:
         """Midnight at the start of the day, as pandas keeps dates."""
+        import pandas as pd  # here, not at the top: `churn --help` need not load pandas
+
         return pd.Timestamp(self.year, self.month, self.day)
 
     def days(self, n: int) -> RunDate:
@@ -56,11 +60,15 @@ class RunDate(dt.date):
 
 def label_window_end(cutoff: object, horizon_days: int) -> pd.Timestamp:
     """The last day of the label window (T, T + H] of a cutoff T: churned = no occasion up to it."""
+    import pandas as pd
+
     return pd.Timestamp(cutoff).normalize() + pd.Timedelta(days=horizon_days)
 
 
 def last_labelled_cutoff(day: object, horizon_days: int) -> pd.Timestamp:
     """The latest cutoff T whose label window (T, T + H] ends by `day`: the inverse of `label_window_end`."""
+    import pandas as pd
+
     return pd.Timestamp(day).normalize() - pd.Timedelta(days=horizon_days)
 
 
@@ -74,6 +82,8 @@ def cooldown_start(run_date: object, cooldown_days: int) -> pd.Timestamp:
 
     Listed on D - N: out of a cooldown of N days on D; listed on D - N + 1: still in it.
     """
+    import pandas as pd
+
     return RunDate.parse(run_date).timestamp - pd.Timedelta(days=cooldown_days)
 
 

@@ -77,19 +77,33 @@ def test_bench_calls_the_pipeline_never_the_flows():
     assert not offenders, "\n".join(offenders)
 
 
-def test_a_plain_command_never_imports_prefect_and_fails_in_one_line(tmp_path):
-    """`churn score` on a missing data directory: exit 1, one line, and Prefect never loaded."""
+def _cli_in_a_fresh_process(tmp_path, argv: list[str], probe: str) -> subprocess.CompletedProcess:
+    """Run churn's command line with `argv` in a new interpreter; after it exits, `probe` is printed to stderr."""
     code = ("import sys\n"
             "from churn import cli\n"
-            f"sys.argv = ['churn', 'score', '--data', {str(tmp_path / 'missing')!r}, '--date', '2024-06-30',\n"
-            f"            '--out', {str(tmp_path / 'out')!r}]\n"
+            f"sys.argv = {['churn', *argv]!r}\n"
             "try:\n"
             "    cli.main()\n"
             "except SystemExit as done:\n"
-            "    print('prefect' in sys.modules, done.code)\n")
+            f"    print({probe}, done.code, file=sys.stderr)\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MPLCONFIGDIR": str(tmp_path / ".mpl")}
-    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
-                         timeout=120)
-    assert got.stdout.split() == ["False", "1"], got.stderr
-    assert got.stderr.count("\n") == 1 and got.stderr.startswith("error: ") and "missing" in got.stderr
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120)
+
+
+def test_a_plain_command_never_imports_prefect_and_fails_in_one_line(tmp_path):
+    """`churn score` on a missing data directory: exit 1, one line, and Prefect never loaded."""
+    got = _cli_in_a_fresh_process(tmp_path, ["score", "--data", str(tmp_path / "missing"), "--date", "2024-06-30",
+                                             "--out", str(tmp_path / "out")], "'prefect' in sys.modules")
+    error, probe = got.stderr.splitlines()
+    assert probe.split() == ["False", "1"], got.stderr
+    assert error.startswith("error: ") and "missing" in error
     assert not (tmp_path / "out").exists()
+
+
+def test_help_loads_neither_pandas_nor_prefect(tmp_path):
+    """`churn --help` answers without importing the heavy libraries (it must answer in under a second)."""
+    got = _cli_in_a_fresh_process(tmp_path, ["--help"],
+                                  "sorted(m for m in ('pandas', 'prefect', 'duckdb', 'xgboost') if m in sys.modules)")
+    assert got.stderr.strip().splitlines()[-1] == "[] 0", got.stderr
+    assert "score" in got.stdout
