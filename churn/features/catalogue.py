@@ -312,8 +312,10 @@ def features_markdown() -> str:
         "",
         "The SQL below is the definition. The default engine computes the order aggregates with numpy",
         "on the orders sorted once by customer and day (`churn/features/kernels.py`), summing money exactly",
-        "in millionths so that reruns give identical bits; `FeatureBuilder(..., engine=\"sql\")` runs this SQL",
-        "itself, and the tests check that both engines agree on random and synthetic data.",
+        "in millionths so that reruns give identical bits, and ranks the RFM quintile scores in numpy with",
+        "the same float steps as DuckDB's `percent_rank` (ties share their lowest rank); `FeatureBuilder(...,",
+        "engine=\"sql\")` runs this SQL itself, and the tests check that both engines agree, to the bit for",
+        "the scores, on random and synthetic data.",
     ]
     families: dict[str, list[Feature]] = {}
     for f in _documented_features():
