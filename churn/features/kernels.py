@@ -388,8 +388,12 @@ def quintile_scores(t: np.ndarray, values: np.ndarray, descending: bool, bins: i
     bounds = np.flatnonzero(np.diff(t)) + 1
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(t)]):
         key = -values[lo:hi] if descending else values[lo:hi]
-        # Rows before the first equal value, i.e. rank - 1 with ties sharing the lowest rank.
-        below = np.searchsorted(np.sort(key), key, side="left").astype(np.float64)
+        order = np.argsort(key)
+        ranked = key[order]
+        # rank - 1 with ties sharing the lowest rank: the position where each run of equal values starts.
+        starts = np.ones(len(ranked), dtype=bool)
+        np.not_equal(ranked[1:], ranked[:-1], out=starts[1:])
+        below = np.maximum.accumulate(np.where(starts, np.arange(len(ranked)), 0)).astype(np.float64)
         rank = below / float(hi - lo - 1) if hi - lo > 1 else np.zeros(hi - lo)
-        out[lo:hi] = np.minimum(float(bins), 1.0 + np.floor(float(bins) * rank))
+        out[lo + order] = np.minimum(float(bins), 1.0 + np.floor(float(bins) * rank))
     return out
