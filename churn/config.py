@@ -74,6 +74,8 @@ class ModelConfig:
     min_train_minority: int = 50
     season_correction: str = "auto"
     season_min_checks: int = 3
+    lean_learning_rate: float = 0.1
+    lean_tolerance: float = 0.01
     n_jobs: int = 1
 
 
@@ -372,6 +374,7 @@ _RULES: dict[str, Rule] = {
     "model.min_train_customers": _WHOLE_0, "model.min_train_churners": _WHOLE_0,
     "model.min_train_minority": _WHOLE_0, "model.season_min_checks": _WHOLE_1,
     "model.n_jobs": (lambda v: v >= 0, "a whole number >= 0 (0: all cores)"),
+    "model.lean_learning_rate": _UP_TO_1, "model.lean_tolerance": _NON_NEGATIVE,
     "evaluate.n_bootstrap": _WHOLE_1, "evaluate.n_bootstrap_segments": _WHOLE_1, "evaluate.confidence": _INSIDE,
     "evaluate.n_rolling": _WHOLE_1, "evaluate.band_excellent": _SHARE, "evaluate.band_good": _SHARE,
     "evaluate.band_fair": _SHARE,

@@ -116,6 +116,12 @@ def _check_today(dataset: contract.Dataset, today: RunDate | None) -> None:
         contract.check_not_after(dataset, today)
 
 
+def _use_threads(model: object, config: Config) -> None:
+    """A loaded booster scores and explains with `model.n_jobs` threads (XGBoost's default is every core)."""
+    if isinstance(model, ChurnModel):
+        model.use_threads(config.model.n_jobs)
+
+
 def _warn_unmatched(dataset: contract.Dataset) -> None:
     """Say loudly when suppressions name no known customer: they still apply, but may be misspelt ids."""
     found = dataset.unmatched.get("suppressions")
@@ -255,6 +261,7 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
     steps.done("validate", _table_counts(dataset) + (" (validated once by the caller)" if given else ""))
     _warn_unmatched(dataset)
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
+    _use_threads(model, config)
     config = config.with_horizon(meta["horizon_days"])
     # From reading the history (cooldowns) to publishing, no other job may write OUT.
     with publication.held_root(out_dir, f"score {run_date}", config.output.lock_wait_seconds):
@@ -308,6 +315,7 @@ def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str
                            + (" (reused: files unchanged)" if data.reused else " written"))
     _warn_unmatched(dataset)
     model, meta = steps.run("load model", registry.load, models_dir, io=True)
+    _use_threads(model, config)
     config = config.with_horizon(meta["horizon_days"])
     # As in score_day: the output lock from reading the history to publishing.
     with publication.held_root(out_dir, f"score {run_date}", config.output.lock_wait_seconds):

@@ -133,9 +133,14 @@ def _fit_xgboost_dask(engine: DaskEngine, snaps: list[Any], train_cutoffs: list,
     dstop = _dask_matrix(engine, snaps, val, model.feature_names_, search_half, share)
     y_stop = np.concatenate(engine.gather(engine.map(_labels, snaps, cutoffs=val, half=search_half, share=share)))
     candidates = model._candidates()
-    model.search_results_, best = [], None
+    tried: list = []
     notify(progress, "hyper-parameter search", 0, len(candidates))
-    for i, candidate in enumerate(candidates, start=1):
+    # The search, then the winner's lean twin, chosen as in ChurnModel.fit (`ChurnModel.choose`).
+    for i, candidate in enumerate([*candidates, None], start=1):
+        if candidate is None:
+            candidate = model.lean_twin(min(tried, key=lambda r: r[0])[1])
+            if candidate is None:
+                break
         params = {**model._xgb_params(candidate), "nthread": engine.config.threads_per_worker}
         out = dxgb.train(engine.client, params, dtrain, num_boost_round=settings.n_estimators,
                              evals=[(dstop, "validation")], early_stopping_rounds=settings.early_stopping_rounds,
@@ -143,11 +148,11 @@ def _fit_xgboost_dask(engine: DaskEngine, snaps: list[Any], train_cutoffs: list,
         booster = out["booster"]
         p = dxgb.predict(engine.client, booster, dstop, iteration_range=(0, booster.best_iteration + 1))
         loss = float(log_loss(y_stop, np.asarray(p.compute()), labels=[0, 1]))
-        model.search_results_.append({**candidate, "trees": int(booster.best_iteration) + 1,
-                                      "validation_logloss": round(loss, 6)})
-        if best is None or loss < best[0]:
-            best = (loss, candidate, booster)
-        notify(progress, "hyper-parameter search", i, len(candidates))
+        tried.append((loss, candidate, booster))
+        if i <= len(candidates):
+            notify(progress, "hyper-parameter search", i, len(candidates))
+    model.search_results_ = model.search_table(tried)
+    best = model.choose(tried)
     _, model.best_params_, model.booster_ = best
     model.best_iteration_ = int(model.booster_.best_iteration)
     model.calibrator_, model.calibration_briers_ = Calibrator(), {}

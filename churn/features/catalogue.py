@@ -28,6 +28,8 @@ RFM_BINS = 5
 # "dropped" when the last 90 days hold at most half the occasions of the 90 before.
 VALUABLE_M_SCORE = 4
 FREQUENCY_DROP = 0.5
+# Each RFM quintile score: the feature it ranks, and whether larger values rank first (DESC).
+QUINTILES = {"r_score": ("recency_days", True), "f_score": ("orders_365d", False), "m_score": ("spend_365d", False)}
 # DuckDB's own memory budget: past it, sorts and aggregates spill to disk instead of growing.
 DEFAULT_MEMORY_LIMIT = "512MB"
 FAMILY_TITLES = {
@@ -68,8 +70,10 @@ def _score(name: str, meaning: str, sql: str) -> Feature:
     return Feature(name, meaning, "365 days, ranked at each cutoff", "orders", sql, "rfm", "score")
 
 
-def _quintile(order_by: str) -> str:
+def _quintile(score: str) -> str:
     """1..5 by percent rank among the population at the cutoff (ties share a score)."""
+    column, descending = QUINTILES[score]
+    order_by = f"{column} DESC" if descending else column
     return (f"least({RFM_BINS}, 1 + floor({RFM_BINS} * percent_rank() OVER "
             f"(PARTITION BY t ORDER BY {order_by})))")
 
@@ -126,11 +130,11 @@ def _score_features() -> list[Feature]:
     """RFM quintile scores among the population at each cutoff, and the valuable customer's drop."""
     return [
         _score("r_score", "recency quintile among the customers at the cutoff (5: bought most recently)",
-               _quintile("recency_days DESC")),
+               _quintile("r_score")),
         _score("f_score", "frequency quintile: purchase occasions in the last 365 days (5: most frequent)",
-               _quintile("orders_365d")),
+               _quintile("f_score")),
         _score("m_score", "monetary quintile: net spend in the last 365 days (5: spends most)",
-               _quintile("spend_365d")),
+               _quintile("m_score")),
         Feature("valuable_frequency_drop",
                 f"1 when a top-{RFM_BINS + 1 - VALUABLE_M_SCORE} spend quintile customer's last 90 days hold at most "
                 f"half the occasions of the 90 before, else 0 (value tier x trend)", "180 days, ranked at each cutoff",
@@ -308,8 +312,10 @@ def features_markdown() -> str:
         "",
         "The SQL below is the definition. The default engine computes the order aggregates with numpy",
         "on the orders sorted once by customer and day (`churn/features/kernels.py`), summing money exactly",
-        "in millionths so that reruns give identical bits; `FeatureBuilder(..., engine=\"sql\")` runs this SQL",
-        "itself, and the tests check that both engines agree on random and synthetic data.",
+        "in millionths so that reruns give identical bits, and ranks the RFM quintile scores in numpy with",
+        "the same float steps as DuckDB's `percent_rank` (ties share their lowest rank); `FeatureBuilder(...,",
+        "engine=\"sql\")` runs this SQL itself, and the tests check that both engines agree, to the bit for",
+        "the scores, on random and synthetic data.",
     ]
     families: dict[str, list[Feature]] = {}
     for f in _documented_features():

@@ -238,7 +238,9 @@ class _Segments:
         start[orders.starts] = True
         self.starts = np.flatnonzero(start)
         # A segment's customer: how many customers start at or before it, minus one.
-        customer = np.cumsum(np.isin(self.starts, orders.starts, assume_unique=True)) - 1
+        first_of_customer = np.zeros(len(band), dtype=bool)
+        first_of_customer[orders.starts] = True
+        customer = np.cumsum(first_of_customer[self.starts]) - 1
         self.slot = band[self.starts].astype(np.int64) * self.n + customer
 
     def table(self, per_segment: np.ndarray, fill: float = 0) -> np.ndarray:
@@ -371,3 +373,27 @@ def build(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int],
     for name in list(results[0][1]):
         out[name] = np.concatenate([o.pop(name) for _, o in results])[order]
     return pd.Series(ids.take(keep[order]), dtype="str"), out
+
+
+def quintile_scores(t: np.ndarray, values: np.ndarray, descending: bool, bins: int) -> np.ndarray:
+    """The catalogue's `least(bins, 1 + floor(bins * percent_rank() OVER (PARTITION BY t ORDER BY values)))`.
+
+    `t` and `values`: one row per (cutoff, customer), grouped by cutoff (`t` sorted); `values`
+    without NaN (SQL would sort NULLs last: the caller leaves such columns to the SQL).
+    percent_rank is (rank - 1) / (n - 1), tied values sharing their lowest rank, 0 when a cutoff
+    has a single customer: the same float64 steps as DuckDB's, so the scores agree to the bit.
+    Returns the scores as floats (1.0 .. bins).
+    """
+    out = np.empty(len(values), dtype=np.float64)
+    bounds = np.flatnonzero(np.diff(t)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(t)]):
+        key = -values[lo:hi] if descending else values[lo:hi]
+        order = np.argsort(key)
+        ranked = key[order]
+        # rank - 1 with ties sharing the lowest rank: the position where each run of equal values starts.
+        starts = np.ones(len(ranked), dtype=bool)
+        np.not_equal(ranked[1:], ranked[:-1], out=starts[1:])
+        below = np.maximum.accumulate(np.where(starts, np.arange(len(ranked)), 0)).astype(np.float64)
+        rank = below / float(hi - lo - 1) if hi - lo > 1 else np.zeros(hi - lo)
+        out[lo + order] = np.minimum(float(bins), 1.0 + np.floor(float(bins) * rank))
+    return out

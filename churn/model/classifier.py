@@ -113,6 +113,20 @@ def choose_calibrator(raw: np.ndarray, y: np.ndarray, random_state: int) -> tupl
     return Calibrator.fit(best, raw, y), briers
 
 
+def explain_cost(booster: xgb.Booster) -> int:
+    """TreeSHAP work per customer for the trees early stopping kept: the sum over them of leaves x depth^2.
+
+    Exact TreeSHAP costs O(T L D^2) per row for T trees of L leaves and depth D (Lundberg et al.,
+    "From local explanations to global understanding with explainable AI for trees", 2020).
+    """
+    cost = 0
+    for tree in booster.get_dump()[:booster.best_iteration + 1]:
+        leaves = [line for line in tree.splitlines() if "leaf=" in line]
+        depth = max(len(line) - len(line.lstrip("\t")) for line in leaves)
+        cost += len(leaves) * max(depth, 1) ** 2
+    return cost
+
+
 class ChurnModel(ClassifierMixin, BaseEstimator):
     """Calibrated XGBoost churn classifier, a scikit-learn estimator.
 
@@ -157,6 +171,31 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
                 out.append(cand)
         return out
 
+    def lean_twin(self, candidate: dict[str, Any]) -> dict[str, Any] | None:
+        """The search winner at `lean_learning_rate` (about a third of the trees), or None when off or the same."""
+        c = self._settings
+        if c.lean_tolerance <= 0 or c.lean_learning_rate == c.learning_rate:
+            return None
+        return {**candidate, "learning_rate": c.lean_learning_rate}
+
+    def choose(self, tried: list[tuple[float, dict[str, Any], xgb.Booster]]) -> tuple[float, dict[str, Any], xgb.Booster]:
+        """The booster kept among the (validation log-loss, candidate, booster) tried.
+
+        The cheapest to explain (`explain_cost`) among those whose log-loss is within `lean_tolerance`
+        (a share) of the lowest; ties go to the lower log-loss, then to the earlier candidate. With
+        `lean_tolerance = 0`: the lowest log-loss (the earliest of equals).
+        """
+        best = min(loss for loss, _, _ in tried)
+        if self._settings.lean_tolerance <= 0:
+            return next(r for r in tried if r[0] == best)
+        near = [i for i, (loss, _, _) in enumerate(tried) if loss <= best * (1 + self._settings.lean_tolerance)]
+        return tried[min(near, key=lambda i: (explain_cost(tried[i][2]), tried[i][0], i))]
+
+    def search_table(self, tried: list[tuple[float, dict[str, Any], xgb.Booster]]) -> list[dict[str, Any]]:
+        """One row per candidate tried: its parameters, trees kept, validation log-loss and TreeSHAP cost."""
+        return [{**candidate, "trees": int(booster.best_iteration) + 1, "validation_logloss": round(loss, 6),
+                 "explain_cost": explain_cost(booster)} for loss, candidate, booster in tried]
+
     def _xgb_params(self, candidate: dict[str, Any]) -> dict[str, Any]:
         return {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
                 "learning_rate": self._settings.learning_rate, "seed": self._seed, "nthread": self._settings.n_jobs,
@@ -187,18 +226,22 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         dtrain = xgb.DMatrix(train[self.feature_names_], label=train["churned"], feature_names=self.feature_names_)
         dstop = xgb.DMatrix(search[self.feature_names_], label=search["churned"], feature_names=self.feature_names_)
         self.search_results_ = []
-        best = None
+        tried: list[tuple[float, dict[str, Any], xgb.Booster]] = []
         candidates = self._candidates()
         notify(progress, "hyper-parameter search", 0, len(candidates))
-        for i, candidate in enumerate(candidates, start=1):
+        for i, candidate in enumerate([*candidates, None], start=1):
+            if candidate is None:  # after the search: the winner's lean twin, if any
+                candidate = self.lean_twin(min(tried, key=lambda r: r[0])[1])
+                if candidate is None:
+                    break
             booster = self._train_one(candidate, dtrain, dstop)
             p = booster.predict(dstop, iteration_range=(0, booster.best_iteration + 1))
             loss = float(log_loss(search["churned"], p, labels=[0, 1]))
-            self.search_results_.append({**candidate, "trees": int(booster.best_iteration) + 1,
-                                         "validation_logloss": round(loss, 6)})
-            if best is None or loss < best[0]:
-                best = (loss, candidate, booster)
-            notify(progress, "hyper-parameter search", i, len(candidates))
+            tried.append((loss, candidate, booster))
+            if i <= len(candidates):
+                notify(progress, "hyper-parameter search", i, len(candidates))
+        self.search_results_ = self.search_table(tried)
+        best = self.choose(tried)
         _, self.best_params_, self.booster_ = best
         self.best_iteration_ = int(self.booster_.best_iteration)
         self.calibrator_ = Calibrator()
@@ -249,6 +292,11 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         """
         self.season_ = fit_correction(self, snapshots, pd.Timestamp(anchor), self._settings.season_correction,
                                       self._settings.season_min_checks)
+        return self
+
+    def use_threads(self, n_jobs: int) -> ChurnModel:
+        """Predict and explain with `n_jobs` XGBoost threads (0: all cores); the results do not depend on it."""
+        self.booster_.set_param({"nthread": int(n_jobs)})
         return self
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:

@@ -229,13 +229,16 @@ def reasons(features: pd.DataFrame, contributions: pd.DataFrame, top: int = 3, c
     values = by_family.to_numpy()
     rows = features.reset_index(drop=True)
     usable = np.zeros(values.shape, dtype=bool)
-    sentences: dict[int, list[str]] = {}
+    sentences: dict[int, dict[int, str]] = {}
     for j, code in enumerate(names):
-        if not (values[:, j] > 0).any():
+        # Only a family that raises the risk can be a reason: the templates (row by row) read those rows only.
+        up = np.flatnonzero(values[:, j] > 0)
+        if not len(up):
             continue
-        found = _warnings(code, rows, currency)
+        found = _warnings(code, rows.iloc[up] if len(up) < len(rows) else rows, currency)
         if found is not None:
-            usable[:, j], sentences[j] = found
+            usable[up, j] = found[0]
+            sentences[j] = dict(zip(up.tolist(), found[1]))
     ranked = np.where((values > 0) & usable, values, -np.inf)
     # Stable order on (value desc, family order): the same input always gives the same codes.
     order = np.argsort(-ranked, axis=1, kind="stable")[:, :top]

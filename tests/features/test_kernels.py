@@ -111,3 +111,21 @@ def test_more_orders_in_one_band_than_packed_counts_hold_falls_back_to_sql(monke
 def test_bands_split_age_at_the_window_edges():
     day = np.array([100, 99, 71, 70, 11, 10, -79, -80, -259, -260, -264, -265, 101])
     assert kernels._bands(day, 100).tolist() == [1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(values=st.lists(st.sampled_from([0.0, 1.0, 2.5, 2.5, 7.0, 10.0, 123.45, 1e6]), min_size=1, max_size=40),
+       n_cutoffs=st.integers(1, 3), descending=st.booleans())
+def test_quintile_scores_equal_duckdbs_percent_rank_to_the_bit(values, n_cutoffs, descending):
+    """Ties share their lowest rank; a cutoff with one customer scores 1 (percent_rank 0)."""
+    import duckdb
+
+    t = np.sort(np.arange(len(values)) % n_cutoffs).astype(np.int32)
+    x = np.asarray(values, dtype=np.float64)
+    got = kernels.quintile_scores(t, x, descending, 5)
+    order = "x DESC" if descending else "x"
+    con = duckdb.connect()
+    con.register("f", pd.DataFrame({"i": np.arange(len(x)), "t": t, "x": x}))
+    want = con.execute(f"SELECT least(5, 1 + floor(5 * percent_rank() OVER (PARTITION BY t ORDER BY {order}))) AS s "
+                       "FROM f ORDER BY i").fetchnumpy()["s"]
+    np.testing.assert_array_equal(got, np.asarray(want, dtype=np.float64))

@@ -1,10 +1,13 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 
 from churn.config import ModelConfig
 from churn.errors import DataError
-from churn.model.classifier import SEARCH_SPACE, Calibrator, ChurnModel, choose_calibrator
+from churn.model.classifier import SEARCH_SPACE, Calibrator, ChurnModel, choose_calibrator, explain_cost
 
 
 def _snapshots(n: int, seed: int) -> pd.DataFrame:
@@ -83,14 +86,59 @@ def test_missing_feature_at_scoring_is_a_clear_error(fitted):
         fitted.predict_proba(_snapshots(5, 1).drop(columns=["noise"]))
 
 
-def test_bounded_search_tries_the_budget_and_keeps_the_lowest_validation_loss(fitted):
+def test_bounded_search_tries_the_budget_and_keeps_the_cheapest_to_explain_of_the_best(fitted):
     results = fitted.search_results_
-    assert len(results) == FAST.search_budget
+    assert len(results) == FAST.search_budget  # learning_rate == lean_learning_rate: no lean twin
     assert results[0]["max_depth"] == FAST.max_depth  # the configured parameters are candidate 0
     for r in results[1:]:
         assert all(r[k] in SEARCH_SPACE[k] for k in SEARCH_SPACE)
-    best = min(results, key=lambda r: r["validation_logloss"])
-    assert {k: best[k] for k in SEARCH_SPACE} == fitted.best_params_
+    lowest = min(r["validation_logloss"] for r in results)
+    near = [r for r in results if r["validation_logloss"] <= lowest * (1 + FAST.lean_tolerance)]
+    kept = min(near, key=lambda r: (r["explain_cost"], r["validation_logloss"]))
+    assert {k: kept[k] for k in SEARCH_SPACE} == fitted.best_params_
+    assert kept["explain_cost"] == explain_cost(fitted.booster_) > 0
+
+
+def test_explain_cost_counts_leaves_times_depth_squared_of_the_trees_kept():
+    train = _snapshots(500, 1)
+    dm = xgb.DMatrix(train[["recency_days", "noise"]], label=train["churned"])
+    stumps = xgb.train({"max_depth": 1, "objective": "binary:logistic"}, dm, num_boost_round=5)
+    stumps.best_iteration = 2  # as early stopping leaves it: three trees kept
+    assert explain_cost(stumps) == 3 * 2 * 1
+    deep = xgb.train({"max_depth": 3, "min_child_weight": 0, "objective": "binary:logistic"}, dm, num_boost_round=1)
+    deep.best_iteration = 0
+    leaves = sum("leaf=" in line for line in deep.get_dump()[0].splitlines())
+    assert explain_cost(deep) == leaves * 3 ** 2 and leaves > 4
+
+
+def test_the_search_winner_gives_way_to_a_cheaper_booster_only_when_it_predicts_about_as_well():
+    """At a small learning rate the winner is retrained at lean_learning_rate: fewer trees, cheaper reasons."""
+    slow = ModelConfig(n_estimators=400, learning_rate=0.03, early_stopping_rounds=20, search_budget=2)
+    train, val = _snapshots(3000, 1), _snapshots(1000, 2)
+    lean = ChurnModel(30, slow).fit(train, val)
+    results = lean.search_results_
+    winner, twin = min(results[:2], key=lambda r: r["validation_logloss"]), results[2]
+    assert len(results) == 3 and twin["learning_rate"] == slow.lean_learning_rate
+    assert {k: twin[k] for k in SEARCH_SPACE} == {k: winner[k] for k in SEARCH_SPACE}
+    assert twin["trees"] < winner["trees"] and twin["explain_cost"] < winner["explain_cost"]
+    lowest = min(r["validation_logloss"] for r in results)
+    near = [r for r in results if r["validation_logloss"] <= lowest * (1 + slow.lean_tolerance)]
+    assert lean.best_iteration_ + 1 == min(near, key=lambda r: r["explain_cost"])["trees"]
+    # Switched off (tolerance 0): the lowest validation log-loss alone decides, no twin trained.
+    plain = ChurnModel(30, dataclasses.replace(slow, lean_tolerance=0.0)).fit(train, val)
+    assert len(plain.search_results_) == 2 and "learning_rate" not in plain.best_params_
+    assert plain.best_iteration_ + 1 == winner["trees"]
+
+
+def test_a_cheaper_booster_that_predicts_clearly_worse_never_wins():
+    model = ChurnModel(30, dataclasses.replace(FAST, lean_tolerance=0.01))
+    train = _snapshots(500, 1)
+    dm = xgb.DMatrix(train[["recency_days", "noise"]], label=train["churned"])
+    cheap, dear = (xgb.train({"max_depth": d, "objective": "binary:logistic"}, dm, num_boost_round=3) for d in (1, 4))
+    for booster in (cheap, dear):
+        booster.best_iteration = 2
+    assert model.choose([(0.300, {"n": 0}, dear), (0.302, {"n": 1}, cheap)])[1] == {"n": 1}  # within 1%
+    assert model.choose([(0.300, {"n": 0}, dear), (0.310, {"n": 1}, cheap)])[1] == {"n": 0}  # 3.3% worse
 
 
 def test_calibration_fixes_probabilities_that_are_systematically_too_high():
@@ -133,3 +181,15 @@ def test_churn_model_is_a_scikit_learn_estimator():
     labels = fitted.predict(test)
     assert set(labels) <= {0, 1} and (labels == (fitted.predict_proba(test)[:, 1] >= 0.5)).all()
     assert 0.5 < fitted.score(test, test["churned"]) <= 1.0  # ClassifierMixin: accuracy
+
+
+def test_threads_change_neither_scores_nor_contributions(fitted):
+    import json
+
+    test = _snapshots(500, 6)
+    one = (fitted.use_threads(1).predict_proba(test), fitted.contributions(test).to_numpy())
+    assert json.loads(fitted.booster_.save_config())["learner"]["generic_param"]["nthread"] == "1"
+    two = (fitted.use_threads(2).predict_proba(test), fitted.contributions(test).to_numpy())
+    fitted.use_threads(FAST.n_jobs)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
