@@ -11,8 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-# Prefect and matplotlib write their state to a throwaway home, never the checkout or ~.
-_HOME = Path(tempfile.mkdtemp(prefix="churn-tests-"))
+# Prefect and matplotlib write their state to a throwaway home, never the checkout or ~. Child
+# processes that import this module (the kill tests spawn some) share the session's home.
+_OWN_HOME = "CHURN_TESTS_HOME" not in os.environ
+_HOME = Path(tempfile.mkdtemp(prefix="churn-tests-")) if _OWN_HOME else Path(os.environ["CHURN_TESTS_HOME"])
+os.environ["CHURN_TESTS_HOME"] = str(_HOME)
 os.environ["CHURN_HOME"] = str(_HOME)
 os.environ["PREFECT_HOME"] = str(_HOME / ".prefect")
 os.environ.setdefault("MPLCONFIGDIR", str(_HOME / ".mplconfig"))
@@ -161,3 +164,9 @@ def engine(dask_client, tmp_path_factory):
 
     storage = str(tmp_path_factory.mktemp("partitions"))
     return DaskEngine(dask_client, EngineConfig(kind="dask", partitions=4), storage).warm()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's throwaway home (Prefect's database, matplotlib's cache)."""
+    if _OWN_HOME:
+        shutil.rmtree(_HOME, ignore_errors=True)
