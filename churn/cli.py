@@ -718,6 +718,12 @@ def main() -> None:
     os.environ.setdefault("MPLCONFIGDIR", str(Path.cwd() / ".mplconfig"))
     try:
         app()
+    except SystemExit as done:
+        if done.code == 130:  # typer's answer to Ctrl-C: exit 130 without a word; say what happened
+            _interrupted()
+        raise
+    except KeyboardInterrupt:
+        _interrupted()
     except ChurnError as err:
         _say(f"error: {err}")
         sys.exit(1)
@@ -730,8 +736,17 @@ def main() -> None:
             _bug()
         _say(f"error: {mapped}")
         sys.exit(1)
-    except Exception:  # noqa: BLE001 - anything else is our bug: keep its traceback, and an exit code of its own
+    except Exception as err:  # noqa: BLE001 - anything else is our bug: keep its traceback, and an exit code of its own
+        if type(err).__name__ in ("InterruptException", "RuntimeError") and "interrupted" in str(err).lower():
+            _interrupted()  # DuckDB's answer to Ctrl-C during a statement
         _bug()
+
+
+def _interrupted() -> None:
+    """Exit 130 (128 + SIGINT) with one line: the run was stopped, and the next job finishes or undoes it."""
+    _say("error: interrupted; nothing half-done is visible: the next churn job on this output directory "
+         "finishes or removes what this run left")
+    sys.exit(130)
 
 
 def _bug() -> None:

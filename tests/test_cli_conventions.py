@@ -77,6 +77,21 @@ def test_a_bug_exits_apart_from_user_errors_and_keeps_its_traceback(monkeypatch,
     assert "Traceback" in err and "a column our own code forgot" in err and "bug" in err
 
 
+def test_an_interrupt_is_exit_130_with_one_line_never_a_bug(monkeypatch, capsys, tmp_path):
+    # Ctrl-C reaches Python as KeyboardInterrupt, or inside a DuckDB statement as its
+    # "Query interrupted" RuntimeError (before: exit 70 and a traceback at the warehouse COMMIT).
+    from churn.data import contract
+
+    for failure in (KeyboardInterrupt(), RuntimeError("Query interrupted")):
+        def interrupted(*args, **kwargs):
+            raise failure
+
+        monkeypatch.setattr(contract, "validate", interrupted)
+        code, _, err = run(monkeypatch, capsys, "validate", "--data", str(tmp_path))
+        assert code == 130 and "Traceback" not in err and "interrupted" in err, failure
+        assert len(err.strip().splitlines()) == 1, err
+
+
 def test_bars_are_for_a_terminal_only_and_never_with_json(monkeypatch):
     pretend_terminal(monkeypatch)
     assert cli._bars_wanted() and not cli._bars_wanted(as_json=True)
