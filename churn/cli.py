@@ -477,8 +477,13 @@ def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) ->
 
     try:
         champion = registry.champion_version(models)
-    except ChurnError:
+    except ChurnError as err:
         champion = None
+        if registry.list_versions(models):  # models but no usable champion: say so, and what to do
+            _say(f"warning: {err}")
+    for path in registry.unreadable_versions(models):
+        _say(f"warning: {path} is unreadable (cut off or edited?): that version is not listed; remove it or "
+             f"retrain")
     if as_json:
         _print_json([{"version": m["version"], "champion": m["version"] == champion,
                       "model_kind": m.get("model_kind", "xgboost"), "horizon_days": m["horizon_days"],
