@@ -621,7 +621,10 @@ def forget(customer_ids: Annotated[list[str] | None, typer.Argument(
         _print_json(result.to_dict())
         return
     rows = ", ".join(f"{table} {n}" for table, n in result.warehouse_rows.items()) or "no warehouse yet"
-    typer.echo(f"erased {result.n_customers} customer(s) ({result.n_new} new to the suppression store): "
+    missing = result.n_customers - result.n_found
+    typer.echo(f"forgot {result.n_customers} customer(s): {result.n_found} found in the outputs and erased from them"
+               + (f", {missing} found nowhere (only added to the erasure store)" if missing else "")
+               + f"; {result.n_new} new to the suppression store; "
                f"{result.rows_removed} rows from {len(result.days_rewritten)} published day(s); "
                f"warehouse rows: {rows}; feature cache cleared"
                + (f"; {result.alerts_scrubbed} alert(s) blanked" if result.alerts_scrubbed else "")

@@ -46,7 +46,7 @@ from churn.errors import OutputError, writing_to
 
 __all__ = ["FILE_NAME", "History", "path_in", "connect", "history", "write_run", "previous_run", "last_listed",
            "uplift_estimates", "read_table", "write_outcomes", "write_contacts", "imported_contacts",
-           "contacts_with_imports", "suppressed", "publications", "erase", "clean", "settle", "interrupted"]
+           "contacts_with_imports", "suppressed", "publications", "erase", "clean", "settle", "interrupted", "holding"]
 
 FILE_NAME = "warehouse.duckdb"
 log = logging.getLogger(__name__)
@@ -361,6 +361,22 @@ def clean(path: str | Path) -> list[str]:
     for leftover in leftovers:
         leftover.unlink(missing_ok=True)
     return [p.name for p in leftovers]
+
+
+def holding(path: str | Path, customer_ids: set[str]) -> set[str]:
+    """Which of the customers any warehouse table holds a row of."""
+    if not Path(path).exists() or not customer_ids:
+        return set()
+    found: set[str] = set()
+    with connect(path, read_only=True) as con:
+        con.register("_asked", pd.DataFrame({"customer_id": sorted(customer_ids)}, dtype=object))
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        for table in SCHEMA:
+            if "customer_id" in _columns(table) and table in tables:
+                found |= {row[0] for row in con.execute(
+                    f"SELECT DISTINCT customer_id FROM {table} WHERE customer_id IN (SELECT customer_id FROM _asked)"
+                ).fetchall()}
+    return found
 
 
 def erase(path: str | Path, customer_ids: set[str], publications: dict[str, str]) -> dict[str, int]:
