@@ -143,15 +143,38 @@ def local_server(port: int, ui: bool = True) -> Iterator[str]:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while not _healthy(url):
             if server.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited at start (see {log_path}): "
-                                   f"{log_path.read_text(errors='replace')[-2000:]}")
+                raise ServerError(f"the Prefect server exited at start ({_last_line(log_path)}); see {log_path}: "
+                                  f"fix what it says and rerun (or set PREFECT_API_URL to a server you run)")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT_S} s "
-                                   f"(see {log_path})")
+                raise ServerError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT_S} s; see "
+                                  f"{log_path}")
             time.sleep(0.5)
-        yield url
+        try:
+            yield url
+        except ChurnError:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever Prefect's client raised once its server was gone
+            if server.poll() is None and _healthy(url):
+                raise  # the server is fine: not its failure
+            first = str(err).splitlines()[0][:160] if str(err) else ""
+            raise ServerError(f"the Prefect server stopped during the run ({type(err).__name__}: {first}); see "
+                              f"{log_path}. The run's outputs are published whole or not at all: rerun the "
+                              f"command") from err
     finally:
         tether.stop(server)
+
+
+class ServerError(ChurnError):
+    """The local Prefect server a tracked run or `churn serve` started could not start, or stopped."""
+
+
+def _last_line(log_path: Path) -> str:
+    """The last non-empty line of the server's log (what it said before it stopped), or a placeholder."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return lines[-1][:200] if lines else "it wrote nothing"
 
 
 @contextmanager

@@ -233,3 +233,71 @@ def test_serve_shows_its_deployments_in_the_ui_prints_a_working_run_command_and_
         except subprocess.TimeoutExpired:
             proc.kill()
         hook.server.shutdown()
+
+
+_FAKE_SERVER = """
+import functools, http.server, os, sys
+port, pid_file, root, mode = sys.argv[1:5]
+if mode == "refuse":
+    print("ERROR: [Errno 98] address already in use", flush=True)
+    sys.exit(1)
+open(pid_file, "w").write(str(os.getpid()))
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), handler).serve_forever()
+"""
+
+
+def _fake_prefect_server(monkeypatch, tmp_path, mode: str = "serve") -> Path:
+    """Make `local_server` start a small HTTP server (healthy at /api/health) in place of Prefect's; return its pid file."""
+    from flows import deploy, tether
+
+    (tmp_path / "root" / "api").mkdir(parents=True)
+    (tmp_path / "root" / "api" / "health").write_text("true")
+    pid_file = tmp_path / "server.pid"
+    real = tether.spawn
+
+    def spawn(args, log_path, env=None):
+        port = args[args.index("--port") + 1]
+        return real([sys.executable, "-c", _FAKE_SERVER, port, str(pid_file), str(tmp_path / "root"), mode],
+                    log_path, env)
+
+    monkeypatch.setattr(deploy.tether, "spawn", spawn)
+    return pid_file
+
+
+def test_a_prefect_server_that_stops_mid_run_is_one_line_saying_so(monkeypatch, tmp_path):
+    # Before: exit 70 and a 126-line httpx.ConnectError traceback (server or its watchdog killed).
+    from prefect.settings import PREFECT_HOME, temporary_settings
+
+    from churn.errors import ChurnError
+    from flows import deploy
+
+    pid_file = _fake_prefect_server(monkeypatch, tmp_path)
+    with temporary_settings({PREFECT_HOME: str(tmp_path / ".prefect")}):
+        with pytest.raises(ChurnError, match=r"the Prefect server stopped during the run \(ConnectError: "
+                                             r"\[Errno 111\] Connection refused\); see .*server.log"):
+            with deploy.local_server(deploy._free_port(), ui=False) as url:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                deadline = time.monotonic() + 30
+                while deploy._healthy(url) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                httpx.get(f"{url}/health", timeout=2)  # what Prefect's client meets next
+        with pytest.raises(KeyError):  # a failure of the run itself, with the server fine, is left as it is
+            with deploy.local_server(deploy._free_port(), ui=False):
+                raise KeyError("our own bug")
+
+
+def test_a_prefect_server_that_exits_at_start_is_one_line_with_its_last_words(monkeypatch, tmp_path):
+    from prefect.settings import PREFECT_HOME, temporary_settings
+
+    from churn.errors import ChurnError
+    from flows import deploy
+
+    _fake_prefect_server(monkeypatch, tmp_path, mode="refuse")
+    with temporary_settings({PREFECT_HOME: str(tmp_path / ".prefect")}):
+        with pytest.raises(ChurnError) as raised:
+            with deploy.local_server(deploy._free_port(), ui=False):
+                pass
+    message = str(raised.value)
+    assert "the Prefect server exited at start (ERROR: [Errno 98] address already in use); see" in message
+    assert len(message.splitlines()) == 1
