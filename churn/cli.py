@@ -46,15 +46,23 @@ def _path(value: str | Path) -> Path:
     return Path(value)
 
 
+def _directory(value: str | Path) -> Path:
+    """A directory option's value (--data, --models): not empty, and not a file."""
+    path = _path(value)
+    if path.is_file():
+        raise typer.BadParameter(f"{path} is a file, not a directory: name the directory that holds it")
+    return path
+
+
 def _run_dates(value: str) -> list[RunDate]:
     """A comma-separated list of YYYY-MM-DD dates, each parsed."""
     return [_run_date(v) for v in value.split(",") if v.strip()]
 
 
-DataOpt = Annotated[Path, typer.Option("--data", help="Data directory (one CSV or Parquet file per table).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Configuration file.",
+DataOpt = Annotated[Path, typer.Option("--data", parser=_directory, help="Data directory (one CSV or Parquet file per table).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", parser=_path, help="Configuration file.",
                                                 show_default="./churn.toml if present, else built-in defaults")]
-ModelsOpt = Annotated[Path, typer.Option("--models", parser=_path, help="Model registry directory.")]
+ModelsOpt = Annotated[Path, typer.Option("--models", parser=_directory, help="Model registry directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts instead of text "
                                                       "(and no progress bar).")]
 HorizonOpt = Annotated[int | None, typer.Option(help="Churn horizon in days (1 or more).", min=1,
@@ -235,7 +243,7 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
                  "--test-cutoffs", help="Also evaluate on these cutoffs (comma-separated YYYY-MM-DD), each with "
                                         "its own out-of-time split.", show_default="none",
                  callback=lambda value: None if value is None else _run_dates(value))] = None,
-             rolling: Annotated[int, typer.Option("--rolling", help="Evaluate on this many monthly cutoffs "
+             rolling: Annotated[int, typer.Option("--rolling", min=1, help="Evaluate on this many monthly cutoffs "
                                                   "ending at --test-cutoff (ignored with --test-cutoffs).")] = 1,
              config: ConfigOpt = None) -> None:
     """Out-of-time evaluation of the model and the baselines on the same split(s)."""
@@ -243,6 +251,10 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
     from churn.data.io import write_json
     from churn.model.backtest import rolling_calibration
 
+    from churn.errors import OutputError
+
+    if out.is_dir():  # found before the minutes of training, not after (the report is one JSON file)
+        raise OutputError(f"--out {out} is a directory: name the JSON file to write (e.g. {out / 'backtest.json'})")
     cfg = _config(config, horizon)
     with _progress_bar() as progress:
         report = pipeline.backtest(data, test_cutoff, cfg, test_cutoffs or None, rolling, progress)
@@ -326,7 +338,7 @@ def outcomes(data: DataOpt,
 
 @contacts_app.command("import")
 def contacts_import(
-        file: Annotated[Path, typer.Argument(help="The filled-in winback.xlsx, or one winback_<action>.csv.")],
+        file: Annotated[Path, typer.Argument(parser=_path, help="The filled-in winback.xlsx, or one winback_<action>.csv.")],
         out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root the lists were published to "
                                                                       "(holds warehouse.duckdb).")] = Path("out"),
         as_json: JsonOpt = False) -> None:
@@ -371,7 +383,7 @@ def explain_customer(
         date: Annotated[RunDate, typer.Option("--date", help="Explain the score as of the end of this day "
                                                              "(YYYY-MM-DD).", parser=_run_date)],
         top: Annotated[int, typer.Option(help="How many contributions to show.")] = 8,
-        plot: Annotated[Path | None, typer.Option("--plot", help="Also write shap's waterfall plot of the "
+        plot: Annotated[Path | None, typer.Option("--plot", parser=_path, help="Also write shap's waterfall plot of the "
                                                                  "contributions to this PNG file.",
                                                   show_default="no plot")] = None,
         models: ModelsOpt = Path("models"), config: ConfigOpt = None,
@@ -449,11 +461,11 @@ def explain_customer(
 def report(models: ModelsOpt = Path("models"),
            out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root of the daily runs; the latest is "
                                                            "reported.")] = Path("out"),
-           data: Annotated[Path | None, typer.Option("--data", help="Data directory: adds business KPIs, "
+           data: Annotated[Path | None, typer.Option("--data", parser=_directory, help="Data directory: adds business KPIs, "
                                                                     "feature drift and, for models whose backtest "
                                                                     "holds no curves, re-computed curves.",
                                                      show_default="none: what needs no data")] = None,
-           html: Annotated[Path | None, typer.Option("--html", help="Where to write the report.",
+           html: Annotated[Path | None, typer.Option("--html", parser=_path, help="Where to write the report.",
                                                      show_default="OUT/report-D.html")] = None,
            config: ConfigOpt = None) -> None:
     """Write the analyst report (one HTML file, opens offline) for the champion model and the latest run."""
@@ -589,11 +601,14 @@ def backfill(data: DataOpt,
             with open_engine(cfg.engine, out, data_dir=data) as dask:
                 done = pipeline.backfill(data, start, end, out, models, cfg, force, progress, today=_today(cfg),
                                          engine=dask)
-            result = {"scored": done.scored, "skipped": done.skipped}
+            result = {"scored": done.scored, "skipped": done.skipped, "recovered": done.recovered}
     if as_json:
         _print_json({"start": str(start), "end": str(end), "out": str(out), **result})
         return
-    typer.echo(f"scored {len(result['scored'])} dates, skipped {len(result['skipped'])} already published")
+    recovered = result.get("recovered") or []
+    typer.echo(f"scored {len(result['scored'])} dates, skipped {len(result['skipped'])} already published"
+               + (f", finished publishing {len(recovered)} that a stopped run had committed ({', '.join(recovered)})"
+                  if recovered else ""))
 
 
 DEMO_PAST_DATES = (RunDate(2017, 10, 1), RunDate(2017, 10, 16), RunDate(2017, 11, 1), RunDate(2017, 11, 16))
@@ -602,7 +617,7 @@ DEMO_PAST_DATES = (RunDate(2017, 10, 1), RunDate(2017, 10, 16), RunDate(2017, 11
 @app.command()
 def forget(customer_ids: Annotated[list[str] | None, typer.Argument(
                help="Customers to erase.", show_default="none: give a file of ids")] = None,
-           file: Annotated[Path | None, typer.Option("--file", help="A file of customer ids, one per line (or a CSV "
+           file: Annotated[Path | None, typer.Option("--file", parser=_path, help="A file of customer ids, one per line (or a CSV "
                                                                   "with a customer_id column).",
                                                      show_default="none")] = None,
            out: Annotated[Path, typer.Option("--out", parser=_path,

@@ -96,10 +96,12 @@ class OutcomesResult:
 
 @dataclass(frozen=True)
 class BackfillResult:
-    """The dates a backfill scored and the ones it skipped as already published."""
+    """The dates a backfill scored, the ones it skipped as already published, and the ones it published by
+    finishing what a stopped run had committed (not scored again)."""
 
     scored: list[str]
     skipped: list[str]
+    recovered: list[str] = dataclasses.field(default_factory=list)
 
 
 # --- shared steps ------------------------------------------------------------------------------
@@ -443,6 +445,14 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
     score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset(),
                                             today=today))
     days = [start.days(i) for i in range((end - start).days + 1)]
+    # Finish or remove what a dead run left first (also when every date turns out published): a date
+    # whose history was committed before a crash is published by that, not scored again.
+    before = {str(day) for day in days if published(out_dir, day)}
+    lock.check_output_root(Path(out_dir))
+    if Path(out_dir).is_dir():
+        with publication.held_root(out_dir, "backfill", config.output.lock_wait_seconds):
+            pass
+    recovered = [str(day) for day in days if str(day) not in before and published(out_dir, day)]
     scored, skipped = [], []
     for i, day in enumerate(days):
         notify(progress, f"scoring {day}", i, len(days))
@@ -452,7 +462,7 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
         score(day)
         scored.append(str(day))
     notify(progress, f"scored {len(scored)} dates, skipped {len(skipped)}", len(days), len(days))
-    return BackfillResult(scored, skipped)
+    return BackfillResult(scored, [d for d in skipped if d not in recovered], recovered)
 
 
 # --- erasure -----------------------------------------------------------------------------------
@@ -755,6 +765,9 @@ def import_contacts(path: str | Path, out_dir: str | Path) -> ContactsImport:
     from churn.publish import contacts
 
     where = warehouse.path_in(out_dir)
+    if not where.is_file():  # checked before the lock, which would create OUT and leave .churn.lock in it
+        raise DataError(f"no win-back lists in {out_dir} (no {where.name} there): import into the output root the "
+                        f"lists were published to (--out)")
     filled = contacts.read_filled_lists(path)
     with publication.held_root(out_dir, "contacts import", Config().output.lock_wait_seconds), writing_to(out_dir):
         # A list filled in before `churn forget` may still name an erased customer: never recorded.

@@ -84,7 +84,7 @@ def backfill_flow(data_dir: str, start: str, end: str, out_dir: str = "out", mod
                                force, progress, score=score)
     get_run_logger().info("backfill: scored %d dates, skipped %d already published",
                           len(result.scored), len(result.skipped))
-    return {"scored": result.scored, "skipped": result.skipped}
+    return {"scored": result.scored, "skipped": result.skipped, "recovered": result.recovered}
 
 
 def deployments(data_dir: str, out_dir: str, models_dir: str, config_path: str | None,

@@ -550,6 +550,33 @@ def test_forget_says_how_many_it_found_and_how_many_it_only_suppressed(tmp_path,
     assert json.loads(stdout)["n_found"] == 0 and json.loads(stdout)["n_new"] == 0
 
 
+def test_backfill_finishes_what_a_stopped_run_committed_and_does_not_score_it_again(tmp_path, monkeypatch):
+    # Before: with every date skipped no recovery ran (a .D.staging-* with every customer's scores
+    # stayed), and a date whose history was committed before a crash was reported "scored" and
+    # scored again.
+    out = tmp_path / "out"
+    first, second = RunDate.parse("2024-05-01"), RunDate.parse("2024-05-02")
+    _published_day(out, str(first), ["1", "2"])
+    stray = out / f".{first}.staging-deadbeef"  # a run that died before its commit
+    stray.mkdir()
+    (stray / "scores.csv").write_text("customer_id\n1\n")
+    with monkeypatch.context() as patch:
+        patch.setattr(faults, "hook", lambda point: _raise(KeyboardInterrupt) if point == "history committed" else None)
+        with pytest.raises(KeyboardInterrupt):
+            _published_day(out, str(second), ["1", "2", "3"])
+    assert not pipeline.published(out, second)
+    scored = []
+    done = pipeline.backfill(tmp_path / "data", first, second, out, tmp_path / "models", load_config(None),
+                             score=scored.append)
+    assert scored == [] and done.scored == [] and done.recovered == [str(second)] and done.skipped == [str(first)]
+    assert pipeline.published(out, first) and pipeline.published(out, second)
+    assert not [p.name for p in out.iterdir() if ".staging" in p.name]
+    stray.mkdir()  # every date skipped: the leftover is still removed
+    done = pipeline.backfill(tmp_path / "data", first, second, out, tmp_path / "models", load_config(None),
+                             score=scored.append)
+    assert done.skipped == [str(first), str(second)] and not stray.exists()
+
+
 class _Planted:
     """A pickle that creates a file when unpickled: proof that nothing the run reads back is unpickled."""
 

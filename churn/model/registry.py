@@ -204,6 +204,9 @@ def rollback(models_dir: str | Path, version: str | None = None) -> str:
 
 def champion_version(models_dir: str | Path) -> str:
     path = Path(models_dir) / CHAMPION_FILE
+    if Path(models_dir).is_file():
+        raise ModelNotFoundError(f"{models_dir} is a file, not a model registry directory: give the directory "
+                                 f"that holds champion.json and the model versions")
     if not path.exists():
         raise ModelNotFoundError(f"no champion model under {models_dir}: run `churn train --data DIR` first")
     version = _pointer(Path(models_dir)).get("version")
