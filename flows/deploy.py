@@ -10,10 +10,12 @@ failed or crashed scheduled run leaves an alert (`flows.alert_on_failure`).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,23 +151,55 @@ def local_server(port: int, ui: bool = True) -> Iterator[str]:
                 raise ServerError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT_S} s; see "
                                   f"{log_path}")
             time.sleep(0.5)
+        stopped, done = threading.Event(), threading.Event()
+        threading.Thread(target=_watch_server, args=(server, stopped, done), daemon=True,
+                         name="churn-prefect-server-watch").start()
         try:
             yield url
         except ChurnError:
             raise
-        except Exception as err:  # noqa: BLE001 - whatever Prefect's client raised once its server was gone
-            if server.poll() is None and _healthy(url):
-                raise  # the server is fine: not its failure
+        except BaseException as err:
+            lost = stopped.is_set() or (isinstance(err, Exception) and (server.poll() is not None or not _healthy(url)))
+            if not lost:
+                raise  # the server is fine: not its failure (our bug, or a Ctrl-C)
             first = str(err).splitlines()[0][:160] if str(err) else ""
             raise ServerError(f"the Prefect server stopped during the run ({type(err).__name__}: {first}); see "
                               f"{log_path}. The run's outputs are published whole or not at all: rerun the "
                               f"command") from err
+        finally:
+            done.set()
     finally:
         tether.stop(server)
 
 
 class ServerError(ChurnError):
-    """The local Prefect server a tracked run or `churn serve` started could not start, or stopped."""
+    """The local Prefect server a tracked run or `churn serve` started could not start, or stopped.
+
+    `abandon` says that Prefect's client in this process has work queued for a server that is
+    gone (run states, logs, events): its exit-time drains would retry them for minutes.
+    """
+
+    abandon = True
+
+
+def _watch_server(server: Any, stopped: threading.Event, done: threading.Event) -> None:
+    """Stop the run when our Prefect server exits under it (killed, crashed).
+
+    Prefect's client would otherwise retry every state change, log and event against the closed
+    port, for minutes, printing pages of tracebacks. The watch silences Prefect's loggers and
+    interrupts the main thread (a real SIGINT, which also wakes a blocked wait); `local_server`
+    turns that interrupt into a ServerError. The pipeline's commit point keeps an interrupt at
+    any point safe: OUT/D and the history stay one publication.
+    """
+    while not done.wait(0.5):
+        if server.poll() is not None:
+            if done.is_set():
+                return
+            stopped.set()
+            for name in ("prefect", "prefect._internal", "prefect.events", "prefect.flow_runs", "prefect.task_runs"):
+                logging.getLogger(name).disabled = True
+            os.kill(os.getpid(), signal.SIGINT)
+            return
 
 
 def _last_line(log_path: Path) -> str:
@@ -194,7 +228,8 @@ def prefect_api(port: int | None = None) -> Iterator[str]:
         try:
             yield url
         finally:
-            _send_what_is_queued()
+            if _healthy(url):  # (a server that is gone can receive nothing: waiting for it would take minutes)
+                _send_what_is_queued()
             del os.environ["PREFECT_API_URL"]
 
 
