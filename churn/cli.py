@@ -638,7 +638,7 @@ def forget(customer_ids: Annotated[list[str] | None, typer.Argument(
     rows = ", ".join(f"{table} {n}" for table, n in result.warehouse_rows.items()) or "no warehouse yet"
     missing = result.n_customers - result.n_found
     typer.echo(f"forgot {result.n_customers} customer(s): {result.n_found} found in the outputs and erased from them"
-               + (f", {missing} found nowhere (only added to the erasure store)" if missing else "")
+               + (f", {missing} found nowhere (kept in the erasure store only)" if missing else "")
                + f"; {result.n_new} new to the suppression store; "
                f"{result.rows_removed} rows from {len(result.days_rewritten)} published day(s); "
                f"warehouse rows: {rows}; feature cache cleared"

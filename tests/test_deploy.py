@@ -37,10 +37,10 @@ def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness,
     models, out = tmp_path / "models", tmp_path / "out"
     pipeline.train_model(synthetic_dir, models, load_config(config).with_horizon(60), RunDate(2024, 6, 27))
     first = backfill_flow(str(synthetic_dir), "2024-06-28", "2024-06-30", str(out), str(models), str(config))
-    assert first == {"scored": ["2024-06-28", "2024-06-29", "2024-06-30"], "skipped": []}
+    assert first == {"scored": ["2024-06-28", "2024-06-29", "2024-06-30"], "skipped": [], "recovered": []}
     (out / "2024-06-29" / "manifest.json").unlink()  # as if that run had failed before publishing
     again = backfill_flow(str(synthetic_dir), "2024-06-28", "2024-06-30", str(out), str(models), str(config))
-    assert again == {"scored": ["2024-06-29"], "skipped": ["2024-06-28", "2024-06-30"]}
+    assert again == {"scored": ["2024-06-29"], "skipped": ["2024-06-28", "2024-06-30"], "recovered": []}
 
     # Through the command line, at a terminal: --json gives a script clean JSON (no bar) ...
     pretend_terminal(monkeypatch)
@@ -49,7 +49,7 @@ def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness,
                                *common, "--json")
     assert code == 0 and "scoring 2024-06-28" not in stderr
     assert json.loads(stdout) == {"start": "2024-06-28", "end": "2024-06-30", "out": str(out), "scored": [],
-                                  "skipped": ["2024-06-28", "2024-06-29", "2024-06-30"]}
+                                  "skipped": ["2024-06-28", "2024-06-29", "2024-06-30"], "recovered": []}
     # ... and a person gets a bar, one step per date, on stderr, and the summary on stdout.
     code, stdout, stderr = run(monkeypatch, capsys, "backfill", "--start", "2024-06-29", "--end", "2024-06-30",
                                *common, "--force")
