@@ -749,10 +749,6 @@ def main() -> None:
         _interrupted()
     except ChurnError as err:
         _say(f"error: {err}")
-        if getattr(err, "abandon", False):  # Prefect's exit-time drains would retry a gone server for minutes
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)
         sys.exit(1)
     except OSError as err:
         # A full disk, a read-only or unwritable place, a file given for a directory: the operator's to fix.

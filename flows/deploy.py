@@ -151,21 +151,17 @@ def local_server(port: int, ui: bool = True) -> Iterator[str]:
                 raise ServerError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT_S} s; see "
                                   f"{log_path}")
             time.sleep(0.5)
-        stopped, done = threading.Event(), threading.Event()
-        threading.Thread(target=_watch_server, args=(server, stopped, done), daemon=True,
+        done = threading.Event()
+        threading.Thread(target=_watch_server, args=(server, log_path, done), daemon=True,
                          name="churn-prefect-server-watch").start()
         try:
             yield url
         except ChurnError:
             raise
-        except BaseException as err:
-            lost = stopped.is_set() or (isinstance(err, Exception) and (server.poll() is not None or not _healthy(url)))
-            if not lost:
-                raise  # the server is fine: not its failure (our bug, or a Ctrl-C)
-            first = str(err).splitlines()[0][:160] if str(err) else ""
-            raise ServerError(f"the Prefect server stopped during the run ({type(err).__name__}: {first}); see "
-                              f"{log_path}. The run's outputs are published whole or not at all: rerun the "
-                              f"command") from err
+        except Exception as err:  # noqa: BLE001 - whatever Prefect's client raised once its server was gone
+            if server.poll() is None and _healthy(url):
+                raise  # the server is fine: not its failure
+            raise ServerError(_stopped(log_path, err)) from err
         finally:
             done.set()
     finally:
@@ -173,32 +169,44 @@ def local_server(port: int, ui: bool = True) -> Iterator[str]:
 
 
 class ServerError(ChurnError):
-    """The local Prefect server a tracked run or `churn serve` started could not start, or stopped.
+    """The local Prefect server a tracked run or `churn serve` started could not start, or stopped."""
 
-    `abandon` says that Prefect's client in this process has work queued for a server that is
-    gone (run states, logs, events): its exit-time drains would retry them for minutes.
+
+def _silence_prefect() -> None:
+    """Turn off Prefect's loggers (each one: a disabled parent does not silence its children)."""
+    names = [name for name in logging.root.manager.loggerDict if name == "prefect" or name.startswith("prefect.")]
+    for name in names:
+        logging.getLogger(name).disabled = True
+
+
+def _stopped(log_path: Path, err: BaseException | None = None) -> str:
+    """The one line that says the local Prefect server stopped during a run."""
+    cause = f" ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})" if err else ""
+    return (f"the Prefect server stopped during the run{cause}; see {log_path}. The run's outputs are published "
+            f"whole or not at all (a stopped run is finished or undone by the next job): rerun the command")
+
+
+def _abandon_run(message: str) -> None:
+    """Say why in one line and end this process now, exit 1: its Prefect server is gone.
+
+    Prefect's client would retry every state change, log and event against the closed port with
+    back-offs of 2 to 32 s each (minutes), printing pages of tracebacks, and its exit-time drains
+    once more. Ending at once is a kill, which the pipeline's commit point makes safe at any
+    point: OUT/D and the history stay one publication, and the next job finishes or removes what
+    this run left.
     """
+    sys.stdout.flush()
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    os._exit(1)
 
-    abandon = True
 
-
-def _watch_server(server: Any, stopped: threading.Event, done: threading.Event) -> None:
-    """Stop the run when our Prefect server exits under it (killed, crashed).
-
-    Prefect's client would otherwise retry every state change, log and event against the closed
-    port, for minutes, printing pages of tracebacks. The watch silences Prefect's loggers and
-    interrupts the main thread (a real SIGINT, which also wakes a blocked wait); `local_server`
-    turns that interrupt into a ServerError. The pipeline's commit point keeps an interrupt at
-    any point safe: OUT/D and the history stay one publication.
-    """
+def _watch_server(server: Any, log_path: Path, done: threading.Event) -> None:
+    """End the run as soon as our Prefect server exits under it (killed, crashed): `_abandon_run`."""
     while not done.wait(0.5):
-        if server.poll() is not None:
-            if done.is_set():
-                return
-            stopped.set()
-            for name in ("prefect", "prefect._internal", "prefect.events", "prefect.flow_runs", "prefect.task_runs"):
-                logging.getLogger(name).disabled = True
-            os.kill(os.getpid(), signal.SIGINT)
+        if server.poll() is not None and not done.is_set():
+            _silence_prefect()
+            _abandon_run(_stopped(log_path))
             return
 
 
