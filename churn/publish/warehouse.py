@@ -247,8 +247,8 @@ def _unmatched_wal(err: BaseException, path: Path) -> OutputError | None:
     if "WAL does not match" not in str(err) and "replaying WAL" not in str(err):
         return None
     return OutputError(f"{_wal(path)} does not belong to {path.name} (DuckDB: {str(err).splitlines()[0][:160]}): "
-                       f"it cannot be applied. Move it aside (mv {_wal(path)} {_wal(path)}.unmatched), then rerun; "
-                       f"the warehouse keeps every committed run but any run that log held")
+                       f"DuckDB cannot apply it to this file, and opens nothing while it is there. Move it aside "
+                       f"(mv {_wal(path)} {_wal(path)}.unmatched), then rerun")
 
 
 def settle(path: str | Path) -> bool:
