@@ -195,6 +195,7 @@ def _abandon_run(message: str) -> None:
     point: OUT/D and the history stay one publication, and the next job finishes or removes what
     this run left.
     """
+    _silence_prefect()
     sys.stdout.flush()
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
@@ -205,7 +206,6 @@ def _watch_server(server: Any, log_path: Path, done: threading.Event) -> None:
     """End the run as soon as our Prefect server exits under it (killed, crashed): `_abandon_run`."""
     while not done.wait(0.5):
         if server.poll() is not None and not done.is_set():
-            _silence_prefect()
             _abandon_run(_stopped(log_path))
             return
 
