@@ -760,7 +760,8 @@ def main() -> None:
         _say(f"error: {mapped}")
         sys.exit(1)
     except Exception as err:  # noqa: BLE001 - anything else is our bug: keep its traceback, and an exit code of its own
-        if type(err).__name__ in ("InterruptException", "RuntimeError") and "interrupted" in str(err).lower():
+        if type(err).__name__ == "InterruptException" or (isinstance(err, RuntimeError)
+                                                          and "Query interrupted" in str(err)):
             _interrupted()  # DuckDB's answer to Ctrl-C during a statement
         _bug()
 

@@ -145,7 +145,8 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 def interrupted(err: BaseException) -> bool:
     """True for DuckDB's answer to Ctrl-C during a statement ("Query interrupted", a RuntimeError or
     InterruptException): the statement may still have taken effect (a COMMIT does)."""
-    return isinstance(err, (duckdb.InterruptException, RuntimeError)) and "interrupted" in str(err).lower()
+    return isinstance(err, duckdb.InterruptException) or (isinstance(err, RuntimeError)
+                                                          and "Query interrupted" in str(err))
 
 
 def _lock_holder(err: duckdb.Error) -> str | None:
