@@ -46,15 +46,23 @@ def _path(value: str | Path) -> Path:
     return Path(value)
 
 
+def _directory(value: str | Path) -> Path:
+    """A directory option's value (--data, --models): not empty, and not a file."""
+    path = _path(value)
+    if path.is_file():
+        raise typer.BadParameter(f"{path} is a file, not a directory: name the directory that holds it")
+    return path
+
+
 def _run_dates(value: str) -> list[RunDate]:
     """A comma-separated list of YYYY-MM-DD dates, each parsed."""
     return [_run_date(v) for v in value.split(",") if v.strip()]
 
 
-DataOpt = Annotated[Path, typer.Option("--data", help="Data directory (one CSV or Parquet file per table).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Configuration file.",
+DataOpt = Annotated[Path, typer.Option("--data", parser=_directory, help="Data directory (one CSV or Parquet file per table).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", parser=_path, help="Configuration file.",
                                                 show_default="./churn.toml if present, else built-in defaults")]
-ModelsOpt = Annotated[Path, typer.Option("--models", parser=_path, help="Model registry directory.")]
+ModelsOpt = Annotated[Path, typer.Option("--models", parser=_directory, help="Model registry directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts instead of text "
                                                       "(and no progress bar).")]
 HorizonOpt = Annotated[int | None, typer.Option(help="Churn horizon in days (1 or more).", min=1,
@@ -238,7 +246,7 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
                  "--test-cutoffs", help="Also evaluate on these cutoffs (comma-separated YYYY-MM-DD), each with "
                                         "its own out-of-time split.", show_default="none",
                  callback=lambda value: None if value is None else _run_dates(value))] = None,
-             rolling: Annotated[int, typer.Option("--rolling", help="Evaluate on this many monthly cutoffs "
+             rolling: Annotated[int, typer.Option("--rolling", min=1, help="Evaluate on this many monthly cutoffs "
                                                   "ending at --test-cutoff (ignored with --test-cutoffs).")] = 1,
              config: ConfigOpt = None) -> None:
     """Out-of-time evaluation of the model and the baselines on the same split(s)."""
@@ -246,6 +254,10 @@ def backtest(data: DataOpt, test_cutoff: Annotated[RunDate, typer.Option("--test
     from churn.data.io import write_json
     from churn.model.backtest import rolling_calibration
 
+    from churn.errors import OutputError
+
+    if out.is_dir():  # found before the minutes of training, not after (the report is one JSON file)
+        raise OutputError(f"--out {out} is a directory: name the JSON file to write (e.g. {out / 'backtest.json'})")
     cfg = _config(config, horizon)
     with _progress_bar() as progress:
         report = pipeline.backtest(data, test_cutoff, cfg, test_cutoffs or None, rolling, progress)
@@ -329,7 +341,7 @@ def outcomes(data: DataOpt,
 
 @contacts_app.command("import")
 def contacts_import(
-        file: Annotated[Path, typer.Argument(help="The filled-in winback.xlsx, or one winback_<action>.csv.")],
+        file: Annotated[Path, typer.Argument(parser=_path, help="The filled-in winback.xlsx, or one winback_<action>.csv.")],
         out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root the lists were published to "
                                                                       "(holds warehouse.duckdb).")] = Path("out"),
         as_json: JsonOpt = False) -> None:
@@ -374,7 +386,7 @@ def explain_customer(
         date: Annotated[RunDate, typer.Option("--date", help="Explain the score as of the end of this day "
                                                              "(YYYY-MM-DD).", parser=_run_date)],
         top: Annotated[int, typer.Option(help="How many contributions to show.")] = 8,
-        plot: Annotated[Path | None, typer.Option("--plot", help="Also write shap's waterfall plot of the "
+        plot: Annotated[Path | None, typer.Option("--plot", parser=_path, help="Also write shap's waterfall plot of the "
                                                                  "contributions to this PNG file.",
                                                   show_default="no plot")] = None,
         models: ModelsOpt = Path("models"), config: ConfigOpt = None,
@@ -452,11 +464,11 @@ def explain_customer(
 def report(models: ModelsOpt = Path("models"),
            out: Annotated[Path, typer.Option("--out", parser=_path, help="Output root of the daily runs; the latest is "
                                                            "reported.")] = Path("out"),
-           data: Annotated[Path | None, typer.Option("--data", help="Data directory: adds business KPIs, "
+           data: Annotated[Path | None, typer.Option("--data", parser=_directory, help="Data directory: adds business KPIs, "
                                                                     "feature drift and, for models whose backtest "
                                                                     "holds no curves, re-computed curves.",
                                                      show_default="none: what needs no data")] = None,
-           html: Annotated[Path | None, typer.Option("--html", help="Where to write the report.",
+           html: Annotated[Path | None, typer.Option("--html", parser=_path, help="Where to write the report.",
                                                      show_default="OUT/report-D.html")] = None,
            config: ConfigOpt = None) -> None:
     """Write the analyst report (one HTML file, opens offline) for the champion model and the latest run."""
@@ -480,8 +492,13 @@ def list_models(models: ModelsOpt = Path("models"), as_json: JsonOpt = False) ->
 
     try:
         champion = registry.champion_version(models)
-    except ChurnError:
+    except ChurnError as err:
         champion = None
+        if registry.list_versions(models):  # models but no usable champion: say so, and what to do
+            _say(f"warning: {err}")
+    for path in registry.unreadable_versions(models):
+        _say(f"warning: {path} is unreadable (cut off or edited?): that version is not listed; remove it or "
+             f"retrain")
     if as_json:
         _print_json([{"version": m["version"], "champion": m["version"] == champion,
                       "model_kind": m.get("model_kind", "xgboost"), "horizon_days": m["horizon_days"],
@@ -587,11 +604,14 @@ def backfill(data: DataOpt,
             with open_engine(cfg.engine, out, data_dir=data) as dask:
                 done = pipeline.backfill(data, start, end, out, models, cfg, force, progress, today=_today(cfg),
                                          engine=dask)
-            result = {"scored": done.scored, "skipped": done.skipped}
+            result = {"scored": done.scored, "skipped": done.skipped, "recovered": done.recovered}
     if as_json:
         _print_json({"start": str(start), "end": str(end), "out": str(out), **result})
         return
-    typer.echo(f"scored {len(result['scored'])} dates, skipped {len(result['skipped'])} already published")
+    recovered = result.get("recovered") or []
+    typer.echo(f"scored {len(result['scored'])} dates, skipped {len(result['skipped'])} already published"
+               + (f", finished publishing {len(recovered)} that a stopped run had committed ({', '.join(recovered)})"
+                  if recovered else ""))
 
 
 DEMO_PAST_DATES = (RunDate(2017, 10, 1), RunDate(2017, 10, 16), RunDate(2017, 11, 1), RunDate(2017, 11, 16))
@@ -600,7 +620,7 @@ DEMO_PAST_DATES = (RunDate(2017, 10, 1), RunDate(2017, 10, 16), RunDate(2017, 11
 @app.command()
 def forget(customer_ids: Annotated[list[str] | None, typer.Argument(
                help="Customers to erase.", show_default="none: give a file of ids")] = None,
-           file: Annotated[Path | None, typer.Option("--file", help="A file of customer ids, one per line (or a CSV "
+           file: Annotated[Path | None, typer.Option("--file", parser=_path, help="A file of customer ids, one per line (or a CSV "
                                                                   "with a customer_id column).",
                                                      show_default="none")] = None,
            out: Annotated[Path, typer.Option("--out", parser=_path,
@@ -619,7 +639,10 @@ def forget(customer_ids: Annotated[list[str] | None, typer.Argument(
         _print_json(result.to_dict())
         return
     rows = ", ".join(f"{table} {n}" for table, n in result.warehouse_rows.items()) or "no warehouse yet"
-    typer.echo(f"erased {result.n_customers} customer(s) ({result.n_new} new to the suppression store): "
+    missing = result.n_customers - result.n_found
+    typer.echo(f"forgot {result.n_customers} customer(s): {result.n_found} found in the outputs and erased from them"
+               + (f", {missing} found nowhere (kept in the erasure store only)" if missing else "")
+               + f"; {result.n_new} new to the suppression store; "
                f"{result.rows_removed} rows from {len(result.days_rewritten)} published day(s); "
                f"warehouse rows: {rows}; feature cache cleared"
                + (f"; {result.alerts_scrubbed} alert(s) blanked" if result.alerts_scrubbed else "")
@@ -721,6 +744,12 @@ def main() -> None:
     os.environ.setdefault("MPLCONFIGDIR", str(Path.cwd() / ".mplconfig"))
     try:
         app()
+    except SystemExit as done:
+        if done.code == 130:  # typer's answer to Ctrl-C: exit 130 without a word; say what happened
+            _interrupted()
+        raise
+    except KeyboardInterrupt:
+        _interrupted()
     except ChurnError as err:
         _say(f"error: {err}")
         sys.exit(1)
@@ -733,8 +762,18 @@ def main() -> None:
             _bug()
         _say(f"error: {mapped}")
         sys.exit(1)
-    except Exception:  # noqa: BLE001 - anything else is our bug: keep its traceback, and an exit code of its own
+    except Exception as err:  # noqa: BLE001 - anything else is our bug: keep its traceback, and an exit code of its own
+        if type(err).__name__ == "InterruptException" or (isinstance(err, RuntimeError)
+                                                          and "Query interrupted" in str(err)):
+            _interrupted()  # DuckDB's answer to Ctrl-C during a statement
         _bug()
+
+
+def _interrupted() -> None:
+    """Exit 130 (128 + SIGINT) with one line: the run was stopped, and the next job finishes or undoes it."""
+    _say("error: interrupted; nothing half-done is visible: the next churn job on this output directory "
+         "finishes or removes what this run left")
+    sys.exit(130)
 
 
 def _bug() -> None:

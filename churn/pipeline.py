@@ -37,7 +37,7 @@ import pandas as pd
 
 from churn import faults
 from churn.config import Config
-from churn.data import contract
+from churn.data import contract, spelling
 from churn.data.io import write_csv
 from churn.decide import outcomes, quality, scoring, uplift, winback
 from churn.engine import PARTITIONS_DIR, open_engine
@@ -96,10 +96,12 @@ class OutcomesResult:
 
 @dataclass(frozen=True)
 class BackfillResult:
-    """The dates a backfill scored and the ones it skipped as already published."""
+    """The dates a backfill scored, the ones it skipped as already published, and the ones it published by
+    finishing what a stopped run had committed (not scored again)."""
 
     scored: list[str]
     skipped: list[str]
+    recovered: list[str] = dataclasses.field(default_factory=list)
 
 
 # --- shared steps ------------------------------------------------------------------------------
@@ -456,6 +458,14 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
     score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset(),
                                             today=today))
     days = [start.days(i) for i in range((end - start).days + 1)]
+    # Finish or remove what a dead run left first (also when every date turns out published): a date
+    # whose history was committed before a crash is published by that, not scored again.
+    before = {str(day) for day in days if published(out_dir, day)}
+    lock.check_output_root(Path(out_dir))
+    if Path(out_dir).is_dir():
+        with publication.held_root(out_dir, "backfill", config.output.lock_wait_seconds):
+            pass
+    recovered = [str(day) for day in days if str(day) not in before and published(out_dir, day)]
     scored, skipped = [], []
     for i, day in enumerate(days):
         notify(progress, f"scoring {day}", i, len(days))
@@ -465,7 +475,7 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
         score(day)
         scored.append(str(day))
     notify(progress, f"scored {len(scored)} dates, skipped {len(skipped)}", len(days), len(days))
-    return BackfillResult(scored, skipped)
+    return BackfillResult(scored, [d for d in skipped if d not in recovered], recovered)
 
 
 # --- erasure -----------------------------------------------------------------------------------
@@ -482,9 +492,11 @@ class ForgetResult:
     warehouse_rows: dict[str, int]
     alerts_scrubbed: int = 0
     model_files_quoting: list[str] = dataclasses.field(default_factory=list)  # should stay empty
+    n_found: int = 0  # of n_customers, how many any published day or the warehouse held
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_customers": self.n_customers, "n_new": self.n_new, "days_rewritten": self.days_rewritten,
+        return {"n_customers": self.n_customers, "n_found": self.n_found, "n_new": self.n_new,
+                "days_rewritten": self.days_rewritten,
                 "rows_removed": self.rows_removed, "warehouse_rows": self.warehouse_rows,
                 "alerts_scrubbed": self.alerts_scrubbed, "model_files_quoting": self.model_files_quoting}
 
@@ -492,8 +504,9 @@ class ForgetResult:
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _erase_day(out_dir: Path, day: str, ids: set[str]) -> tuple[publication.Staged, int] | None:
-    """Stage OUT/D/ without the ids' rows (manifest: the count of customers erased); None if D holds none."""
+def _erase_day(out_dir: Path, day: str, ids: set[str]) -> tuple[publication.Staged, int, set[str]] | None:
+    """Stage OUT/D/ without the ids' rows (manifest: the count of customers erased); with the rows removed and
+    the ids found; None if D holds none."""
     source = out_dir / day
     found = erasure.found_in_day(source, ids)
     if not found:
@@ -505,7 +518,7 @@ def _erase_day(out_dir: Path, day: str, ids: set[str]) -> tuple[publication.Stag
     removed = []
     staged = publication.stage(out_dir, day, lambda d: removed.append(erasure.rewrite_day(source, d, ids, day)),
                                later)
-    return staged, removed[0]
+    return staged, removed[0], found
 
 
 def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | Path, config: Config) -> ForgetResult:
@@ -519,7 +532,9 @@ def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | P
     rerunning the same command. The result names any model file that quotes one of the ids (it
     never should: models keep no ids; churn does not edit a registered model).
     """
-    ids = {str(cid).strip() for cid in customer_ids if str(cid).strip()}
+    # The written form the contract gives ids (whitespace stripped, `682.0` is `682`, leading zeros
+    # kept): the outputs and the erasure store hold that form, so an id typed otherwise is the same customer.
+    ids = {spelling.normal_id(str(cid)) for cid in customer_ids if str(cid).strip()}
     if not ids:
         raise DataError("no customer id given: name them, or give --file with one id per line")
     out_dir = Path(out_dir)
@@ -528,6 +543,7 @@ def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | P
         n_new = erasure.Store(out_dir).add(ids)
         path = warehouse.path_in(out_dir)
         committed = warehouse.publications(path)
+        found = warehouse.holding(path, ids)
         days = sorted(p.name for p in out_dir.iterdir() if _DAY.match(p.name) and p.is_dir()) \
             if out_dir.is_dir() else []
         staged: dict[str, tuple[publication.Staged, int]] = {}
@@ -536,7 +552,9 @@ def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | P
                 erased = _erase_day(out_dir, day, ids)
                 if erased is None:
                     continue
-                staged[day] = erased
+                staged[day], found_on_day = erased[:2], erased[2]
+                found |= found_on_day
+                erased = staged[day]
                 if day not in committed:  # files without history: no commit to wait for
                     publication.swap_in(erased[0])
             tokens = {day: s.token for day, (s, _) in staged.items() if day in committed}
@@ -556,7 +574,7 @@ def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | P
         n_alerts = erasure.scrub_alerts(out_dir / alerts.ALERTS_DIR, ids)
     in_models = [str(path) for path in erasure.quoted_in(models_dir, ids)]
     return ForgetResult(len(ids), n_new, sorted(staged), sum(n for _, n in staged.values()), rows, n_alerts,
-                        in_models)
+                        in_models, len(found))
 
 
 # --- training and evaluation -------------------------------------------------------------------
@@ -760,6 +778,9 @@ def import_contacts(path: str | Path, out_dir: str | Path) -> ContactsImport:
     from churn.publish import contacts
 
     where = warehouse.path_in(out_dir)
+    if not where.is_file():  # checked before the lock, which would create OUT and leave .churn.lock in it
+        raise DataError(f"no win-back lists in {out_dir} (no {where.name} there): import into the output root the "
+                        f"lists were published to (--out)")
     filled = contacts.read_filled_lists(path)
     with publication.held_root(out_dir, "contacts import", Config().output.lock_wait_seconds), writing_to(out_dir):
         # A list filled in before `churn forget` may still name an erased customer: never recorded.

@@ -10,10 +10,12 @@ failed or crashed scheduled run leaves an alert (`flows.alert_on_failure`).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,7 +86,7 @@ def backfill_flow(data_dir: str, start: str, end: str, out_dir: str = "out", mod
                                force, progress, score=score)
     get_run_logger().info("backfill: scored %d dates, skipped %d already published",
                           len(result.scored), len(result.skipped))
-    return {"scored": result.scored, "skipped": result.skipped}
+    return {"scored": result.scored, "skipped": result.skipped, "recovered": result.recovered}
 
 
 def deployments(data_dir: str, out_dir: str, models_dir: str, config_path: str | None,
@@ -143,15 +145,78 @@ def local_server(port: int, ui: bool = True) -> Iterator[str]:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while not _healthy(url):
             if server.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited at start (see {log_path}): "
-                                   f"{log_path.read_text(errors='replace')[-2000:]}")
+                raise ServerError(f"the Prefect server exited at start ({_last_line(log_path)}); see {log_path}: "
+                                  f"fix what it says and rerun (or set PREFECT_API_URL to a server you run)")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT_S} s "
-                                   f"(see {log_path})")
+                raise ServerError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT_S} s; see "
+                                  f"{log_path}")
             time.sleep(0.5)
-        yield url
+        done = threading.Event()
+        threading.Thread(target=_watch_server, args=(server, log_path, done), daemon=True,
+                         name="churn-prefect-server-watch").start()
+        try:
+            yield url
+        except ChurnError:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever Prefect's client raised once its server was gone
+            if server.poll() is None and _healthy(url):
+                raise  # the server is fine: not its failure
+            raise ServerError(_stopped(log_path, err)) from err
+        finally:
+            done.set()
     finally:
         tether.stop(server)
+
+
+class ServerError(ChurnError):
+    """The local Prefect server a tracked run or `churn serve` started could not start, or stopped."""
+
+
+def _silence_prefect() -> None:
+    """Turn off Prefect's loggers (each one: a disabled parent does not silence its children)."""
+    names = [name for name in logging.root.manager.loggerDict if name == "prefect" or name.startswith("prefect.")]
+    for name in names:
+        logging.getLogger(name).disabled = True
+
+
+def _stopped(log_path: Path, err: BaseException | None = None) -> str:
+    """The one line that says the local Prefect server stopped during a run."""
+    cause = f" ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})" if err else ""
+    return (f"the Prefect server stopped during the run{cause}; see {log_path}. The run's outputs are published "
+            f"whole or not at all (a stopped run is finished or undone by the next job): rerun the command")
+
+
+def _abandon_run(message: str) -> None:
+    """Say why in one line and end this process now, exit 1: its Prefect server is gone.
+
+    Prefect's client would retry every state change, log and event against the closed port with
+    back-offs of 2 to 32 s each (minutes), printing pages of tracebacks, and its exit-time drains
+    once more. Ending at once is a kill, which the pipeline's commit point makes safe at any
+    point: OUT/D and the history stay one publication, and the next job finishes or removes what
+    this run left.
+    """
+    _silence_prefect()
+    sys.stdout.flush()
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _watch_server(server: Any, log_path: Path, done: threading.Event) -> None:
+    """End the run as soon as our Prefect server exits under it (killed, crashed): `_abandon_run`."""
+    while not done.wait(0.5):
+        if server.poll() is not None and not done.is_set():
+            _abandon_run(_stopped(log_path))
+            return
+
+
+def _last_line(log_path: Path) -> str:
+    """The last non-empty line of the server's log (what it said before it stopped), or a placeholder."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return lines[-1][:200] if lines else "it wrote nothing"
 
 
 @contextmanager
@@ -171,7 +236,8 @@ def prefect_api(port: int | None = None) -> Iterator[str]:
         try:
             yield url
         finally:
-            _send_what_is_queued()
+            if _healthy(url):  # (a server that is gone can receive nothing: waiting for it would take minutes)
+                _send_what_is_queued()
             del os.environ["PREFECT_API_URL"]
 
 

@@ -87,8 +87,12 @@ def _watch(log_path: str, args: list[str]) -> int:
         _stop_group(child)
         os._exit(0)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop_and_exit)
+    # Ctrl-C at a terminal reaches the whole foreground group, this watchdog too: the parent decides
+    # (it ends, which closes the pipe, or stops us); a server gone first would look, to the parent,
+    # like a server that died under its run.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         code = child.poll()
         if code is not None:

@@ -77,6 +77,21 @@ def test_a_bug_exits_apart_from_user_errors_and_keeps_its_traceback(monkeypatch,
     assert "Traceback" in err and "a column our own code forgot" in err and "bug" in err
 
 
+def test_an_interrupt_is_exit_130_with_one_line_never_a_bug(monkeypatch, capsys, tmp_path):
+    # Ctrl-C reaches Python as KeyboardInterrupt, or inside a DuckDB statement as its
+    # "Query interrupted" RuntimeError (before: exit 70 and a traceback at the warehouse COMMIT).
+    from churn.data import contract
+
+    for failure in (KeyboardInterrupt(), RuntimeError("Query interrupted")):
+        def interrupted(*args, **kwargs):
+            raise failure
+
+        monkeypatch.setattr(contract, "validate", interrupted)
+        code, _, err = run(monkeypatch, capsys, "validate", "--data", str(tmp_path))
+        assert code == 130 and "Traceback" not in err and "interrupted" in err, failure
+        assert len(err.strip().splitlines()) == 1, err
+
+
 def test_bars_are_for_a_terminal_only_and_never_with_json(monkeypatch):
     pretend_terminal(monkeypatch)
     assert cli._bars_wanted() and not cli._bars_wanted(as_json=True)
@@ -122,3 +137,39 @@ def test_a_bad_setting_is_exit_1_naming_the_key_for_every_command_that_reads_set
         code, _, err = run(monkeypatch, capsys, *command, "--data", str(tmp_path), "--config", str(config))
         assert code == 1 and "winback.capacity" in err and "calls" in err and "Traceback" not in err, command
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_empty_paths_files_for_directories_and_a_rolling_of_zero_are_usage_errors(monkeypatch, capsys, tmp_path):
+    # Before: --data "" read as the current directory, --data FILE "data directory not found",
+    # --models FILE "no champion model ... run churn train", --rolling 0 accepted.
+    monkeypatch.chdir(tmp_path)
+    a_file = tmp_path / "orders.csv"
+    a_file.write_text("customer_id\n1\n")
+    for option in ("--data", "--models", "--config"):
+        code, _, err = run(monkeypatch, capsys, "score", "--data", str(tmp_path), "--date", "2024-06-30", option, "")
+        assert code == 2 and "an empty path" in err, option
+    for option in ("--data", "--models"):
+        code, _, err = run(monkeypatch, capsys, "score", "--data", str(tmp_path), "--date", "2024-06-30", option,
+                           a_file.name)
+        assert code == 2 and "is a file" in err, option
+    code, _, err = run(monkeypatch, capsys, "validate", "--data", "")
+    assert code == 2 and "an empty path" in err
+    code, _, err = run(monkeypatch, capsys, "forget", "--file", "", "--out", str(tmp_path / "out"))
+    assert code == 2 and "an empty path" in err
+    code, _, err = run(monkeypatch, capsys, "backtest", "--data", str(tmp_path), "--test-cutoff", "2024-03-01",
+                       "--out", str(tmp_path / "bt.json"), "--rolling", "0")
+    assert code == 2 and "--rolling" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orders.csv"]  # nothing written anywhere
+
+
+def test_a_backtest_into_a_directory_and_an_import_into_no_output_root_stop_before_any_work(
+        monkeypatch, capsys, tmp_path):
+    # Before: the backtest ran 54 s and then failed naming an internal temporary path; the import
+    # failed but created the missing output root with a .churn.lock in it.
+    code, _, err = run(monkeypatch, capsys, "backtest", "--data", str(tmp_path / "nowhere"), "--test-cutoff",
+                       "2024-03-01", "--out", str(tmp_path))
+    assert code == 1 and f"--out {tmp_path} is a directory" in err and "Traceback" not in err
+    filled = tmp_path / "winback_callback.csv"
+    filled.write_text("rank,customer_id,outcome\n1,c1,reached\n")
+    code, _, err = run(monkeypatch, capsys, "contacts", "import", str(filled), "--out", str(tmp_path / "out"))
+    assert code == 1 and "no win-back lists in" in err and not (tmp_path / "out").exists()

@@ -37,10 +37,10 @@ def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness,
     models, out = tmp_path / "models", tmp_path / "out"
     pipeline.train_model(synthetic_dir, models, load_config(config).with_horizon(60), RunDate(2024, 6, 27))
     first = backfill_flow(str(synthetic_dir), "2024-06-28", "2024-06-30", str(out), str(models), str(config))
-    assert first == {"scored": ["2024-06-28", "2024-06-29", "2024-06-30"], "skipped": []}
+    assert first == {"scored": ["2024-06-28", "2024-06-29", "2024-06-30"], "skipped": [], "recovered": []}
     (out / "2024-06-29" / "manifest.json").unlink()  # as if that run had failed before publishing
     again = backfill_flow(str(synthetic_dir), "2024-06-28", "2024-06-30", str(out), str(models), str(config))
-    assert again == {"scored": ["2024-06-29"], "skipped": ["2024-06-28", "2024-06-30"]}
+    assert again == {"scored": ["2024-06-29"], "skipped": ["2024-06-28", "2024-06-30"], "recovered": []}
 
     # Through the command line, at a terminal: --json gives a script clean JSON (no bar) ...
     pretend_terminal(monkeypatch)
@@ -49,7 +49,7 @@ def test_backfill_scores_each_date_once_and_resumes_after_a_gap(prefect_harness,
                                *common, "--json")
     assert code == 0 and "scoring 2024-06-28" not in stderr
     assert json.loads(stdout) == {"start": "2024-06-28", "end": "2024-06-30", "out": str(out), "scored": [],
-                                  "skipped": ["2024-06-28", "2024-06-29", "2024-06-30"]}
+                                  "skipped": ["2024-06-28", "2024-06-29", "2024-06-30"], "recovered": []}
     # ... and a person gets a bar, one step per date, on stderr, and the summary on stdout.
     code, stdout, stderr = run(monkeypatch, capsys, "backfill", "--start", "2024-06-29", "--end", "2024-06-30",
                                *common, "--force")
@@ -233,3 +233,79 @@ def test_serve_shows_its_deployments_in_the_ui_prints_a_working_run_command_and_
         except subprocess.TimeoutExpired:
             proc.kill()
         hook.server.shutdown()
+
+
+_FAKE_SERVER = """
+import functools, http.server, os, sys
+port, pid_file, root, mode = sys.argv[1:5]
+if mode == "refuse":
+    print("ERROR: [Errno 98] address already in use", flush=True)
+    sys.exit(1)
+open(pid_file, "w").write(str(os.getpid()))
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), handler).serve_forever()
+"""
+
+
+def _fake_prefect_server(monkeypatch, tmp_path, mode: str = "serve") -> Path:
+    """Make `local_server` start a small HTTP server (healthy at /api/health) in place of Prefect's; return its pid file."""
+    from flows import deploy, tether
+
+    (tmp_path / "root" / "api").mkdir(parents=True)
+    (tmp_path / "root" / "api" / "health").write_text("true")
+    pid_file = tmp_path / "server.pid"
+    real = tether.spawn
+
+    def spawn(args, log_path, env=None):
+        port = args[args.index("--port") + 1]
+        return real([sys.executable, "-c", _FAKE_SERVER, port, str(pid_file), str(tmp_path / "root"), mode],
+                    log_path, env)
+
+    monkeypatch.setattr(deploy.tether, "spawn", spawn)
+    return pid_file
+
+
+def test_a_prefect_server_that_stops_mid_run_is_one_line_saying_so(monkeypatch, tmp_path):
+    # Before: exit 70 and a 126-line httpx.ConnectError traceback after minutes of Prefect's
+    # client retrying the closed port (server or its watchdog killed).
+    import threading
+
+    from prefect.settings import PREFECT_HOME, temporary_settings
+
+    from churn.errors import ChurnError
+    from flows import deploy
+
+    pid_file = _fake_prefect_server(monkeypatch, tmp_path)
+    abandoned, said = threading.Event(), []
+    # (In a real run this prints the line and ends the process at once, exit 1: a kill, which the
+    # commit point makes safe; here it only records what it would say.)
+    monkeypatch.setattr(deploy, "_abandon_run", lambda message: (said.append(message), abandoned.set()))
+    with temporary_settings({PREFECT_HOME: str(tmp_path / ".prefect")}):
+        with pytest.raises(ChurnError, match=r"the Prefect server stopped during the run \(ConnectError: "
+                                             r"\[Errno 111\] Connection refused\); see .*server.log"):
+            with deploy.local_server(deploy._free_port(), ui=False) as url:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                assert abandoned.wait(timeout=30)  # the watch noticed at once
+                httpx.get(f"{url}/health", timeout=2)  # what Prefect's client meets next
+        assert len(said) == 1 and said[0].startswith("the Prefect server stopped during the run; see ")
+        assert len(said[0].splitlines()) == 1
+        with pytest.raises(KeyError):  # a failure of the run itself, with the server fine, is left as it is
+            with deploy.local_server(deploy._free_port(), ui=False):
+                raise KeyError("our own bug")
+    assert len(said) == 1  # and a server stopped at the end of a run is no reason to abandon it
+
+
+def test_a_prefect_server_that_exits_at_start_is_one_line_with_its_last_words(monkeypatch, tmp_path):
+    from prefect.settings import PREFECT_HOME, temporary_settings
+
+    from churn.errors import ChurnError
+    from flows import deploy
+
+    _fake_prefect_server(monkeypatch, tmp_path, mode="refuse")
+    with temporary_settings({PREFECT_HOME: str(tmp_path / ".prefect")}):
+        with pytest.raises(ChurnError) as raised:
+            with deploy.local_server(deploy._free_port(), ui=False):
+                pass
+    message = str(raised.value)
+    assert "the Prefect server exited at start (ERROR: [Errno 98] address already in use); see" in message
+    assert len(message.splitlines()) == 1

@@ -485,7 +485,8 @@ def test_forget_leaves_no_trace_and_the_customer_is_never_scored_again(
     code, stdout, err = run(monkeypatch, capsys, "forget", FORGOTTEN, "--out", str(out), "--models", str(models),
                             "--config", config_path)
     assert code == 0, err
-    assert "erased 1 customer(s)" in stdout and FORGOTTEN not in stdout + err
+    # (the stopped run had already erased them: this one finds them nowhere, and says so)
+    assert "forgot 1 customer(s): 0 found in the outputs" in stdout and FORGOTTEN not in stdout + err
     assert traces(out, FORGOTTEN) == [] and traces(models, FORGOTTEN) == []
     for run_date in (earlier, day):  # still published: files and history agree
         assert pipeline.published(out, run_date)
@@ -501,7 +502,79 @@ def test_forget_leaves_no_trace_and_the_customer_is_never_scored_again(
                        "--models", str(models), "--out", str(out))
     assert code == 1 and "erased with `churn forget`" in err
     code, stdout, _ = run(monkeypatch, capsys, "forget", FORGOTTEN, "--out", str(out), "--models", str(models))
-    assert code == 0 and "(0 new to the suppression store)" in stdout and "0 rows from 0 published day(s)" in stdout
+    assert code == 0 and "; 0 new to the suppression store" in stdout and "0 rows from 0 published day(s)" in stdout
+
+
+def _published_day(out: Path, day: str, ids: list[str]) -> None:
+    """A day published through the commit point with these customers' scores (a small stand-in for a run)."""
+    from churn.publish import publication
+
+    scores = pd.DataFrame({"customer_id": ids, "p_churn": 0.5})
+    taken = pd.DataFrame({"customer_id": ids[:1], "action": ["callback"], "arm": ["treated"], "rank": [1]})
+    run_row = {"run_date": day, "model_version": "m", "n_scored": len(ids), "manifest": {"run_date": day}}
+    publication.publish(out, day, lambda d: scores.to_csv(d / "scores.csv", index=False), {"run_date": day},
+                        lambda token: warehouse.write_run(warehouse.path_in(out), {**run_row, "publication": token},
+                                                          scores, taken))
+
+
+@pytest.mark.parametrize("typed", [" 682.0 ", "682.00", "682"])
+def test_forget_reads_ids_as_the_contract_does(tmp_path, monkeypatch, capsys, typed):
+    # Before: `churn forget 682.0` said "erased 1 customer(s)", removed nothing, and the next run
+    # scored 682 (the outputs and the erasure store hold the contract's form, `682`).
+    from churn.publish import erasure
+
+    day = "2024-05-01"
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(f"{typed}\n")
+    for i, args in enumerate(([typed], ["--file", str(ids_file)])):
+        out = tmp_path / f"out{i}"
+        _published_day(out, day, ["682", "0682", "6820"])
+        code, stdout, err = run(monkeypatch, capsys, "forget", *args, "--out", str(out), "--models",
+                                str(tmp_path / "models"))
+        assert code == 0 and "1 found in the outputs" in stdout, err
+        assert sorted(pd.read_csv(out / day / "scores.csv", dtype=str)["customer_id"]) == ["0682", "6820"]
+        assert sorted(warehouse.read_table(warehouse.path_in(out), "scores")["customer_id"]) == ["0682", "6820"]
+        assert erasure.Store(out).forgotten_among(["682", "0682"]) == {"682"}  # leading zeros: another id
+        assert pipeline.published(out, day)
+
+
+def test_forget_says_how_many_it_found_and_how_many_it_only_suppressed(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    _published_day(out, "2024-05-01", ["682", "17"])
+    code, stdout, _ = run(monkeypatch, capsys, "forget", "682", "99999", "--out", str(out), "--models",
+                          str(tmp_path / "models"))
+    assert code == 0
+    assert "forgot 2 customer(s): 1 found in the outputs and erased from them, 1 found nowhere" in stdout
+    code, stdout, _ = run(monkeypatch, capsys, "forget", "682", "--out", str(out), "--models",
+                          str(tmp_path / "models"), "--json")
+    assert json.loads(stdout)["n_found"] == 0 and json.loads(stdout)["n_new"] == 0
+
+
+def test_backfill_finishes_what_a_stopped_run_committed_and_does_not_score_it_again(tmp_path, monkeypatch):
+    # Before: with every date skipped no recovery ran (a .D.staging-* with every customer's scores
+    # stayed), and a date whose history was committed before a crash was reported "scored" and
+    # scored again.
+    out = tmp_path / "out"
+    first, second = RunDate.parse("2024-05-01"), RunDate.parse("2024-05-02")
+    _published_day(out, str(first), ["1", "2"])
+    stray = out / f".{first}.staging-deadbeef"  # a run that died before its commit
+    stray.mkdir()
+    (stray / "scores.csv").write_text("customer_id\n1\n")
+    with monkeypatch.context() as patch:
+        patch.setattr(faults, "hook", lambda point: _raise(KeyboardInterrupt) if point == "history committed" else None)
+        with pytest.raises(KeyboardInterrupt):
+            _published_day(out, str(second), ["1", "2", "3"])
+    assert not pipeline.published(out, second)
+    scored = []
+    done = pipeline.backfill(tmp_path / "data", first, second, out, tmp_path / "models", load_config(None),
+                             score=scored.append)
+    assert scored == [] and done.scored == [] and done.recovered == [str(second)] and done.skipped == [str(first)]
+    assert pipeline.published(out, first) and pipeline.published(out, second)
+    assert not [p.name for p in out.iterdir() if ".staging" in p.name]
+    stray.mkdir()  # every date skipped: the leftover is still removed
+    done = pipeline.backfill(tmp_path / "data", first, second, out, tmp_path / "models", load_config(None),
+                             score=scored.append)
+    assert done.skipped == [str(first), str(second)] and not stray.exists()
 
 
 class _Planted:

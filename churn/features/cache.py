@@ -6,8 +6,10 @@ a rerun after a failed publish) needs exactly the same frame. The key hashes the
 fingerprint (SHA-256 of every input file, from the contract), the run date, the `[data]` and
 `[contract]` settings and the library's code. An entry is one Parquet file, written atomically
 (a reader sees a whole file or none). Only Parquet is ever read back: a file that does not read
-as Parquet (truncated, planted, from another tool) is a miss, deleted and recomputed; nothing
-is unpickled. Entries older than `[cache] feature_days` are deleted, then the oldest until the
+as Parquet (truncated, planted, from another tool), or reads as Parquet that the cache did not
+write for that key (another file copied in its place, a directory), is a miss, deleted and
+recomputed: each entry records its key and a hash of its columns and types in the Parquet
+metadata, checked on every read. Nothing is unpickled. Entries older than `[cache] feature_days` are deleted, then the oldest until the
 cache fits in `feature_max_gb`. Deleting the directory clears the cache.
 """
 
@@ -22,8 +24,11 @@ import os
 import time
 from pathlib import Path
 
+import shutil
+
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 import churn
 from churn.config import Config
@@ -32,6 +37,13 @@ __all__ = ["FeatureCache", "code_version", "features_key"]
 
 log = logging.getLogger(__name__)
 SUFFIX = ".parquet"
+_STAMP = b"churn.feature_cache"  # Parquet metadata: {"key": ..., "schema": hash of column names and types}
+
+
+def _schema_hash(schema: pa.Schema) -> str:
+    """A hash of a table's column names and types (not its metadata)."""
+    text = "\n".join(f"{field.name}\t{field.type}" for field in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @functools.cache
@@ -81,15 +93,28 @@ class FeatureCache:
             return None
         path = self._path(key)
         try:
+            if not os.path.lexists(path):
+                return None
+            if not path.is_file() or path.is_symlink():
+                raise ValueError("not a file")
             if time.time() - path.stat().st_mtime > self.max_age_days * 86400:
                 path.unlink(missing_ok=True)
                 return None
-            return pd.read_parquet(path)
+            table = pq.read_table(path)
+            stamp = json.loads((table.schema.metadata or {}).get(_STAMP, b"null"))
+            if not isinstance(stamp, dict) or stamp.get("key") != key or \
+                    stamp.get("schema") != _schema_hash(table.schema):
+                raise ValueError("not an entry the cache wrote for this key")
+            return table.to_pandas()
         except FileNotFoundError:
             return None
         except (OSError, ValueError, pa.ArrowException) as err:
-            log.warning("feature cache: entry %s is unreadable (%s): recomputing", path.name, type(err).__name__)
-            path.unlink(missing_ok=True)
+            log.warning("feature cache: entry %s is unreadable or not the cache's (%s): recomputing", path.name,
+                        str(err)[:80] or type(err).__name__)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
             return None
 
     def put(self, key: str | None, frame: pd.DataFrame) -> None:
@@ -99,7 +124,10 @@ class FeatureCache:
         tmp = self.directory / f".{key}.{os.getpid()}.tmp"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            frame.to_parquet(tmp, compression="zstd")
+            table = pa.Table.from_pandas(frame)
+            stamp = json.dumps({"key": key, "schema": _schema_hash(table.schema)}).encode()
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), _STAMP: stamp}), tmp,
+                           compression="zstd")
             os.replace(tmp, self._path(key))
         except OSError as err:  # a full disk: the run goes on without caching (the cache only saves time)
             log.warning("feature cache: cannot store %s (%s): not cached", key, err.strerror or err)

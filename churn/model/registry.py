@@ -14,7 +14,7 @@ from churn.model.baselines import BGNBD_FILE, LOGISTIC_FILE, BGNBDChurnModel, Lo
 from churn.errors import ModelNotFoundError
 from churn.data.io import atomic_dir, write_json
 from churn.model.backtest import metrics_markdown
-from churn.model.classifier import ChurnModel
+from churn.model.classifier import BOOSTER_FILE, CALIBRATOR_FILE, PARAMS_FILE, ChurnModel
 
 CHAMPION_FILE = "champion.json"
 METADATA_FILE = "metadata.json"
@@ -204,6 +204,9 @@ def rollback(models_dir: str | Path, version: str | None = None) -> str:
 
 def champion_version(models_dir: str | Path) -> str:
     path = Path(models_dir) / CHAMPION_FILE
+    if Path(models_dir).is_file():
+        raise ModelNotFoundError(f"{models_dir} is a file, not a model registry directory: give the directory "
+                                 f"that holds champion.json and the model versions")
     if not path.exists():
         raise ModelNotFoundError(f"no champion model under {models_dir}: run `churn train --data DIR` first")
     version = _pointer(Path(models_dir)).get("version")
@@ -215,26 +218,62 @@ def champion_version(models_dir: str | Path) -> str:
 
 def load(models_dir: str | Path, version: str | None = None) -> tuple[ChurnModel | BGNBDChurnModel | LogisticChurnModel,
                                                                      dict[str, Any]]:
-    """Load a model and its metadata: the champion unless a version is given."""
+    """Load a model and its metadata: the champion unless a version is given.
+
+    Raises ModelNotFoundError naming the file when a model file is missing, cut off or edited
+    (a model version is written once and never changed: rolling back or retraining is the fix).
+    """
     version = version or champion_version(models_dir)
     directory = Path(models_dir) / version
     if not (directory / METADATA_FILE).exists():
         raise ModelNotFoundError(f"no model {version!r} under {models_dir}; see `churn models`")
-    try:
-        metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
-    except ValueError:
-        raise ModelNotFoundError(f"{directory / METADATA_FILE} is unreadable (cut off or edited?): roll back to "
-                                 f"another version (`churn rollback`) or retrain") from None
+    metadata = _read_json(directory / METADATA_FILE)
     if (directory / BGNBD_FILE).exists():
-        return BGNBDChurnModel.load(directory), metadata
-    if (directory / LOGISTIC_FILE).exists():
-        return LogisticChurnModel.load(directory), metadata
-    return ChurnModel.load(directory), metadata
+        kind, files = BGNBDChurnModel, (BGNBD_FILE,)
+    elif (directory / LOGISTIC_FILE).exists():
+        kind, files = LogisticChurnModel, (LOGISTIC_FILE,)
+    else:
+        kind, files = ChurnModel, (PARAMS_FILE, BOOSTER_FILE, CALIBRATOR_FILE)
+    for name in files:  # each file is JSON: a cut-off or missing one is named before anything reads it
+        if name == CALIBRATOR_FILE and not (directory / name).exists():
+            continue  # a model saved before calibration existed loads uncalibrated
+        _read_json(directory / name)
+    try:
+        return kind.load(directory), metadata
+    except (ValueError, KeyError, TypeError, OSError) as err:  # XGBoostError is a ValueError
+        raise ModelNotFoundError(f"model {version} under {models_dir} cannot be loaded ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0][:160] if str(err) else ''}; edited or from another "
+                                 f"version?): {_FIX}") from None
+
+
+_FIX = "roll back to another version (`churn rollback`, versions: `churn models`) or retrain (`churn train`)"
+
+
+def _read_json(path: Path) -> Any:
+    """A model file's JSON; ModelNotFoundError naming it when it is missing or does not parse (cut off, edited)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelNotFoundError(f"{path} is missing: {_FIX}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ModelNotFoundError(f"{path} is unreadable (cut off or edited?): {_FIX}") from None
 
 
 def list_versions(models_dir: str | Path) -> list[dict[str, Any]]:
-    """Every registered model's metadata, oldest as-of first."""
+    """Every registered model's metadata, oldest as-of first; versions whose metadata is unreadable
+    are left out (`unreadable_versions` names them)."""
     out = []
     for meta_path in sorted(Path(models_dir).glob(f"*/{METADATA_FILE}")):
-        out.append(json.loads(meta_path.read_text(encoding="utf-8")))
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("version"), str) and isinstance(meta.get("as_of"), str):
+            out.append(meta)
     return sorted(out, key=lambda m: (m["as_of"], m["version"]))
+
+
+def unreadable_versions(models_dir: str | Path) -> list[Path]:
+    """The metadata files that `list_versions` leaves out: cut off, edited, or missing their version and as-of."""
+    listed = {m["version"] for m in list_versions(models_dir)}
+    return [p for p in sorted(Path(models_dir).glob(f"*/{METADATA_FILE}")) if p.parent.name not in listed]

@@ -109,11 +109,32 @@ def publish(out_dir: str | Path, run_date: object, write: Callable[[Path], None]
         try:
             commit(staged.token)
         except BaseException:
-            discard(staged)
+            _settle_after_failed_commit(out_dir, staged)
             raise
         faults.point("history committed")
         swap_in(staged)
     return staged
+
+
+def _settle_after_failed_commit(out_dir: str | Path, staged: Staged) -> None:
+    """After `commit` raised: swap the files in if the history did commit, delete them if it did not.
+
+    The commit may have happened before the failure surfaced (Ctrl-C during DuckDB's COMMIT comes
+    back as "Query interrupted" after the transaction is durable), so the staged files are deleted
+    only when the warehouse is read and does not hold their token. When it cannot be read (a second
+    interrupt, a locked or unreadable file), the staged directory stays for the next job's `recover`.
+    """
+    try:
+        committed = warehouse.publications(warehouse.path_in(out_dir)).get(str(staged.target.name))
+    except BaseException:  # noqa: BLE001 - whatever stops the check, the files must stay for recovery
+        log.warning("%s: left %s for the next job to finish or remove", out_dir, staged.staging.name)
+        return
+    if committed == staged.token:
+        swap_in(staged)
+        log.warning("%s: the history of %s was committed before the failure: its files are in place",
+                    out_dir, staged.target.name)
+    else:
+        discard(staged)
 
 
 def discard(staged: Staged) -> None:
@@ -196,5 +217,6 @@ def held_root(out_dir: str | Path, job: str, wait_seconds: float) -> Iterator[No
         path = warehouse.path_in(out_dir)
         with writing_to(out_dir):
             warehouse.clean(path)
+            warehouse.settle(path)
             recover(out_dir, warehouse.publications(path))
         yield

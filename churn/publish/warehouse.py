@@ -46,7 +46,7 @@ from churn.errors import OutputError, writing_to
 
 __all__ = ["FILE_NAME", "History", "path_in", "connect", "history", "write_run", "previous_run", "last_listed",
            "uplift_estimates", "read_table", "write_outcomes", "write_contacts", "imported_contacts",
-           "contacts_with_imports", "suppressed", "publications", "erase", "clean"]
+           "contacts_with_imports", "suppressed", "publications", "erase", "clean", "settle", "interrupted", "holding"]
 
 FILE_NAME = "warehouse.duckdb"
 log = logging.getLogger(__name__)
@@ -142,6 +142,13 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
+def interrupted(err: BaseException) -> bool:
+    """True for DuckDB's answer to Ctrl-C during a statement ("Query interrupted", a RuntimeError or
+    InterruptException): the statement may still have taken effect (a COMMIT does)."""
+    return isinstance(err, duckdb.InterruptException) or (isinstance(err, RuntimeError)
+                                                          and "Query interrupted" in str(err))
+
+
 def _lock_holder(err: duckdb.Error) -> str | None:
     """Which process holds a DuckDB file that we could not lock ("process 1234"), or None for other errors."""
     text = str(err)
@@ -190,24 +197,93 @@ def _replace_file(new: Path, path: Path) -> None:
 
 @contextmanager
 def _private_copy(path: Path, reader: str) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to a copy of the warehouse that replaces it by rename when the block succeeds."""
-    if _wal(path).exists():
-        # A write that was cut off before its checkpoint: only an in-place open may finish it.
-        raise OutputError(f"{path} holds an unfinished write ({_wal(path).name}) and {reader} has it open: "
-                          f"close that session, then rerun")
+    """A connection to a copy of the warehouse that replaces it by rename when the block succeeds.
+
+    A write-ahead log beside the file (a write that was committed but not yet checkpointed, or
+    one cut off) is copied with it, so the copy replays what the file holds; once the copy is in
+    place that log belongs to no file and is removed (a log left beside a file it does not belong
+    to stops every later open: see `settle`).
+    """
     log.info("%s is open in %s: writing a copy and swapping it in (that session keeps its snapshot)", path.name,
              reader)
     copy = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with writing_to(path.parent):
             shutil.copyfile(path, copy)
+            if _wal(path).exists():
+                shutil.copyfile(_wal(path), _wal(copy))
         with connect(copy) as con:
+            _checkpoint(con)  # the copied log is applied to the copy now, not left for later
             yield con
+            con.execute("CHECKPOINT")
         with writing_to(path.parent):
             _replace_file(copy, path)
+            _drop_superseded_wal(path)
     finally:
         copy.unlink(missing_ok=True)
         _wal(copy).unlink(missing_ok=True)
+
+
+def _checkpoint(con: duckdb.DuckDBPyConnection) -> None:
+    """Write everything the database's log holds into its file and empty the log.
+
+    DuckDB skips a CHECKPOINT when nothing changed since it opened the file, and then keeps a log
+    that a cut-off write left (replayed in memory, never discarded); a small write first makes
+    the checkpoint happen.
+    """
+    con.execute("CREATE OR REPLACE TABLE _churn_checkpoint (written BOOLEAN)")
+    con.execute("DROP TABLE _churn_checkpoint")
+    con.execute("CHECKPOINT")
+
+
+def _drop_superseded_wal(path: Path) -> None:
+    """Remove the log of the file that `path` held before a copy replaced it (flushed)."""
+    if _wal(path).exists():
+        _wal(path).unlink()
+        fsync_dir(path.parent)
+
+
+def _unmatched_wal(err: BaseException, path: Path) -> OutputError | None:
+    """The OutputError for a write-ahead log that belongs to another file than `path` (or None)."""
+    if "WAL does not match" not in str(err) and "replaying WAL" not in str(err):
+        return None
+    return OutputError(f"{_wal(path)} does not belong to {path.name} (DuckDB: {str(err).splitlines()[0][:160]}): "
+                       f"DuckDB cannot apply it to this file, and opens nothing while it is there. Move it aside "
+                       f"(mv {_wal(path)} {_wal(path)}.unmatched), then rerun")
+
+
+def settle(path: str | Path) -> bool:
+    """Bring the warehouse to a clean state: its write-ahead log applied or discarded, and removed.
+
+    A process killed while writing (or a checkpoint that failed on a full disk) leaves
+    `warehouse.duckdb.wal`: DuckDB replays its committed part and ignores the rest when the file
+    is next opened read-write, and the checkpoint here writes the result into the file and
+    removes the log. Run first by every job that writes OUT (under the output lock), and before
+    anything copies or rewrites the file. Returns True when there was a log to settle.
+
+    When another process has the file open (an analyst's session), nothing is done here: the
+    write then goes to a copy that takes the log with it (`_private_copy`). A log that belongs to
+    another file is an OutputError saying what to do.
+    """
+    path = Path(path)
+    if not _wal(path).exists() or not path.exists():
+        return False
+    try:
+        with connect(path) as con:
+            _checkpoint(con)
+    except duckdb.Error as err:
+        if _lock_holder(err) is not None:
+            return False
+        mapped = _unmatched_wal(err, path) or _output_error(err, path)
+        if mapped is None:
+            raise
+        raise mapped from err
+    if _wal(path).exists() and _wal(path).stat().st_size:
+        raise OutputError(f"{_wal(path)} could not be written into {path.name} (a checkpoint left it): "
+                          f"free space on the device, then rerun")
+    _wal(path).unlink(missing_ok=True)
+    log.warning("%s: applied the write-ahead log a stopped run left (%s)", path.parent, _wal(path).name)
+    return True
 
 
 @contextmanager
@@ -231,8 +307,12 @@ def _writing(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
             with _transaction(con):
                 yield con
                 faults.point("history written")
+    except (duckdb.InterruptException, RuntimeError) as err:
+        if not interrupted(err):
+            raise
+        raise KeyboardInterrupt(str(err)) from err
     except duckdb.Error as err:
-        mapped = _output_error(err, path)
+        mapped = _unmatched_wal(err, path) or _output_error(err, path)
         if mapped is None:
             raise
         raise mapped from err
@@ -284,6 +364,22 @@ def clean(path: str | Path) -> list[str]:
     return [p.name for p in leftovers]
 
 
+def holding(path: str | Path, customer_ids: set[str]) -> set[str]:
+    """Which of the customers any warehouse table holds a row of."""
+    if not Path(path).exists() or not customer_ids:
+        return set()
+    found: set[str] = set()
+    with connect(path, read_only=True) as con:
+        con.register("_asked", pd.DataFrame({"customer_id": sorted(customer_ids)}, dtype=object))
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        for table in SCHEMA:
+            if "customer_id" in _columns(table) and table in tables:
+                found |= {row[0] for row in con.execute(
+                    f"SELECT DISTINCT customer_id FROM {table} WHERE customer_id IN (SELECT customer_id FROM _asked)"
+                ).fetchall()}
+    return found
+
+
 def erase(path: str | Path, customer_ids: set[str], publications: dict[str, str]) -> dict[str, int]:
     """Remove customers from every table, set the given runs' publication tokens; return rows removed per table.
 
@@ -294,9 +390,10 @@ def erase(path: str | Path, customer_ids: set[str], publications: dict[str, str]
     path = Path(path)
     if not path.exists():
         return {}
+    settle(path)  # the file must hold everything before it is copied (a reader meanwhile: OutputError below)
     if _wal(path).exists():
-        with _writing(path):  # replays and checkpoints the cut-off write (a reader meanwhile: OutputError)
-            pass
+        raise OutputError(f"{path} holds an unfinished write ({_wal(path).name}) and another process has it open: "
+                          f"close that session, then rerun `churn forget` (the ids are already suppressed)")
     fresh = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     removed: dict[str, int] = {}
     try:
@@ -320,8 +417,9 @@ def erase(path: str | Path, customer_ids: set[str], publications: dict[str, str]
         faults.point("history written")
         with writing_to(path.parent):
             _replace_file(fresh, path)
+            _drop_superseded_wal(path)
     except duckdb.Error as err:
-        mapped = _output_error(err, path)
+        mapped = _unmatched_wal(err, path) or _output_error(err, path)
         if mapped is None:
             raise
         raise mapped from err

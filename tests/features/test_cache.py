@@ -8,6 +8,8 @@ import pickle
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from churn.config import Config
 from churn.features.cache import FeatureCache, features_key
@@ -82,3 +84,25 @@ def test_a_zero_day_cache_stores_and_serves_nothing(tmp_path):
     cache = FeatureCache(tmp_path, max_age_days=0)
     cache.put("k", _frame())
     assert cache.get("k") is None and not list(tmp_path.iterdir())
+
+
+def test_valid_parquet_the_cache_did_not_write_for_the_key_is_a_miss_deleted(tmp_path):
+    # Before: a copy of scores.parquet in an entry's place was served "from the cache", then
+    # KeyError: 'cutoff' (exit 70) on every rerun; a directory in its place the same.
+    cache = FeatureCache(tmp_path, max_age_days=7)
+    entry = tmp_path / "k.parquet"
+    pd.DataFrame({"customer_id": ["a"], "p_churn": [0.5]}).to_parquet(entry)  # another file, copied in
+    assert cache.get("k") is None and not entry.exists()
+    cache.put("other", _frame())
+    os.replace(tmp_path / "other.parquet", entry)  # the cache's own file, of another key
+    assert cache.get("k") is None and not entry.exists()
+    cache.put("k", _frame())
+    renamed = _frame().rename(columns={"cutoff": "as_of"})  # same key in the metadata, other columns
+    table = pa.Table.from_pandas(renamed).replace_schema_metadata(pq.read_schema(entry).metadata)
+    pq.write_table(table, entry)
+    assert cache.get("k") is None and not entry.exists()
+    entry.mkdir()
+    _frame().to_parquet(entry / "part-0.parquet")  # a directory (pandas would read it as a dataset)
+    assert cache.get("k") is None and not entry.exists()
+    cache.put("k", _frame())  # recomputed and stored again
+    pd.testing.assert_frame_equal(cache.get("k"), _frame(), check_exact=True)

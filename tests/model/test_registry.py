@@ -118,3 +118,37 @@ def test_a_model_ranking_at_chance_is_never_champion_even_with_none():
     assert not ok and "chance" in reason
     lucky = {"roc_auc": 0.56, "roc_auc_ci": [0.49, 0.63], "ece": 0.01}  # interval reaching 0.5: not told apart
     assert not registry.promotion_decision(lucky, None, 0.005, 0.03)[0]
+
+
+@pytest.mark.parametrize("name, damage", [("booster.json", "cut"), ("booster.json", "missing"),
+                                          ("calibrator.json", "cut"), ("params.json", "cut"),
+                                          ("params.json", "missing"), ("metadata.json", "cut")])
+def test_a_cut_off_or_missing_model_file_is_named_with_what_to_do(tiny_model, tmp_path, name, damage):
+    # Before: exit 70 with an XGBoostError or JSONDecodeError traceback.
+    registry.register(tiny_model, _meta("v1"), tmp_path)
+    path = tmp_path / "v1" / name
+    if damage == "missing":
+        path.unlink()
+    else:
+        whole = path.read_bytes()
+        path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ModelNotFoundError, match=rf"v1/{name} is (unreadable|missing).*churn rollback.*retrain"):
+        registry.load(tmp_path)
+
+
+def test_churn_models_names_a_cut_off_metadata_file_and_a_cut_off_champion_pointer(tiny_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+
+    registry.register(tiny_model, _meta("v1"), tmp_path)
+    registry.register(tiny_model, _meta("v2", "2024-02-29"), tmp_path)
+    meta = tmp_path / "v1" / "metadata.json"
+    meta.write_bytes(meta.read_bytes()[:40])
+    listing = CliRunner().invoke(app, ["models", "--models", str(tmp_path)])
+    assert listing.exit_code == 0 and "* v2" in listing.output  # the readable version is still listed
+    assert "v1/metadata.json is unreadable" in listing.output and "Traceback" not in listing.output
+    (tmp_path / "champion.json").write_text('{"version": "v')  # before: exit 0, no champion marked, no word
+    listing = CliRunner().invoke(app, ["models", "--models", str(tmp_path)])
+    assert listing.exit_code == 0 and "* v2" not in listing.output
+    assert "champion.json is unreadable" in listing.output and "churn rollback" in listing.output

@@ -110,6 +110,69 @@ def test_an_error_before_the_commit_leaves_the_previous_day_whole(tmp_path, monk
     assert state(tmp_path) == ("v1", "v1", True) and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), RuntimeError("Query interrupted")],
+                         ids=["KeyboardInterrupt", "DuckDB interrupt"])
+def test_an_interrupt_after_the_commit_took_effect_publishes_the_files_at_once(tmp_path, monkeypatch, failure):
+    # Ctrl-C during DuckDB's COMMIT comes back as "Query interrupted" after the transaction is
+    # durable: the staged files must not be deleted (before: no OUT/D with 121 rows in history;
+    # on a rerun, the new token in history and the old files in OUT/D).
+    publish_day(tmp_path, "v1")
+    real = warehouse.write_run
+
+    def commit_then_interrupt(*args, **kwargs):
+        real(*args, **kwargs)
+        raise failure
+
+    monkeypatch.setattr(warehouse, "write_run", commit_then_interrupt)
+    with pytest.raises(KeyboardInterrupt if isinstance(failure, KeyboardInterrupt) else RuntimeError):
+        publish_day(tmp_path, "v2")
+    assert state(tmp_path) == ("v2", "v2", True) and leftovers(tmp_path) == []
+    fresh = tmp_path / "fresh"  # a date never published before: OUT/D appears
+    with pytest.raises((KeyboardInterrupt, RuntimeError)):
+        publish_day(fresh, "v2")
+    assert state(fresh) == ("v2", "v2", True) and leftovers(fresh) == []
+
+
+def test_a_commit_whose_outcome_cannot_be_read_leaves_the_files_for_recovery(tmp_path, monkeypatch):
+    publish_day(tmp_path, "v1")
+    real = warehouse.write_run
+
+    def commit_then_interrupt(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    def unreadable(path):
+        raise KeyboardInterrupt  # a second Ctrl-C while the failure path reads the history
+
+    monkeypatch.setattr(warehouse, "write_run", commit_then_interrupt)
+    monkeypatch.setattr(warehouse, "publications", unreadable)
+    with pytest.raises(KeyboardInterrupt):
+        publish_day(tmp_path, "v2")
+    assert len(leftovers(tmp_path)) == 1  # the staged files stay ...
+    monkeypatch.undo()
+    recover(tmp_path)  # ... and the next job puts them in place
+    assert state(tmp_path) == ("v2", "v2", True) and leftovers(tmp_path) == []
+
+
+def test_sigint_in_a_child_right_after_the_commit_ends_with_files_and_history_agreeing(tmp_path):
+    publish_day(tmp_path, "v1")
+    code = f"""
+import os, signal
+from churn.publish import warehouse
+from tests.publish.test_publication import publish_day
+real = warehouse.write_run
+def commit_then_sigint(*args, **kwargs):
+    real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the COMMIT returns
+warehouse.write_run = commit_then_sigint
+publish_day({str(tmp_path)!r}, "v2")
+"""
+    child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode != 0 and "KeyboardInterrupt" in child.stderr
+    assert state(tmp_path) == ("v2", "v2", True) and leftovers(tmp_path) == []
+
+
 def test_a_rerun_of_the_same_day_publishes_the_same_token_and_files(tmp_path):
     publish_day(tmp_path, "v2")
     first = json.loads((tmp_path / DAY / "manifest.json").read_text())

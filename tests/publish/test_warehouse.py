@@ -195,3 +195,71 @@ def test_a_warehouse_from_before_imports_gains_the_new_columns_and_tables(tmp_pa
     contacts = warehouse.read_table(path, "contacts")
     assert contacts["customer_id"].tolist() == ["c1", "c2"] and contacts["source"].tolist()[1] == "import"
     assert warehouse.suppressed(path) == {"c2"}
+
+
+def _killed_after_a_commit(path, date: str, cut_bytes: int = 0) -> None:
+    """A writer in another process that commits D's run row and is killed before its checkpoint.
+
+    It leaves `warehouse.duckdb.wal` holding that commit; `cut_bytes` cut off the log's end, as a
+    kill during the COMMIT does (DuckDB then ignores the unfinished transaction, and keeps the log).
+    """
+    code = ("import os, signal, sys, duckdb; con = duckdb.connect(sys.argv[1]); "
+            "con.execute(\"INSERT INTO runs (run_date, model_version) VALUES (CAST(? AS DATE), 'killed')\", "
+            "[sys.argv[2]]); os.kill(os.getpid(), signal.SIGKILL)")
+    subprocess.run([sys.executable, "-c", code, str(path), date], timeout=60)
+    wal = path.with_name(path.name + ".wal")
+    assert wal.stat().st_size > cut_bytes
+    if cut_bytes:
+        with open(wal, "r+b") as f:
+            f.truncate(wal.stat().st_size - cut_bytes)
+
+
+@pytest.mark.parametrize("cut", [0, 20], ids=["committed log", "cut-off log"])
+def test_erase_after_a_killed_write_leaves_no_log_that_belongs_to_another_file(tmp_path, cut):
+    # Before: `churn forget` swapped its new file in beside the killed write's log, and every
+    # later job exited 70 "WAL does not match database file".
+    path = tmp_path / warehouse.FILE_NAME
+    warehouse.write_run(path, *_run("2024-05-01"))
+    _killed_after_a_commit(path, "2024-05-02", cut)
+    warehouse.erase(path, {"c1"}, {})
+    assert list(tmp_path.iterdir()) == [path]  # no log left
+    expected = {"2024-05-01"} | ({"2024-05-02"} if not cut else set())  # a committed write is kept
+    assert set(warehouse.publications(path)) == expected
+    warehouse.write_run(path, *_run("2024-05-03"))  # and every later job opens it
+    assert sorted(warehouse.read_table(path, "scores")["customer_id"]) == ["c0", "c0", "c1", "c2", "c2"]
+
+
+@pytest.mark.parametrize("cut", [0, 20], ids=["committed log", "cut-off log"])
+def test_every_job_settles_a_killed_writes_log_first(tmp_path, cut):
+    from churn.publish import publication
+
+    path = tmp_path / warehouse.FILE_NAME
+    warehouse.write_run(path, *_run("2024-05-01"))
+    _killed_after_a_commit(path, "2024-05-02", cut)
+    with publication.held_root(tmp_path, "test", wait_seconds=0):
+        assert not path.with_name(path.name + ".wal").exists()
+    assert set(warehouse.publications(path)) == {"2024-05-01"} | ({"2024-05-02"} if not cut else set())
+
+
+def test_a_write_on_a_copy_takes_the_log_with_it_and_leaves_none_behind(tmp_path):
+    # A reader holds the file (so it cannot be settled in place) and a killed write left its log:
+    # the copy replays the log, and once the copy is in place no log is left beside it.
+    path = tmp_path / warehouse.FILE_NAME
+    warehouse.write_run(path, *_run("2024-05-01"))
+    _killed_after_a_commit(path, "2024-05-02")
+    with _held_open(path, read_only=True):
+        warehouse.write_run(path, *_run("2024-05-03"))
+    assert list(tmp_path.iterdir()) == [path]
+    assert set(warehouse.publications(path)) == {"2024-05-01", "2024-05-02", "2024-05-03"}
+
+
+def test_a_log_that_belongs_to_another_file_is_an_output_error_saying_what_to_do(tmp_path):
+    path = tmp_path / warehouse.FILE_NAME
+    other = tmp_path / "other" / warehouse.FILE_NAME
+    other.parent.mkdir()
+    warehouse.write_run(path, *_run("2024-05-01"))
+    warehouse.write_run(other, *_run("2024-05-01"))
+    _killed_after_a_commit(other, "2024-05-02")
+    other.with_name(other.name + ".wal").rename(path.with_name(path.name + ".wal"))
+    with pytest.raises(OutputError, match=r"warehouse.duckdb.wal does not belong to warehouse.duckdb.*Move it aside"):
+        warehouse.settle(path)
