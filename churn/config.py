@@ -76,7 +76,7 @@ class ModelConfig:
     season_min_checks: int = 3
     lean_learning_rate: float = 0.1
     lean_tolerance: float = 0.01
-    n_jobs: int = 1
+    n_jobs: int = 0  # all cores: measured 1.7x faster than 1 thread on 2 quiet cores (README, Configuration)
 
 
 @dataclass(frozen=True)
