@@ -113,7 +113,8 @@ def test_explain_cost_counts_leaves_times_depth_squared_of_the_trees_kept():
 
 def test_the_search_winner_gives_way_to_a_cheaper_booster_only_when_it_predicts_about_as_well():
     """At a small learning rate the winner is retrained at lean_learning_rate: fewer trees, cheaper reasons."""
-    slow = ModelConfig(n_estimators=400, learning_rate=0.03, early_stopping_rounds=20, search_budget=2)
+    slow = ModelConfig(n_estimators=400, learning_rate=0.03, early_stopping_rounds=20, search_budget=2,
+                       lean_tolerance=0.01)
     train, val = _snapshots(3000, 1), _snapshots(1000, 2)
     lean = ChurnModel(30, slow).fit(train, val)
     results = lean.search_results_
