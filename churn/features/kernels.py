@@ -364,7 +364,7 @@ def build(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int],
             return keep + first, out
 
         results = list(pool.map(run, tasks)) if pool else [run(task) for task in tasks]
-    del orders
+    orders = None  # frees the sorted orders (the closure above shares this name) before the final sort
     keep = np.concatenate([k for k, _ in results])
     # Each cutoff's population in order of customer id (ranks of different cutoffs never mix).
     t_of_row = np.concatenate([np.full(len(k), task[0], dtype=np.int32) for task, (k, _) in zip(tasks, results)])
