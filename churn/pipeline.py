@@ -281,18 +281,8 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
         steps.done("score", f"{len(scores)} customers scored with model {meta['version']}")
         suppressed = suppressed_ids(dataset, history)
         made = steps.run("lists", _lists, scores, model, suppressed, history, run_date, config)
-        scores, taken, lists = made.scores, made.taken, made.lists
-        steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
-        run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history,
-                                             suppressed, config, made.funnel)
-        run_manifest["forgotten_excluded"] = n_forgotten  # a count: the store holds hashes, never ids
-        run = manifest.warehouse_run(run_manifest, gate, config)
-        run_manifest["timings_seconds"] = dict(steps.timings)
-        kept = manifest.assignments_for_history(taken, history, run_date, config)
-        staged = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config,
-                           io=True)
-        steps.done("publish", f"published to {staged.target}")
-    return ScoreResult(staged.manifest, staged.target)
+        return _publish_day(steps, out_dir, run_date, meta, dataset, gate, made, history, suppressed, n_forgotten,
+                            config)
 
 
 def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
@@ -345,17 +335,25 @@ def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str
         if forgotten:
             made = _lists_partitioned(engine, data, parts, model, suppressed | forgotten, history, run_date, config)
             made = dataclasses.replace(made, scores=made.scores[~made.scores["customer_id"].isin(forgotten)])
-        scores, taken, lists = made.scores, made.taken, made.lists
-        steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
-        run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history,
-                                             suppressed, config, made.funnel)
-        run_manifest["forgotten_excluded"] = len(forgotten)
-        run = manifest.warehouse_run(run_manifest, gate, config)
-        run_manifest["timings_seconds"] = dict(steps.timings)
-        kept = manifest.assignments_for_history(taken, history, run_date, config)
-        staged = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config,
-                           io=True)
-        steps.done("publish", f"published to {staged.target}")
+        return _publish_day(steps, out_dir, run_date, meta, dataset, gate, made, history, suppressed, len(forgotten),
+                            config)
+
+
+def _publish_day(steps: Steps, out_dir: str | Path, run_date: RunDate, meta: dict[str, Any],
+                 dataset: contract.Dataset, gate: dict[str, Any], made: Lists, history: warehouse.History,
+                 suppressed: set[str], n_forgotten: int, config: Config) -> ScoreResult:
+    """The daily run's end on either engine: the manifest, the warehouse row, and the publish step."""
+    scores, taken, lists = made.scores, made.taken, made.lists
+    steps.done("lists", "; ".join(f"{action} {made.funnel[action]['blocked']}" for action in lists))
+    run_manifest = manifest.run_manifest(run_date, meta, dataset, gate, scores, taken, lists, history,
+                                         suppressed, config, made.funnel)
+    run_manifest["forgotten_excluded"] = n_forgotten  # a count: the store holds hashes, never ids
+    run = manifest.warehouse_run(run_manifest, gate, config)
+    run_manifest["timings_seconds"] = dict(steps.timings)
+    kept = manifest.assignments_for_history(taken, history, run_date, config)
+    staged = steps.run("publish", _publish, out_dir, run, scores, kept, lists, run_manifest, dataset, config,
+                       io=True)
+    steps.done("publish", f"published to {staged.target}")
     return ScoreResult(staged.manifest, staged.target)
 
 
