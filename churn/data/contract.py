@@ -377,18 +377,24 @@ def validate(data_dir: str | Path, config: Config | ContractConfig = ContractCon
     return _validate_files(files, config, problems)
 
 
+def _named_tables(names: Mapping[str, object], given: str) -> list[str]:
+    """Problems with the table names a caller gave: names the contract does not know, orders missing."""
+    problems = []
+    unknown = sorted(set(names) - set(TABLES))
+    if unknown:
+        problems.append(f"unknown table(s) {', '.join(unknown)}; known tables: {', '.join(TABLES)}")
+    if "orders" not in names:
+        problems.append(f"orders: {given} not given (it is required)")
+    return problems
+
+
 def validate_files(files: Mapping[str, str | Path], config: Config | ContractConfig = ContractConfig()) -> Dataset:
     """Check one file per table (`{"orders": path, ...}`) against the contract; `config` as in `validate`.
 
     The files need not share a directory or be named after their table: e.g. one partition's
     files. Messages name each file by its name.
     """
-    problems = []
-    unknown = sorted(set(files) - set(TABLES))
-    if unknown:
-        problems.append(f"unknown table(s) {', '.join(unknown)}; known tables: {', '.join(TABLES)}")
-    if "orders" not in files:
-        problems.append("orders: file not given (it is required)")
+    problems = _named_tables(files, "file")
     return _validate_files({name: Path(path) for name, path in files.items() if name in TABLES}, config, problems)
 
 
@@ -406,12 +412,7 @@ def validate_tables(
     problem here (the caller judges the whole file).
     """
     policy, timezone = _settings(config)
-    problems = []
-    unknown = sorted(set(tables) - set(TABLES))
-    if unknown:
-        problems.append(f"unknown table(s) {', '.join(unknown)}; known tables: {', '.join(TABLES)}")
-    if "orders" not in tables:
-        problems.append("orders: table not given (it is required)")
+    problems = _named_tables(tables, "table")
     known = {name: frame for name, frame in tables.items() if name in TABLES}
     with _Run(policy, timezone, problems) as run:
         return run.check(known, {name: (source or {}).get(name, name) for name in known}, file_rows)
