@@ -90,6 +90,13 @@ def _config(path: Path | None, horizon: int | None = None, engine: str | None = 
     return config
 
 
+def _budget(config):
+    """DuckDB's memory budget for a command that calls the library outside a pipeline job (which sets its own)."""
+    from churn.data import database
+
+    return database.budget(config.engine.duckdb_memory_limit)
+
+
 def _today(config) -> RunDate:
     """The day it is now in the shop's time zone: the one place the command line reads the clock."""
     import datetime as dt
@@ -159,7 +166,9 @@ def validate(data: DataOpt, config: ConfigOpt = None, as_json: JsonOpt = False) 
     """Check a data directory against the data contract; exit 1 with the problems if it breaks it."""
     from churn.data import contract
 
-    dataset = contract.validate(data, _config(config))
+    cfg = _config(config)
+    with _budget(cfg):
+        dataset = contract.validate(data, cfg)
     if as_json:
         _print_json({"row_counts": dataset.row_counts, "fingerprints": dataset.fingerprints,
                      "quarantined": {name: len(rows) for name, rows in dataset.quarantine.items()},
@@ -414,8 +423,9 @@ def explain_customer(
 
     model, meta = registry.load(models)
     cfg = _config(config, meta["horizon_days"])
-    dataset = contract.validate(data, cfg)
-    frame = build_features(dataset, [date], cfg.data.lookback_days)
+    with _budget(cfg):
+        dataset = contract.validate(data, cfg)
+        frame = build_features(dataset, [date], cfg.data.lookback_days)
     customer_id = normal_id(customer_id)  # the written form the contract gives ids: 13482.0 is 13482
     row = frame[frame["customer_id"] == customer_id]
     if row.empty:
@@ -474,7 +484,9 @@ def report(models: ModelsOpt = Path("models"),
     """Write the analyst report (one HTML file, opens offline) for the champion model and the latest run."""
     from churn.publish import report as analyst_report
 
-    inputs = analyst_report.collect(models, out, _config(config), data)
+    cfg = _config(config)
+    with _budget(cfg):
+        inputs = analyst_report.collect(models, out, cfg, data)
     target = html or out / f"report-{inputs.run_date}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
@@ -680,7 +692,7 @@ def demo(out: Annotated[Path, typer.Option("--out", parser=_path, help="Output r
     data_dir = out / "data" / "complete_journey"
     day = RunDate(2017, 12, 31)
     config = _config(None, 30)
-    with _progress_bar() as progress:
+    with _progress_bar() as progress, _budget(config):
         _say(f"1/6 exporting Complete Journey to {data_dir}")
         cj.export(data_dir)
         _say("2/6 validating")
@@ -763,6 +775,11 @@ def main() -> None:
         _say(f"error: {mapped}")
         sys.exit(1)
     except Exception as err:  # noqa: BLE001 - anything else is our bug: keep its traceback, and an exit code of its own
+        if type(err).__name__ == "OutOfMemoryException":  # DuckDB's, met outside a pipeline job's budget block
+            from churn.data.database import out_of_memory
+
+            _say(f"error: {out_of_memory()}")
+            sys.exit(1)
         if type(err).__name__ == "InterruptException" or (isinstance(err, RuntimeError)
                                                           and "Query interrupted" in str(err)):
             _interrupted()  # DuckDB's answer to Ctrl-C during a statement

@@ -35,6 +35,10 @@ class NothingToMeasure(DataError):
     """No win-back list has reached the end of its horizon window yet: nothing to measure, not a fault."""
 
 
+class MemoryBudgetError(ChurnError):
+    """DuckDB ran out of the memory budget the settings give it (`[engine] duckdb_memory_limit`)."""
+
+
 class OutputError(ChurnError):
     """An output cannot be written: a full disk, a read-only or locked place, a file where a directory should be."""
 

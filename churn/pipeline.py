@@ -25,6 +25,8 @@ publishes with one commit point: files staged, history committed, files swapped 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import re
 import shutil
@@ -37,7 +39,7 @@ import pandas as pd
 
 from churn import faults
 from churn.config import Config
-from churn.data import contract, spelling
+from churn.data import contract, database, spelling
 from churn.data.io import write_csv
 from churn.decide import outcomes, quality, scoring, uplift, winback
 from churn.engine import PARTITIONS_DIR, open_engine
@@ -105,6 +107,24 @@ class BackfillResult:
 
 
 # --- shared steps ------------------------------------------------------------------------------
+
+
+def _within_budget(job: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a job (a function with a `config` argument) inside its DuckDB memory budget.
+
+    Every DuckDB session the job opens gets `[engine] duckdb_memory_limit`, and running out of it
+    is a MemoryBudgetError saying to raise that setting (`churn.data.database.budget`), raised
+    before anything is published, like any other ChurnError.
+    """
+    signature = inspect.signature(job)
+
+    @functools.wraps(job)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        config = signature.bind(*args, **kwargs).arguments["config"]
+        with database.budget(config.engine.duckdb_memory_limit):
+            return job(*args, **kwargs)
+
+    return run
 
 
 def load_dataset(data_dir: str | Path, config: Config) -> contract.Dataset:
@@ -231,6 +251,7 @@ def _publish(out_dir: Path, run: dict[str, Any], scores: pd.DataFrame, taken: pd
                                                         scores, taken, dataset.contacts))
 
 
+@_within_budget
 def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, models_dir: str | Path,
               config: Config, progress: Progress | None = None, runner: StepRunner | None = None,
               dataset: contract.Dataset | None = None, today: RunDate | None = None,
@@ -433,6 +454,7 @@ def published(out_dir: str | Path, run_date: RunDate) -> bool:
     return publication.is_published(out_dir, run_date, warehouse.publications(warehouse.path_in(out_dir)))
 
 
+@_within_budget
 def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | Path, models_dir: str | Path,
              config: Config, force: bool = False, progress: Progress | None = None,
              score: Callable[[RunDate], Any] | None = None, today: RunDate | None = None,
@@ -519,6 +541,7 @@ def _erase_day(out_dir: Path, day: str, ids: set[str]) -> tuple[publication.Stag
     return staged, removed[0], found
 
 
+@_within_budget
 def forget(customer_ids: Iterable[str], out_dir: str | Path, models_dir: str | Path, config: Config) -> ForgetResult:
     """Erase customers from everything churn wrote under OUT, and keep them out of every later run.
 
@@ -613,6 +636,7 @@ def _backtest_counts(meta: dict[str, Any]) -> str:
             f"ROC-AUC {aucs}")
 
 
+@_within_budget
 def train_model(data_dir: str | Path, models_dir: str | Path, config: Config, as_of: RunDate | None = None,
                 progress: Progress | None = None, runner: StepRunner | None = None,
                 today: RunDate | None = None, engine: DaskEngine | None = None) -> TrainResult:
@@ -679,6 +703,7 @@ def _train_model_partitioned(data_dir: str | Path, models_dir: str | Path, confi
     return TrainResult(result.metadata, path)
 
 
+@_within_budget
 def backtest(data_dir: str | Path, test_cutoff: RunDate, config: Config,
              test_cutoffs: list[RunDate] | None = None, n_rolling: int = 1,
              progress: Progress | None = None) -> dict[str, Any]:
@@ -719,6 +744,7 @@ def _store_outcomes(found: outcomes.Measured, model: uplift.UpliftModel | None, 
     return out_dir / "outcomes.csv"
 
 
+@_within_budget
 def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
                      runner: StepRunner | None = None, dataset: contract.Dataset | None = None) -> OutcomesResult:
     """Measure every published list whose horizon window lies inside the data; store what it teaches.

@@ -128,3 +128,18 @@ def test_typed_tables_merge_with_the_defaults(tmp_path):
     config = load_config(path)
     assert config.contract.statuses == {"On Hold": "cancelled"}
     assert config.winback.callback.uplift == {"service": 0.5, "price": 0.08, "variety": 0.08, "none": 0.10}
+
+
+@pytest.mark.parametrize("value", ['"lots"', '"0GB"', '"-1GB"', '"150%"', '"0%"', '"1 G"', "2", '""'])
+def test_a_bad_duckdb_budget_is_refused_naming_the_key(tmp_path, value):
+    path = tmp_path / "churn.toml"
+    path.write_text(f"[engine]\nduckdb_memory_limit = {value}\n")
+    with pytest.raises(ConfigError, match=r"engine\.duckdb_memory_limit: (must be a size such as \"2GB\"|expected text)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("value", ["2GB", "512MB", "1.5GiB", "60%", "auto", "AUTO", "4 gb"])
+def test_a_duckdb_budget_is_a_size_a_share_of_memory_or_auto(tmp_path, value):
+    path = tmp_path / "churn.toml"
+    path.write_text(f'[engine]\nduckdb_memory_limit = "{value}"\n')
+    assert load_config(path).engine.duckdb_memory_limit == value

@@ -772,3 +772,43 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     from tests.conftest import run
 
     return run(monkeypatch, capsys, *args)
+
+
+# --- DuckDB's memory budget: [engine] duckdb_memory_limit ------------------------------------------
+
+
+def test_the_configured_duckdb_budget_reaches_every_session_of_a_daily_run(trained, synthetic_dir, config_path,
+                                                                          tmp_path, monkeypatch):
+    models, meta = trained
+    opened = []
+    real = duckdb.connect
+
+    def recording(*args, **kwargs):
+        opened.append(kwargs["config"]["memory_limit"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", recording)
+    config = load_config(config_path)
+    config = type(config)(**{**config.__dict__, "engine": type(config.engine)(duckdb_memory_limit="300MB")})
+    pipeline.score_day(synthetic_dir, RunDate.parse(meta["as_of"]), tmp_path, models, config)
+    # Validation, the feature engine, the quality gate and the warehouse: every session, 300e6 bytes.
+    assert len(opened) >= 3 and set(opened) == {f"{300 * 10**6 // 1024}KiB"}, opened
+
+
+def test_a_duckdb_budget_too_small_is_exit_1_naming_the_setting_and_writes_nothing(
+        trained, synthetic_dir, config_path, tmp_path, monkeypatch, capsys):
+    """Before: DuckDB's "Out of Memory" in the feature engine was exit 70 with a traceback (`make demo`, 3 of 4)."""
+    models, meta = trained
+    tight = tmp_path / "churn.toml"
+    tight.write_text(Path(config_path).read_text() + '[engine]\nduckdb_memory_limit = "8MB"\n')
+    out, new_models = tmp_path / "out", tmp_path / "models"
+    for args in (["score", "--data", str(synthetic_dir), "--date", meta["as_of"], "--out", str(out),
+                  "--models", str(models)],
+                 ["train", "--data", str(synthetic_dir), "--models", str(new_models)]):
+        code, _, err = run(monkeypatch, capsys, *args, "--config", str(tight))
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 1 and "Traceback" not in err, err
+        assert errors == [f'error: DuckDB ran out of memory within its budget of 8MB: raise [engine] '
+                          f'duckdb_memory_limit in churn.toml (e.g. "4GB", or "50%" of this machine\'s memory), '
+                          f'then rerun; outputs written before are unchanged'], err
+    assert not (out / meta["as_of"]).exists() and not warehouse.path_in(out).exists() and not new_models.exists()

@@ -42,7 +42,7 @@ import pandas as pd
 from distributed import Future
 
 from churn.config import Config, ContractConfig, EngineConfig, QualityConfig, WinbackConfig
-from churn.data import contract, parsing, partitions
+from churn.data import contract, database, parsing, partitions
 from churn.data.io import NoFinalNewline, ends_with_newline
 from churn.data.partitions import PART, ROW, PartitionedFiles
 from churn.decide import quality, scoring, winback
@@ -136,8 +136,11 @@ class DaskEngine:
             yield cls(started, config, storage).warm()
 
     def warm(self) -> DaskEngine:
-        """Import the engine's modules on every worker (and nothing else: never Prefect)."""
+        """Import the engine's modules on every worker (and nothing else: never Prefect), and give each
+        worker's DuckDB sessions the configured budget (`[engine] duckdb_memory_limit`, sized on the
+        worker's own machine when it is a share or "auto")."""
         self.client.run(importlib.import_module, "churn.engine.training")
+        self.client.run(database.set_budget, self.config.duckdb_memory_limit)
         return self
 
     # --- running on the partitions -------------------------------------------------------------

@@ -30,10 +30,6 @@ VALUABLE_M_SCORE = 4
 FREQUENCY_DROP = 0.5
 # Each RFM quintile score: the feature it ranks, and whether larger values rank first (DESC).
 QUINTILES = {"r_score": ("recency_days", True), "f_score": ("orders_365d", False), "m_score": ("spend_365d", False)}
-# DuckDB's own memory budget: past it, sorts and aggregates spill to disk instead of growing. Not
-# everything spills: at 512MB, training on Complete Journey (6 cutoffs x 1.47M items, the item
-# features' join) ran out of memory now and then; 1GB passed.
-DEFAULT_MEMORY_LIMIT = "1GB"
 FAMILY_TITLES = {
     "rfm": "Recency, frequency, monetary (RFM)",
     "warning": "Warning signs",
