@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -252,13 +252,63 @@ def _bytes_hold(path: Path, ids: set[str]) -> bool:
 
 
 def quoted_in(directory: str | Path, ids: set[str]) -> list[Path]:
-    """JSON files under `directory` (a model registry) that quote one of the ids as a string value.
+    """JSON files under `directory` (a model registry) that hold one of the ids as text: a string value or a key.
 
-    Only a quoted `"<id>"` counts: a model's numbers (split values, counts) may contain the
-    digits of a short numeric id by chance, which is no trace of the customer.
+    Read as JSON, not as bytes. A model's numbers (split values, counts) may contain the digits of
+    a short numeric id by chance, and XGBoost's model file writes its own parameters as text
+    (`"num_feature": "46"`, `"num_parallel_tree": "1"`, `"num_class": "0"`): neither is a trace of
+    a customer. So inside an XGBoost model (`_is_xgboost_model`) the values of its parameter
+    objects (keys ending in `_param`) and of the attributes XGBoost's training writes
+    (`best_iteration`, `best_score`) are skipped; its feature names, categories and other
+    attributes, and every text of every other file (metadata, parameters, calibrator, pointer),
+    are searched whole. A file that does not read as JSON is searched for the quoted id in its
+    bytes. Returns the files, sorted.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    needles = [json.dumps(str(i)).encode("utf-8") for i in ids]
-    return [p for p in sorted(directory.rglob("*.json")) if any(n in p.read_bytes() for n in needles)]
+    wanted = {str(i) for i in ids}
+    found = []
+    for path in sorted(directory.rglob("*.json")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        try:
+            document = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            if any(json.dumps(i).encode("utf-8") in data for i in wanted):
+                found.append(path)
+            continue
+        skip = _xgboost_parameter if _is_xgboost_model(document) else None
+        if any(text in wanted for text in _texts(document, (), skip)):
+            found.append(path)
+    return found
+
+
+# Attributes XGBoost itself sets on a booster (early stopping): numbers written as text.
+_XGBOOST_ATTRIBUTES = ("best_iteration", "best_score", "best_ntree_limit")
+
+
+def _is_xgboost_model(document: object) -> bool:
+    """XGBoost's JSON model format: {"learner": {...}, "version": [major, minor, patch]}."""
+    return isinstance(document, dict) and isinstance(document.get("learner"), dict) and "version" in document
+
+
+def _xgboost_parameter(path: tuple[str, ...]) -> bool:
+    """A place in an XGBoost model that holds one of XGBoost's own parameters, never data."""
+    return any(key.endswith("_param") for key in path) or (
+        len(path) >= 2 and path[-2] == "attributes" and path[-1] in _XGBOOST_ATTRIBUTES)
+
+
+def _texts(value: object, path: tuple[str, ...], skip) -> Iterator[str]:
+    """Every key and string value of a JSON document, but those at a path `skip` says are not data."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            if skip is None or not skip((*path, key)):
+                yield from _texts(item, (*path, key), skip)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item, path, skip)
+    elif isinstance(value, str):
+        yield value

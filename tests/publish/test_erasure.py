@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from openpyxl import Workbook, load_workbook
 
 from churn.publish import erasure
@@ -74,3 +75,50 @@ def test_alerts_lose_the_ids_and_a_models_numbers_are_not_mistaken_for_one(tmp_p
     (models / "booster.json").write_text('{"split_conditions": [10275.5, 1027.0], "name": "xgboost"}')
     (models / "leaky.json").write_text('{"examples": ["1027"]}')
     assert erasure.quoted_in(models, {"1027"}) == [models / "leaky.json"]
+
+
+def _real_booster(path: Path, n_features: int = 42) -> None:
+    """A real XGBoost model file: 42 features (so "num_feature": "42"), early-stopped (best_iteration)."""
+    import numpy as np
+    import xgboost as xgb
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, n_features))
+    y = (x[:, 0] + rng.normal(size=400) > 0).astype(int)
+    train, valid = xgb.DMatrix(x[:300], y[:300]), xgb.DMatrix(x[300:], y[300:])
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2, "seed": 42, "nthread": 1}, train, 30,
+                        evals=[(valid, "valid")], early_stopping_rounds=5, verbose_eval=False)
+    booster.save_model(str(path))
+
+
+@pytest.mark.parametrize("ids", [{"1"}, {"0"}, {"42"}, {"0", "1", "42"}])
+def test_xgboosts_own_parameter_strings_are_not_taken_for_a_customer_id(tmp_path, ids):
+    """Before: `churn forget 1` (and 0) warned that booster.json quotes an erased id: XGBoost writes its
+    parameters as text ("num_parallel_tree": "1", "num_class": "0", "num_feature": "42")."""
+    version = tmp_path / "models" / "20240630-h60-abc"
+    version.mkdir(parents=True)
+    _real_booster(version / "booster.json")
+    (version / "metadata.json").write_text(json.dumps({"version": "20240630-h60-abc", "n_train": 42,
+                                                       "features": ["recency_days", "orders_90d"]}))
+    raw = (version / "booster.json").read_bytes()
+    assert all(json.dumps(i).encode() in raw for i in ids)  # the bytes do hold them, quoted
+    assert erasure.quoted_in(tmp_path / "models", ids) == []
+
+
+def test_a_customer_id_in_a_model_file_is_still_found_wherever_data_can_live(tmp_path):
+    models = tmp_path / "models"
+    (models / "v").mkdir(parents=True)
+    _real_booster(models / "v" / "booster.json")
+    import xgboost as xgb
+
+    leaky = xgb.Booster(model_file=str(models / "v" / "booster.json"))
+    leaky.set_attr(example_customer="42")  # free text in the booster: searched
+    leaky.save_model(str(models / "v" / "leaky_booster.json"))
+    (models / "v" / "metadata.json").write_text(json.dumps({"examples": ["1"]}))  # a string value
+    (models / "v" / "params.json").write_text(json.dumps({"uplift": {"0": 0.3}}))  # a key
+    (models / "v" / "calibrator.json").write_text('{"cut off": ["7')  # not JSON: searched as bytes
+    (models / "v" / "cut.json").write_text('{"ids": ["7"], "cut off')
+    assert erasure.quoted_in(models, {"42"}) == [models / "v" / "leaky_booster.json"]
+    assert erasure.quoted_in(models, {"1"}) == [models / "v" / "metadata.json"]
+    assert erasure.quoted_in(models, {"0"}) == [models / "v" / "params.json"]
+    assert erasure.quoted_in(models, {"7"}) == [models / "v" / "cut.json"]
