@@ -17,7 +17,7 @@ through the optional callback, and returns a typed result.
 Errors a user can fix are `churn.errors.ChurnError`s, raised before anything is written.
 
 Every job that writes the output root (score, backfill, outcomes, contacts import, forget)
-holds its lock (`churn.publish.lock`) while it reads and writes the history, and first finishes
+holds its lock (`churn.publish.lock`) for the whole job, validation included, and first finishes
 or removes what a dead run left there (`churn.publish.publication.recover`). A daily run
 publishes with one commit point: files staged, history committed, files swapped in (see `_publish`).
 """
@@ -275,19 +275,20 @@ def score_day(data_dir: str | Path, run_date: RunDate, out_dir: str | Path, mode
                                       today)
     out_dir = Path(out_dir)
     lock.check_output_root(out_dir)
-    steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
-    given = dataset is not None
-    if dataset is None:
-        dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
-    _check_today(dataset, today)
-    steps.run("freshness", quality.check_freshness, dataset, run_date, config.quality)
-    steps.done("validate", _table_counts(dataset) + (" (validated once by the caller)" if given else ""))
-    _warn_unmatched(dataset)
-    model, meta = steps.run("load model", registry.load, models_dir, io=True)
-    _use_threads(model, config)
-    config = config.with_horizon(meta["horizon_days"])
-    # From reading the history (cooldowns) to publishing, no other job may write OUT.
+    # The whole job under the output lock, validation included: a second run is refused (or waits)
+    # from the first run's start, not only once it reads the history (cooldowns) to publish.
     with publication.held_root(out_dir, f"score {run_date}", config.output.lock_wait_seconds):
+        steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
+        given = dataset is not None
+        if dataset is None:
+            dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+        _check_today(dataset, today)
+        steps.run("freshness", quality.check_freshness, dataset, run_date, config.quality)
+        steps.done("validate", _table_counts(dataset) + (" (validated once by the caller)" if given else ""))
+        _warn_unmatched(dataset)
+        model, meta = steps.run("load model", registry.load, models_dir, io=True)
+        _use_threads(model, config)
+        config = config.with_horizon(meta["horizon_days"])
         # Customers who asked to be forgotten leave the data before anything is computed.
         store = erasure.Store(out_dir)
         dataset, n_forgotten = erasure.without(dataset, store)
@@ -318,20 +319,20 @@ def _score_day_partitioned(data_dir: str | Path, run_date: RunDate, out_dir: str
     """
     out_dir = Path(out_dir)
     lock.check_output_root(out_dir)
-    steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
-    data = steps.run("validate", engine.load, str(data_dir), config, io=True)
-    if today is not None:
-        engine.check_not_after(data, today)
-    steps.run("freshness", engine.check_freshness, data, run_date, config.quality)
-    dataset = data.summary  # what is global and small: counts, quarantine, contacts, suppressions
-    steps.done("validate", _table_counts(dataset) + f"; {engine.k} partitions"
-                           + (" (reused: files unchanged)" if data.reused else " written"))
-    _warn_unmatched(dataset)
-    model, meta = steps.run("load model", registry.load, models_dir, io=True)
-    _use_threads(model, config)
-    config = config.with_horizon(meta["horizon_days"])
-    # As in score_day: the output lock from reading the history to publishing.
+    # As in score_day: the whole job under the output lock (the partitions are written under OUT too).
     with publication.held_root(out_dir, f"score {run_date}", config.output.lock_wait_seconds):
+        steps = Steps(f"score {run_date}", SCORE_STEPS, progress, runner)
+        data = steps.run("validate", engine.load, str(data_dir), config, io=True)
+        if today is not None:
+            engine.check_not_after(data, today)
+        steps.run("freshness", engine.check_freshness, data, run_date, config.quality)
+        dataset = data.summary  # what is global and small: counts, quarantine, contacts, suppressions
+        steps.done("validate", _table_counts(dataset) + f"; {engine.k} partitions"
+                               + (" (reused: files unchanged)" if data.reused else " written"))
+        _warn_unmatched(dataset)
+        model, meta = steps.run("load model", registry.load, models_dir, io=True)
+        _use_threads(model, config)
+        config = config.with_horizon(meta["horizon_days"])
         store = erasure.Store(out_dir)
         dataset, _ = erasure.without(dataset, store)  # the global part: contacts, suppressions, quarantine
         history = steps.run("read history", warehouse.history, warehouse.path_in(out_dir), run_date,
@@ -478,22 +479,22 @@ def backfill(data_dir: str | Path, start: RunDate, end: RunDate, out_dir: str | 
     score = score or (lambda day: score_day(data_dir, day, out_dir, models_dir, config, dataset=validated.dataset(),
                                             today=today))
     days = [start.days(i) for i in range((end - start).days + 1)]
-    # Finish or remove what a dead run left first (also when every date turns out published): a date
-    # whose history was committed before a crash is published by that, not scored again.
-    before = {str(day) for day in days if published(out_dir, day)}
     lock.check_output_root(Path(out_dir))
-    if Path(out_dir).is_dir():
-        with publication.held_root(out_dir, "backfill", config.output.lock_wait_seconds):
-            pass
-    recovered = [str(day) for day in days if str(day) not in before and published(out_dir, day)]
-    scored, skipped = [], []
-    for i, day in enumerate(days):
-        notify(progress, f"scoring {day}", i, len(days))
-        if not force and published(out_dir, day):
-            skipped.append(str(day))
-            continue
-        score(day)
-        scored.append(str(day))
+    before = {str(day) for day in days if published(out_dir, day)}
+    # The whole backfill is one job under the output lock (each date's run holds it already, see
+    # `lock.held`); taking it first finishes or removes what a dead run left (also when every date
+    # turns out published): a date whose history was committed before a crash is published by that,
+    # not scored again.
+    with publication.held_root(out_dir, f"backfill {start}..{end}", config.output.lock_wait_seconds):
+        recovered = [str(day) for day in days if str(day) not in before and published(out_dir, day)]
+        scored, skipped = [], []
+        for i, day in enumerate(days):
+            notify(progress, f"scoring {day}", i, len(days))
+            if not force and published(out_dir, day):
+                skipped.append(str(day))
+                continue
+            score(day)
+            scored.append(str(day))
     notify(progress, f"scored {len(scored)} dates, skipped {len(skipped)}", len(days), len(days))
     return BackfillResult(scored, [d for d in skipped if d not in recovered], recovered)
 
@@ -753,11 +754,11 @@ def measure_outcomes(data_dir: str | Path, out_dir: str | Path, config: Config,
     `dataset`: `data_dir` already validated.
     """
     out_dir = Path(out_dir)
-    steps = Steps("outcomes", (), None, runner)
-    if dataset is None:
-        dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
-    steps.done("validate", f"orders {len(dataset.orders)} rows")
-    with publication.held_root(out_dir, "outcomes", config.output.lock_wait_seconds):
+    with publication.held_root(out_dir, "outcomes", config.output.lock_wait_seconds):  # the whole job
+        steps = Steps("outcomes", (), None, runner)
+        if dataset is None:
+            dataset = steps.run("validate", load_dataset, data_dir, config, io=True)
+        steps.done("validate", f"orders {len(dataset.orders)} rows")
         dataset, _ = erasure.without(dataset, erasure.Store(out_dir))
         found = steps.run("measure", _measure, dataset, out_dir, config, io=True)
         steps.done("measure", f"{len(found.follow)} listed customers, {len(found.list_dates)} list dates")
@@ -805,8 +806,8 @@ def import_contacts(path: str | Path, out_dir: str | Path) -> ContactsImport:
     if not where.is_file():  # checked before the lock, which would create OUT and leave .churn.lock in it
         raise DataError(f"no win-back lists in {out_dir} (no {where.name} there): import into the output root the "
                         f"lists were published to (--out)")
-    filled = contacts.read_filled_lists(path)
     with publication.held_root(out_dir, "contacts import", Config().output.lock_wait_seconds), writing_to(out_dir):
+        filled = contacts.read_filled_lists(path)
         # A list filled in before `churn forget` may still name an erased customer: never recorded.
         erased = erasure.Store(out_dir).forgotten_among(filled.rows["customer_id"].astype(str))
         kept = filled.rows[~filled.rows["customer_id"].astype(str).isin(erased)]

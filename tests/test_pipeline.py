@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import errno
 import hashlib
 import json
@@ -23,7 +24,7 @@ import pytest
 
 from churn import cli, faults, pipeline
 from churn.config import load_config
-from churn.errors import ContractError, QualityError
+from churn.errors import ContractError, OutputError, QualityError
 from churn.features.engine import FeatureBuilder
 from churn.model import registry
 from churn.publish import alerts, warehouse
@@ -361,6 +362,40 @@ def hook(name):
     assert f"score {day.days(-1)} (process {first.pid}" in waiting.message
     earlier, today = _listed(tmp_path / "out", str(day.days(-1))), _listed(tmp_path / "out", str(day))
     assert earlier and today and not earlier & today
+
+
+def test_a_run_still_validating_holds_the_output_root(trained, synthetic_dir, config_path, tmp_path, caplog):
+    """Before: the lock was taken after validation, so with lock_wait_seconds = 0 a second run that
+    started while the first was validating was not refused (it took the lock and published first)."""
+    models, meta = trained
+    day = RunDate.parse(meta["as_of"])
+    go, out = tmp_path / "go", tmp_path / "out"
+    first = _score_child(synthetic_dir, str(day.days(-1)), out, models, config_path, f"""
+real = pipeline.load_dataset
+def validating(*args):
+    print("validating", flush=True)
+    while not Path({str(go)!r}).exists():
+        time.sleep(0.05)
+    return real(*args)
+pipeline.load_dataset = validating
+hook = None
+""")
+    try:
+        assert first.stdout.readline().strip() == "validating"
+        config = load_config(config_path)
+        refuse = dataclasses.replace(config, output=dataclasses.replace(config.output, lock_wait_seconds=0))
+        with pytest.raises(OutputError, match=rf"is being written by score {day.days(-1)} \(process {first.pid} "):
+            pipeline.score_day(synthetic_dir, day, out, models, refuse)
+        assert not (out / str(day)).exists()
+        threading.Timer(1.0, go.touch).start()  # the first run finishes validating a second from now
+        with caplog.at_level(logging.WARNING, logger="churn.publish.lock"):
+            pipeline.score_day(synthetic_dir, day, out, models, config)  # waits (600 s allowed), then runs
+        assert first.wait(timeout=300) == 0
+    finally:
+        go.touch()
+        first.wait(timeout=300)
+    assert f"waiting up to 600 s for score {day.days(-1)} (process {first.pid}" in caplog.text
+    assert pipeline.published(out, day.days(-1)) and pipeline.published(out, day)
 
 
 def test_an_analysts_read_only_session_does_not_stop_the_daily_run(trained, synthetic_dir, config_path, tmp_path):
@@ -811,4 +846,4 @@ def test_a_duckdb_budget_too_small_is_exit_1_naming_the_setting_and_writes_nothi
         assert errors == [f'error: DuckDB ran out of memory within its budget of 8MB: raise [engine] '
                           f'duckdb_memory_limit in churn.toml (e.g. "4GB", or "50%" of this machine\'s memory), '
                           f'then rerun; outputs written before are unchanged'], err
-    assert not (out / meta["as_of"]).exists() and not warehouse.path_in(out).exists() and not new_models.exists()
+    assert not out.exists() and not new_models.exists()  # not even the lock file: the run created OUT, then failed
