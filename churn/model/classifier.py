@@ -26,6 +26,7 @@ from churn.data.hashing import stable_shares
 from churn.errors import DataError
 from churn.features.engine import feature_columns
 from churn.model.season import SeasonalCorrection, apply_shift, fit_correction
+from churn.model.treeshap import pattern_contributions
 from churn.progress import Progress, notify
 
 BOOSTER_FILE = "booster.json"
@@ -257,11 +258,14 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             self.n_calibration_ = int(len(calib))
         return self
 
-    def _matrix(self, features: pd.DataFrame) -> xgb.DMatrix:
+    def _check_features(self, features: pd.DataFrame) -> None:
         missing = [c for c in self.feature_names_ if c not in features]
         if missing:
             raise DataError(f"the data lacks features the model was trained on: {missing}; "
                             f"retrain on this data directory (churn train)")
+
+    def _matrix(self, features: pd.DataFrame) -> xgb.DMatrix:
+        self._check_features(features)
         return xgb.DMatrix(features[self.feature_names_], feature_names=self.feature_names_)
 
     def raw_proba(self, features: pd.DataFrame) -> np.ndarray:
@@ -300,9 +304,13 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         return self
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Exact TreeSHAP contributions (raw booster log-odds) per feature, XGBoost's native `pred_contribs`."""
-        contribs = self.booster_.predict(self._matrix(features), pred_contribs=True,
-                                         iteration_range=(0, self.best_iteration_ + 1))
+        """Exact TreeSHAP contributions (raw booster log-odds) per feature, XGBoost's `pred_contribs` values.
+
+        Computed once per tree decision pattern (churn.model.treeshap), or by the plain call on
+        every row where that does not pay (fewer than 2,000 rows, deep or categorical trees).
+        """
+        self._check_features(features)
+        contribs, _ = pattern_contributions(self.booster_, features, self.feature_names_, self.best_iteration_ + 1)
         return pd.DataFrame(contribs[:, :-1], columns=self.feature_names_, index=features.index)
 
     def feature_importance(self) -> pd.Series:
