@@ -147,6 +147,10 @@ class WinbackConfig:
     trial: ActionPolicy = field(default_factory=lambda: ActionPolicy(
         value_tiers=("low", "mid"), fixed_cost=6.0,
         uplift={"service": 0.03, "price": 0.05, "variety": 0.20, "none": 0.05}))
+    # Exploration (issue 16): this share of each action's daily capacity goes to the action's
+    # candidates drawn at random (reproducible from campaign, run date, action and customer), so
+    # that the uplift learned per customer sees customers the EV ranking would not pick.
+    exploration_share: float = 0.05
 
     def action(self, name: str) -> ActionPolicy:
         """The policy of one action (callback, exclusive_discount or trial)."""
@@ -383,6 +387,7 @@ _RULES: dict[str, Rule] = {
     "winback.holdout_share": (lambda v: 0 <= v < 1, "a number from 0 to 1, 1 excluded"),
     "winback.min_p_churn": _SHARE, "winback.capacity.*": _WHOLE_0, "winback.service_returns_share": _SHARE,
     "winback.price_quantile": _SHARE, "winback.variety_quantile": _SHARE,
+    "winback.exploration_share": (lambda v: 0 <= v <= 0.5, "a number from 0 to 0.5"),
     **{f"winback.{action}.{name}": rule for action in ACTIONS for name, rule in {
         "min_p_churn": _SHARE, "fixed_cost": _NON_NEGATIVE, "basket_share_cost": _NON_NEGATIVE,
         "cost_probability": _SHARE, "uplift.*": _SHARE, "cooldown_days": _WHOLE_0, "due_days": _WHOLE_0,
