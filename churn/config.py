@@ -172,6 +172,9 @@ class OutcomesConfig:
     learned_strength: float = 500.0
     min_claim_treated: int = 200
     min_claim_holdout: int = 50
+    # Exploration (issue 16): the largest weight an explored customer gets in the uplift learner,
+    # 1 / selection_probability capped here; 1 weighs everyone alike (see README, "Exploration").
+    max_selection_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -396,6 +399,7 @@ _RULES: dict[str, Rule] = {
     "outcomes.prior_strength": _POSITIVE, "outcomes.min_holdout": _WHOLE_0, "outcomes.confidence": _INSIDE,
     "outcomes.learned_strength": _POSITIVE, "outcomes.min_claim_treated": _WHOLE_1,
     "outcomes.min_claim_holdout": _WHOLE_1,
+    "outcomes.max_selection_weight": (lambda v: v >= 1, "a number >= 1 (1: explored customers weigh like the rest)"),
     "schedule.server_port": (lambda v: 1 <= v <= 65535, "a port number from 1 to 65535"),
     "cache.feature_days": _WHOLE_0, "cache.feature_max_gb": _POSITIVE,
     "output.lock_wait_seconds": (lambda v: v >= 0, "a number of seconds >= 0 (0: refuse at once)"),

@@ -713,7 +713,8 @@ def _learn_uplift(found: outcomes.Measured, out_dir: Path, config: Config) -> up
     scores = {day: pd.read_parquet(out_dir / day / "scores.parquet") for day in found.list_dates
               if (out_dir / day / "scores.parquet").exists()}
     segment_uplift, _ = outcomes.uplift_for_run(found.estimates, config.winback)
-    return uplift.learn(found.follow, scores, segment_uplift, config.winback, config.outcomes.learned_strength)
+    return uplift.learn(found.follow, scores, segment_uplift, config.winback, config.outcomes.learned_strength,
+                        config.outcomes.max_selection_weight)
 
 
 def _store_outcomes(found: outcomes.Measured, model: uplift.UpliftModel | None, out_dir: Path) -> Path:

@@ -132,7 +132,7 @@ class UpliftModel:
 
 def fit_uplift(listed: pd.DataFrame, drivers: pd.DataFrame, segment_uplift: dict[str, dict[str, float]],
                strength: float = 500.0, min_treated: int = 100, min_holdout: int = 30,
-               penalty: float = 1.0, max_weight: float = 20.0) -> UpliftModel:
+               penalty: float = 1.0, max_weight: float = 1.0) -> UpliftModel:
     """Learn per-customer uplift from measured outcomes of listed customers.
 
     `listed`: one row per listed customer with `action`, `arm` (treated/holdout), `came_back`
@@ -144,8 +144,9 @@ def fit_uplift(listed: pd.DataFrame, drivers: pd.DataFrame, segment_uplift: dict
 
     A customer the lists drew at random (`selection_probability` < 1: exploration, see
     `churn.decide.winback`) stands for the candidates not drawn: weight 1 / selection_probability,
-    capped at `max_weight` (inverse-probability weights of a few customers would otherwise
-    decide the whole fit).
+    capped at `max_weight` (`outcomes.max_selection_weight`; 1: everyone alike). The draw depends
+    only on recorded features, so the unweighted fit is not biased by it; the weights matter when
+    the model cannot follow the true uplift, and cost variance.
     """
     model = UpliftModel(segment={a: dict(segment_uplift.get(a, {})) for a in ACTIONS}, strength=strength)
     y = listed["came_back"].to_numpy(dtype=float)
@@ -302,12 +303,12 @@ def _drivers_of(scores: pd.DataFrame, winback: WinbackConfig, cuts: dict[str, fl
 
 
 def learn(follow: pd.DataFrame, scores_by_date: dict[str, pd.DataFrame], segment_uplift: dict[str, dict[str, float]],
-          winback: WinbackConfig, strength: float) -> UpliftModel | None:
+          winback: WinbackConfig, strength: float, max_weight: float = 1.0) -> UpliftModel | None:
     """The per-customer uplift model the next runs use, or None when no action has enough treated customers."""
     listed, flags = listed_with_features(follow, scores_by_date, winback)
     if listed.empty:
         return None
-    model = fit_uplift(listed, flags, segment_uplift, strength=strength)
+    model = fit_uplift(listed, flags, segment_uplift, strength=strength, max_weight=max_weight)
     return model if model.treated else None
 
 

@@ -98,7 +98,7 @@ def test_the_learner_weighs_an_explored_customer_by_their_chance_of_being_drawn(
     weighted = listed.assign(selection_probability=np.where(drawn, 1 / 3, 1.0))
     repeated = pd.concat([listed] + [listed[drawn]] * 2, ignore_index=True)
     repeated_drivers = pd.concat([drivers] + [drivers[drawn]] * 2, ignore_index=True)
-    by_weight = uplift.fit_uplift(weighted, drivers, segment)
+    by_weight = uplift.fit_uplift(weighted, drivers, segment, max_weight=20.0)
     by_copies = uplift.fit_uplift(repeated, repeated_drivers, segment)
     plain = uplift.fit_uplift(listed, drivers, segment)
     fit_w, fit_c = by_weight.treated["exclusive_discount"], by_copies.treated["exclusive_discount"]
@@ -109,6 +109,9 @@ def test_the_learner_weighs_an_explored_customer_by_their_chance_of_being_drawn(
     assert np.abs(share_w - share_c).max() < 0.02
     assert np.abs(share_w - share_plain).max() > 2 * np.abs(share_w - share_c).max()
     assert fit_w["n"] == fit_c["n"] - 2 * int((drawn & (listed["arm"] == "treated")).sum())
+    # With the cap at 1 (the default) an explored customer weighs like any other.
+    np.testing.assert_allclose(uplift.fit_uplift(weighted, drivers, segment).learned_share(
+        "exclusive_discount", listed, drivers), share_plain)
     # Lists from before exploration (no column) and EV-chosen customers weigh 1; tiny chances are capped.
     assert (uplift.selection_weights(listed) == 1).all()
     capped = uplift.selection_weights(listed.assign(selection_probability=np.where(drawn, 1e-4, 1.0)), 20.0)
