@@ -487,12 +487,12 @@ def _explore(pairs: pd.DataFrame, scores: pd.DataFrame, config: WinbackConfig, r
     applies as in `_fill`. selection_probability = customers drawn for the action (both arms) /
     the action's candidates: each candidate's chance of being drawn that day.
     """
-    rows = pairs["row"].to_numpy()
+    rows = pairs["row"].to_numpy(dtype=np.int64)
     ids = scores["customer_id"].astype(str).to_numpy()
     unique = np.unique(rows)
-    draws = exploration_draws(pd.Series(ids[unique]), config.campaign, run_date).to_numpy()
+    draws = exploration_draws(pd.Series(ids[unique], dtype=object), config.campaign, run_date).to_numpy()
     at = np.searchsorted(unique, rows)
-    column = pairs["action"].map(ACTIONS.index).to_numpy()
+    column = pairs["action"].map(ACTIONS.index).to_numpy(dtype=np.int64)  # an empty map is not integer
     priority = -draws[at, column]  # the smallest draw first
     chosen = _fill(pairs, priority, scores, replace(config, capacity=dict(slots)))
     pool = pairs["action"].value_counts()

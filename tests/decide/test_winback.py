@@ -350,3 +350,9 @@ def test_the_funnel_and_the_lists_show_the_explored_customers_as_customers_to_ca
         because = frame["chosen_because"][mine["explored"] & (mine["segment"] == "none")]
         assert because.str.contains("try this action with").all()
         assert frame["suggested_offer"].notna().all()
+
+
+def test_exploration_with_no_candidates_lists_nobody():
+    scores = _scores(50, seed=7).assign(p_churn=0.1)  # everyone below the risk floor
+    taken = assign(scores, set(), EXPLORING, "2024-05-01")
+    assert taken.empty and "explored" in taken
