@@ -30,9 +30,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import Any
-
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,8 +42,9 @@ from churn.model.explain import theme
 from churn.types import RunDate, cooldown_start, due_date
 
 __all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "OUTCOME_COLUMNS", "OUTCOMES", "assign", "candidates",
-           "driver_cuts", "drivers", "eligibility", "funnel", "holdout", "in_cooldown", "listed_dates", "offer_value",
-           "prior_uplift", "service_lists", "shortlisted", "talking_points", "topic"]
+           "driver_cuts", "drivers", "eligibility", "exploration_draws", "exploration_slots", "funnel", "holdout",
+           "in_cooldown", "listed_dates", "offer_value", "prior_uplift", "service_lists", "shortlisted",
+           "talking_points", "topic"]
 
 Uplift = Mapping[str, Mapping[str, float]]  # action -> segment -> share of would-be churners won back
 
