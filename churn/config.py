@@ -149,6 +149,10 @@ class WinbackConfig:
     trial: ActionPolicy = field(default_factory=lambda: ActionPolicy(
         value_tiers=("low", "mid"), fixed_cost=6.0,
         uplift={"service": 0.03, "price": 0.05, "variety": 0.20, "none": 0.05}))
+    # Exploration (issue 16): this share of each action's daily capacity goes to the action's
+    # candidates drawn at random (reproducible from campaign, run date, action and customer), so
+    # that the uplift learned per customer sees customers the EV ranking would not pick.
+    exploration_share: float = 0.05
 
     def action(self, name: str) -> ActionPolicy:
         """The policy of one action (callback, exclusive_discount or trial)."""
@@ -170,6 +174,9 @@ class OutcomesConfig:
     learned_strength: float = 500.0
     min_claim_treated: int = 200
     min_claim_holdout: int = 50
+    # Exploration (issue 16): the largest weight an explored customer gets in the uplift learner,
+    # 1 / selection_probability capped here; 1 weighs everyone alike (see README, "Exploration").
+    max_selection_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -388,6 +395,7 @@ _RULES: dict[str, Rule] = {
     "winback.holdout_share": (lambda v: 0 <= v < 1, "a number from 0 to 1, 1 excluded"),
     "winback.min_p_churn": _SHARE, "winback.capacity.*": _WHOLE_0, "winback.service_returns_share": _SHARE,
     "winback.price_quantile": _SHARE, "winback.variety_quantile": _SHARE,
+    "winback.exploration_share": (lambda v: 0 <= v <= 0.5, "a number from 0 to 0.5"),
     **{f"winback.{action}.{name}": rule for action in ACTIONS for name, rule in {
         "min_p_churn": _SHARE, "fixed_cost": _NON_NEGATIVE, "basket_share_cost": _NON_NEGATIVE,
         "cost_probability": _SHARE, "uplift.*": _SHARE, "cooldown_days": _WHOLE_0, "due_days": _WHOLE_0,
@@ -396,6 +404,7 @@ _RULES: dict[str, Rule] = {
     "outcomes.prior_strength": _POSITIVE, "outcomes.min_holdout": _WHOLE_0, "outcomes.confidence": _INSIDE,
     "outcomes.learned_strength": _POSITIVE, "outcomes.min_claim_treated": _WHOLE_1,
     "outcomes.min_claim_holdout": _WHOLE_1,
+    "outcomes.max_selection_weight": (lambda v: v >= 1, "a number >= 1 (1: explored customers weigh like the rest)"),
     "schedule.server_port": (lambda v: 1 <= v <= 65535, "a port number from 1 to 65535"),
     "cache.feature_days": _WHOLE_0, "cache.feature_max_gb": _POSITIVE,
     "output.lock_wait_seconds": (lambda v: v >= 0, "a number of seconds >= 0 (0: refuse at once)"),

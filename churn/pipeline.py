@@ -399,12 +399,17 @@ def _lists_partitioned(engine: DaskEngine, data: PartitionedData, parts: list, m
         return winback.assign(candidates, suppressed, w, run_date, history.last_listed, history.uplift,
                               customer_uplift=learned, cuts=cuts)
 
-    taken = taken_from(rows)
-    treated = taken.loc[taken["arm"] == "treated", "action"].value_counts()
-    if any(treated.get(a, 0) < w.capacity.get(a, 0) for a in cut_short):
-        taken = taken_from(engine.all_candidates(data, parts, w, run_date, history.last_listed, history.uplift,
-                                                 cuts, suppressed, history.uplift_model))
     scores = engine.collect(parts)
+    if any(winback.exploration_slots(w).values()):
+        # Exploration draws among every candidate, whatever its EV, and its selection probability
+        # counts them all: the partitions' EV shortlists cannot hold them, so assign on everyone.
+        taken = taken_from(scores)
+    else:
+        taken = taken_from(rows)
+        treated = taken.loc[taken["arm"] == "treated", "action"].value_counts()
+        if any(treated.get(a, 0) < w.capacity.get(a, 0) for a in cut_short):
+            taken = taken_from(engine.all_candidates(data, parts, w, run_date, history.last_listed, history.uplift,
+                                                     cuts, suppressed, history.uplift_model))
     learned = (None if history.uplift_model is None else
                uplift.per_customer(history.uplift_model, scores, history.uplift, w, cuts))
     scores = scoring.add_reasons(scores, model, taken["customer_id"], config.business.currency)
@@ -734,7 +739,8 @@ def _learn_uplift(found: outcomes.Measured, out_dir: Path, config: Config) -> up
     scores = {day: pd.read_parquet(out_dir / day / "scores.parquet") for day in found.list_dates
               if (out_dir / day / "scores.parquet").exists()}
     segment_uplift, _ = outcomes.uplift_for_run(found.estimates, config.winback)
-    return uplift.learn(found.follow, scores, segment_uplift, config.winback, config.outcomes.learned_strength)
+    return uplift.learn(found.follow, scores, segment_uplift, config.winback, config.outcomes.learned_strength,
+                        config.outcomes.max_selection_weight)
 
 
 def _store_outcomes(found: outcomes.Measured, model: uplift.UpliftModel | None, out_dir: Path) -> Path:

@@ -33,7 +33,8 @@ def follow_up(assignments: pd.DataFrame, horizons: pd.Series, orders: pd.DataFra
 
     `horizons`: horizon in days per run date. Columns: list_date, customer_id, action, arm,
     segment, risk_band, window_end, came_back, revenue, coupon_redeemed, contacted (None
-    without a contacts table).
+    without a contacts table), and, when the assignments have them, rank, expected_value,
+    p_churn, explored and selection_probability.
     """
     valid = valid_orders(orders)
     data_end = valid["order_ts"].max().normalize()
@@ -45,6 +46,12 @@ def follow_up(assignments: pd.DataFrame, horizons: pd.Series, orders: pd.DataFra
     con = database.connect()
     # The list's own ranking, when the assignments carry it, for the Qini of `ranking`.
     ranked = [c for c in ("rank", "expected_value", "p_churn") if c in listed]
+    # Exploration (churn.decide.winback): who was drawn at random, and their chance of being drawn.
+    if "explored" in listed:
+        listed["explored"] = listed["explored"].fillna(False).astype(bool)  # lists from before: chosen by EV
+        listed["selection_probability"] = pd.to_numeric(listed.get("selection_probability"),
+                                                        errors="coerce").fillna(1.0)
+        ranked += ["explored", "selection_probability"]
     con.register("listed", listed[["list_date", "customer_id", "action", "arm", "segment", "risk_band", "window_end",
                                    *ranked]])
     coupon = "coalesce(o.coupon_used, false)" if "coupon_used" in valid else "false"

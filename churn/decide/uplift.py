@@ -36,7 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from churn.config import ACTIONS, DRIVERS, SEGMENTS, WinbackConfig
 
 __all__ = ["LEARNED_FEATURES", "UpliftModel", "fit_uplift", "learn", "listed_with_features", "per_customer",
-           "qini_coefficient", "qini_from_truth", "uplift_at_capacity"]
+           "qini_coefficient", "qini_from_truth", "selection_weights", "uplift_at_capacity"]
 
 # What the treated response is learned from: risk, how long gone, how often and how much they
 # bought, whether buying slowed, how long they have been a customer, and their risk drivers.
@@ -132,23 +132,30 @@ class UpliftModel:
 
 def fit_uplift(listed: pd.DataFrame, drivers: pd.DataFrame, segment_uplift: dict[str, dict[str, float]],
                strength: float = 500.0, min_treated: int = 100, min_holdout: int = 30,
-               penalty: float = 1.0) -> UpliftModel:
+               penalty: float = 1.0, max_weight: float = 1.0) -> UpliftModel:
     """Learn per-customer uplift from measured outcomes of listed customers.
 
     `listed`: one row per listed customer with `action`, `arm` (treated/holdout), `came_back`
-    and the score columns as of the list date (`p_churn` and LEARNED_FEATURES); `drivers`: their
-    driver flags (same index). `segment_uplift`: action -> segment -> the segment estimate to
-    shrink to. An action with fewer than `min_treated` treated customers keeps the segment
-    estimate; with fewer than `min_holdout` holdout customers overall the control is the churn
-    model's 1 - p_churn as it is.
+    and the score columns as of the list date (`p_churn` and LEARNED_FEATURES), optionally
+    `selection_probability` (see below); `drivers`: their driver flags (same index).
+    `segment_uplift`: action -> segment -> the segment estimate to shrink to. An action with
+    fewer than `min_treated` treated customers keeps the segment estimate; with fewer than
+    `min_holdout` holdout customers overall the control is the churn model's 1 - p_churn as it is.
+
+    A customer the lists drew at random (`selection_probability` < 1: exploration, see
+    `churn.decide.winback`) stands for the candidates not drawn: weight 1 / selection_probability,
+    capped at `max_weight` (`outcomes.max_selection_weight`; 1: everyone alike). The draw depends
+    only on recorded features, so the unweighted fit is not biased by it; the weights matter when
+    the model cannot follow the true uplift, and cost variance.
     """
     model = UpliftModel(segment={a: dict(segment_uplift.get(a, {})) for a in ACTIONS}, strength=strength)
     y = listed["came_back"].to_numpy(dtype=float)
+    weight = selection_weights(listed, max_weight)
     held = (listed["arm"] == "holdout").to_numpy()
     model.n_holdout = int(held.sum())
     if held.sum() >= min_holdout and 0 < y[held].mean() < 1:
         x0 = _logit(1 - listed.loc[held, "p_churn"].to_numpy(dtype=float)).reshape(-1, 1)
-        lr = LogisticRegression(C=1.0, max_iter=1000).fit(x0, y[held])
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(x0, y[held], sample_weight=weight[held])
         model.control = (float(lr.intercept_[0]), float(lr.coef_[0, 0]))
     for action in ACTIONS:
         rows = ((listed["action"] == action) & (listed["arm"] == "treated")).to_numpy()
@@ -158,34 +165,46 @@ def fit_uplift(listed: pd.DataFrame, drivers: pd.DataFrame, segment_uplift: dict
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
         mu0 = model.control_response(listed[rows])
-        coef, intercept = _fit_share((x - mean) / scale, y[rows], mu0, penalty)
-        model.treated[action] = {"mean": mean.tolist(), "scale": scale.tolist(), "coef": coef.tolist(),
-                                 "intercept": intercept, "n": int(rows.sum())}
+        z = np.column_stack([np.ones(int(rows.sum())), (x - mean) / scale])  # the intercept first
+        theta = _fit_share(z, y[rows], mu0, np.r_[0.0, np.full(x.shape[1], penalty)], weight[rows])
+        model.treated[action] = {"mean": mean.tolist(), "scale": scale.tolist(), "coef": theta[1:].tolist(),
+                                 "intercept": float(theta[0]), "n": int(rows.sum())}
     return model
 
 
-def _fit_share(x: np.ndarray, y: np.ndarray, mu0: np.ndarray, penalty: float) -> tuple[np.ndarray, float]:
-    """Maximum likelihood of y ~ Bernoulli(mu0 + (1 - mu0) u(x)), u = sigmoid(x . coef + intercept).
+def selection_weights(listed: pd.DataFrame, max_weight: float = 20.0) -> np.ndarray:
+    """Each listed customer's weight in the fit: 1 / selection_probability, capped at `max_weight`.
+
+    1 for a customer the EV ranking chose (or when the column is absent: lists from before
+    exploration); a customer drawn at random with chance p stands for 1 / p candidates.
+    """
+    if "selection_probability" not in listed:
+        return np.ones(len(listed))
+    p = pd.to_numeric(listed["selection_probability"], errors="coerce").fillna(1.0).to_numpy(dtype=float)
+    return np.minimum(1.0 / np.clip(p, 1e-12, 1.0), max_weight)
+
+
+def _fit_share(x: np.ndarray, y: np.ndarray, mu0: np.ndarray, penalty: np.ndarray,
+               weight: np.ndarray) -> np.ndarray:
+    """Weighted maximum likelihood of y ~ Bernoulli(mu0 + (1 - mu0) u(x)), u = sigmoid(x . theta).
 
     The treated customer comes back on their own (mu0, known) or because the action won them
     back (a share u of the rest): modelling u directly spends the data on the uplift, not on
-    re-learning who comes back anyway. An L2 `penalty` on the coefficients keeps a small
-    sample's estimates near the average uplift.
+    re-learning who comes back anyway. An L2 `penalty` per coefficient (0: none, for the
+    intercepts) keeps a small sample's estimates near the average uplift; `weight` per customer.
     """
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        z = x @ theta[1:] + theta[0]
-        u = 1 / (1 + np.exp(-z))
-        p = np.clip(mu0 + (1 - mu0) * u, 1e-9, 1 - 1e-9)
-        nll = -np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)) + 0.5 * penalty * np.sum(theta[1:] ** 2)
-        # d nll / d z = -(y / p - (1 - y) / (1 - p)) (1 - mu0) u (1 - u)
-        dz = -(y / p - (1 - y) / (1 - p)) * (1 - mu0) * u * (1 - u)
-        grad = np.concatenate([[dz.sum()], x.T @ dz + penalty * theta[1:]])
-        return float(nll), grad
+    free = penalty == 0
 
-    start = np.zeros(x.shape[1] + 1)
-    start[0] = -2.0  # an uplift of about 12%: where priors sit
-    result = minimize(loss, start, jac=True, method="L-BFGS-B")
-    return result.x[1:], float(result.x[0])
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        u = 1 / (1 + np.exp(-(x @ theta)))
+        p = np.clip(mu0 + (1 - mu0) * u, 1e-9, 1 - 1e-9)
+        nll = -np.sum(weight * (y * np.log(p) + (1 - y) * np.log(1 - p))) + 0.5 * np.sum(penalty * theta ** 2)
+        # d nll / d z = -(y / p - (1 - y) / (1 - p)) (1 - mu0) u (1 - u)
+        dz = -weight * (y / p - (1 - y) / (1 - p)) * (1 - mu0) * u * (1 - u)
+        return float(nll), x.T @ dz + penalty * theta
+
+    start = np.where(free, -2.0, 0.0)  # an uplift of about 12%: where priors sit
+    return minimize(loss, start, jac=True, method="L-BFGS-B").x
 
 
 def segment_of(drivers: pd.DataFrame, table: dict[str, float]) -> np.ndarray:
@@ -266,7 +285,9 @@ def listed_with_features(follow: pd.DataFrame, scores_by_date: dict[str, pd.Data
         at = at[known].astype(int)
         facts = scores.iloc[at].drop(columns=["customer_id"]).reset_index(drop=True)
         mine = rows[known].reset_index(drop=True)
-        listed.append(pd.concat([mine[["list_date", "customer_id", "action", "arm", "came_back"]],
+        kept = ["list_date", "customer_id", "action", "arm", "came_back",
+                *[c for c in ("explored", "selection_probability") if c in mine]]
+        listed.append(pd.concat([mine[kept],
                                  facts.drop(columns=[c for c in mine.columns if c in facts and c != "p_churn"],
                                             errors="ignore")], axis=1))
         drivers.append(flags.iloc[at].reset_index(drop=True))
@@ -282,12 +303,12 @@ def _drivers_of(scores: pd.DataFrame, winback: WinbackConfig, cuts: dict[str, fl
 
 
 def learn(follow: pd.DataFrame, scores_by_date: dict[str, pd.DataFrame], segment_uplift: dict[str, dict[str, float]],
-          winback: WinbackConfig, strength: float) -> UpliftModel | None:
+          winback: WinbackConfig, strength: float, max_weight: float = 1.0) -> UpliftModel | None:
     """The per-customer uplift model the next runs use, or None when no action has enough treated customers."""
     listed, flags = listed_with_features(follow, scores_by_date, winback)
     if listed.empty:
         return None
-    model = fit_uplift(listed, flags, segment_uplift, strength=strength)
+    model = fit_uplift(listed, flags, segment_uplift, strength=strength, max_weight=max_weight)
     return model if model.treated else None
 
 

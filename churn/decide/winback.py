@@ -14,12 +14,23 @@ gets at most one action, and each action takes customers until its daily capacit
 A stable share of the customers taken (a hash of campaign and customer id) is held out: recorded
 with arm = holdout, never sent to the team, and not counted against capacity, so that the
 holdout mirrors the lists and the win-back rate can be measured against it.
+
+Exploration: `exploration_share` of each action's capacity goes first to the action's candidates
+drawn at random (a hash of campaign, run date, action and customer id: a rerun of the same date
+draws the same customers), whatever their EV, so that the uplift learned per customer
+(`churn.decide.uplift`) also sees how customers the EV ranking would not pick respond. They pass
+every rule (eligibility, suppressions, cooldown), one action per customer, and the holdout
+applies to them as to everyone. Each assignment records `explored` and its `selection_probability`
+(for an explored customer the share of the action's candidates drawn that day, else 1), so
+analysts can tell them apart and the learner can weight them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,13 +42,14 @@ from churn.model.explain import theme
 from churn.types import RunDate, cooldown_start, due_date
 
 __all__ = ["ASSIGNMENT_COLUMNS", "LIST_COLUMNS", "OUTCOME_COLUMNS", "OUTCOMES", "assign", "candidates",
-           "driver_cuts", "drivers", "eligibility", "funnel", "holdout", "in_cooldown", "listed_dates", "offer_value",
-           "prior_uplift", "service_lists", "shortlisted", "talking_points", "topic"]
+           "driver_cuts", "drivers", "eligibility", "exploration_draws", "exploration_slots", "funnel", "holdout",
+           "in_cooldown", "listed_dates", "offer_value", "prior_uplift", "service_lists", "shortlisted",
+           "talking_points", "topic"]
 
 Uplift = Mapping[str, Mapping[str, float]]  # action -> segment -> share of would-be churners won back
 
 ASSIGNMENT_COLUMNS = ["customer_id", "action", "arm", "rank", "segment", "uplift", "cost", "expected_value",
-                      "offer_value"]
+                      "offer_value", "explored", "selection_probability"]
 # What agents fill in, with the choices the workbook's drop-downs offer (`churn contacts import` reads them).
 OUTCOME_COLUMNS = ["called", "reached", "outcome", "offer_accepted", "notes"]
 YES_NO = ("yes", "no")
@@ -139,6 +151,7 @@ CHOSEN_BECAUSE = {
     "price": "Price-sensitive: buys on discount more than most customers",
     "variety": "Variety seeker: buys from more categories than most customers",
     "none": "No specific driver: the action with the best expected value for them",
+    "explored": "No specific driver: one of the customers we try this action with, to learn whom it helps",
 }
 # Reason families (churn.model.explain) and segments mapped to a topic.
 _TOPIC_OF = {"event_complaint": "service", "event_support_ticket": "service", "event_return_request": "service",
@@ -286,7 +299,7 @@ def candidates(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig
 
 
 FUNNEL_STEPS = ("scored", "eligible", "above_risk_floor", "suppressed", "in_cooldown", "ev_positive",
-                "to_other_action", "listed", "held_out", "capacity")
+                "to_other_action", "listed", "held_out", "explored", "capacity")
 
 
 def funnel(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig, taken: pd.DataFrame,
@@ -298,6 +311,7 @@ def funnel(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig, ta
     Counted in order: scored; eligible (stage, value tier, drivers); of those above the risk floor;
     then removed as suppressed and as in cooldown; of the rest, EV > 0; of those, taken for a
     better action (a customer gets one action); listed (treated) and held out; the capacity.
+    `explored`: of the listed, those drawn at random for exploration (any EV; see `assign`).
     `blocked` says in words why a list is not full (or that it is): the step that lost the most.
     """
     rules = eligibility(scores, suppressed, config, run_date, last_listed, cuts)
@@ -319,6 +333,7 @@ def funnel(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig, ta
                   "to_other_action": int(scores["customer_id"].iloc[positive["row"]].isin(
                       taken.loc[taken["action"] != action, "customer_id"]).sum()),
                   "listed": listed, "held_out": int((mine["arm"] == "holdout").sum()),
+                  "explored": int(((mine["arm"] == "treated") & mine.get("explored", False)).sum()),
                   "capacity": int(config.capacity.get(action, 0))}
         counts["blocked"] = _blocked(counts, int(cool.sum()), config.min_p_churn)
         out[action] = counts
@@ -412,8 +427,16 @@ def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
     """
     if rank_by not in ("ev", "risk", "random"):
         raise ValueError(f"rank_by must be 'ev', 'risk' or 'random', not {rank_by!r}")
-    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift, positive_only=rank_by == "ev",
+    slots = exploration_slots(config) if rank_by == "ev" and run_date is not None else {}
+    pairs = candidates(scores, suppressed, config, run_date, last_listed, uplift,
+                       positive_only=rank_by == "ev" and not any(slots.values()),
                        customer_uplift=customer_uplift, cuts=cuts)
+    explored = _explore(pairs, scores, config, run_date, slots) if any(slots.values()) else None
+    if explored is not None:  # the EV lists fill the rest of each capacity from the customers not drawn
+        treated = explored.loc[explored["arm"] == "treated", "action"].value_counts()
+        config = replace(config, capacity={a: int(config.capacity.get(a, 0)) - int(treated.get(a, 0))
+                                           for a in ACTIONS})
+        pairs = pairs[(pairs["expected_value"] > 0).to_numpy() & ~pairs["row"].isin(explored["row"]).to_numpy()]
     if rank_by == "random":
         priority = np.random.default_rng(random_state).random(len(pairs))
     else:
@@ -422,11 +445,66 @@ def assign(scores: pd.DataFrame, suppressed: set[str], config: WinbackConfig,
     chosen = _fill(pairs[short], priority[short], scores, config)
     if _cut_short(pairs, short, chosen, config):  # rare: a list the shortlist could not fill
         chosen = _fill(pairs, priority, scores, config)
+    chosen = chosen.assign(explored=False, selection_probability=1.0)
+    if explored is not None:  # one list per action in EV order: an explored customer is a customer to call
+        chosen = _in_ev_order(pd.concat([chosen, explored], ignore_index=True), scores)
     chosen["rank"] = chosen.groupby(["action", "arm"]).cumcount() + 1
     out = scores.iloc[chosen["row"].to_numpy()].reset_index(drop=True)
     for column in ASSIGNMENT_COLUMNS[1:]:
         out[column] = chosen[column].to_numpy()
     return out
+
+
+def exploration_slots(config: WinbackConfig) -> dict[str, int]:
+    """Per action, the treated places of a day's list given to customers drawn at random.
+
+    exploration_share x capacity, rounded half up: 10% of 25 calls is 3 (a share above zero
+    explores as soon as the capacity allows one place).
+    """
+    return {a: int(np.floor(config.exploration_share * int(config.capacity.get(a, 0)) + 0.5)) for a in ACTIONS}
+
+
+def exploration_draws(customer_ids: pd.Series, campaign: str, run_date: object) -> pd.DataFrame:
+    """Each customer's random draw per action on a run date: uniform in [0, 1), one column per action.
+
+    SHA-256 of "campaign:explore:YYYY-MM-DD:customer_id", 8 bytes per action: the same on every
+    machine and rerun, independent between actions, dates and campaigns.
+    """
+    day = RunDate.parse(run_date)
+    digests = [hashlib.sha256(f"{campaign}:explore:{day}:{cid}".encode()).digest()
+               for cid in customer_ids.astype(str)]
+    return pd.DataFrame({a: np.fromiter((int.from_bytes(d[8 * k:8 * k + 8], "big") / 2**64 for d in digests),
+                                        dtype="float64", count=len(digests))
+                         for k, a in enumerate(ACTIONS)}, index=customer_ids.index)
+
+
+def _explore(pairs: pd.DataFrame, scores: pd.DataFrame, config: WinbackConfig, run_date: object,
+             slots: Mapping[str, int]) -> pd.DataFrame:
+    """The customers drawn at random for each action's exploration places (see the module docstring).
+
+    Every candidate pair (all rules passed, any EV) is walked in the order of its draw; a pair is
+    taken while its action has places left and its customer has no action yet; the holdout
+    applies as in `_fill`. selection_probability = customers drawn for the action (both arms) /
+    the action's candidates: each candidate's chance of being drawn that day.
+    """
+    rows = pairs["row"].to_numpy(dtype=np.int64)
+    ids = scores["customer_id"].astype(str).to_numpy()
+    unique = np.unique(rows)
+    draws = exploration_draws(pd.Series(ids[unique], dtype=object), config.campaign, run_date).to_numpy()
+    at = np.searchsorted(unique, rows)
+    column = pairs["action"].map(ACTIONS.index).to_numpy(dtype=np.int64)  # an empty map is not integer
+    priority = -draws[at, column]  # the smallest draw first
+    chosen = _fill(pairs, priority, scores, replace(config, capacity=dict(slots)))
+    pool = pairs["action"].value_counts()
+    drawn = chosen["action"].value_counts()
+    return chosen.assign(explored=True, selection_probability=[drawn[a] / pool[a] for a in chosen["action"]])
+
+
+def _in_ev_order(chosen: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Taken pairs in list order: EV first, ties by customer id then action order (as `_fill` walks)."""
+    ids = scores["customer_id"].astype(str).to_numpy()[chosen["row"].to_numpy()]
+    order = np.lexsort((chosen["action"].map(ACTIONS.index).to_numpy(), ids, -chosen["expected_value"].to_numpy()))
+    return chosen.iloc[order].reset_index(drop=True)
 
 
 def shortlisted(pairs: pd.DataFrame, config: WinbackConfig) -> tuple[np.ndarray, set[str]]:
@@ -520,8 +598,14 @@ def _amount(value: float, currency: str) -> str:
     return f"{text} {currency}" if currency.isalpha() else f"{currency}{text}"
 
 
-def _chosen_because(segment: object, uplift: float) -> str:
-    """Why the customer got this action: the driver (segment) and how much the action helps such customers."""
+def _chosen_because(segment: object, uplift: float, explored: bool = False) -> str:
+    """Why the customer got this action: the driver (segment) and how much the action helps such customers.
+
+    A customer drawn for exploration without a driver was not chosen for the best expected value:
+    the text says they are one of the customers the action is tried with.
+    """
+    if explored and str(segment) == "none":
+        return CHOSEN_BECAUSE["explored"]
     text = CHOSEN_BECAUSE.get(str(segment), CHOSEN_BECAUSE["none"])
     return f"{text} (wins back about {uplift:.0%} of such customers who would leave)" if uplift == uplift else text
 
@@ -558,8 +642,9 @@ def service_lists(assignments: pd.DataFrame, run_date: pd.Timestamp | str,
             "reason_1": rows.get("reason_1", empty).to_numpy(),
             "reason_2": rows.get("reason_2", empty).to_numpy(),
             "reason_3": rows.get("reason_3", empty).to_numpy(),
-            "chosen_because": [_chosen_because(seg, u) for seg, u in
-                               zip(rows["segment"], rows.get("uplift", pd.Series(np.nan, index=rows.index)))],
+            "chosen_because": [_chosen_because(seg, u, bool(e)) for seg, u, e in
+                               zip(rows["segment"], rows.get("uplift", pd.Series(np.nan, index=rows.index)),
+                                   rows.get("explored", pd.Series(False, index=rows.index)))],
             "suggested_offer": [OFFERS[action][t].format(offer=_amount(v, currency), valid_days=policy.offer_valid_days)
                                 for t, v in zip(topics, rows["offer_value"])],
             "talking_points": [talking_points(action, c, seg, policy.offer_valid_days)

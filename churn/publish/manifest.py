@@ -58,6 +58,9 @@ def run_manifest(run_date: RunDate, meta: dict[str, Any], dataset: Dataset, gate
         "lists": {action: int(len(frame)) for action, frame in lists.items()},
         "holdout": int((taken["arm"] == "holdout").sum()),
         "holdout_by_action": {a: int(((taken["action"] == a) & ~treated).sum()) for a in ACTIONS},
+        # Drawn at random for exploration (either arm), per action: see churn.decide.winback.
+        "explored_by_action": {a: int(((taken["action"] == a) & taken.get("explored", False)).sum())
+                               for a in ACTIONS},
         "expected_value": {a: round(float(taken.loc[(taken["action"] == a) & treated, "expected_value"].sum()), 2)
                            for a in ACTIONS},
         "uplift": history.uplift_report,

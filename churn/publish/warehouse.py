@@ -61,13 +61,13 @@ SCHEMA = {
     "assignments": """run_date DATE, customer_id VARCHAR, action VARCHAR, arm VARCHAR, rank INTEGER,
                       segment VARCHAR, uplift DOUBLE, uplift_source VARCHAR, cost DOUBLE, expected_value DOUBLE,
                       offer_value DOUBLE, p_churn DOUBLE, risk_band VARCHAR, value DOUBLE, value_tier VARCHAR,
-                      lifecycle_stage VARCHAR, due_date DATE""",
+                      lifecycle_stage VARCHAR, due_date DATE, explored BOOLEAN, selection_probability DOUBLE""",
     "contacts": """customer_id VARCHAR, list_date DATE, action VARCHAR, arm VARCHAR, contacted_ts TIMESTAMP,
                    outcome VARCHAR, reached BOOLEAN, offer_accepted BOOLEAN, source VARCHAR""",
     "suppressions": """customer_id VARCHAR, reason VARCHAR, since DATE, source VARCHAR""",
     "outcomes": """list_date DATE, customer_id VARCHAR, action VARCHAR, arm VARCHAR, segment VARCHAR,
                    risk_band VARCHAR, window_end DATE, came_back BOOLEAN, revenue DOUBLE,
-                   coupon_redeemed BOOLEAN, contacted BOOLEAN""",
+                   coupon_redeemed BOOLEAN, contacted BOOLEAN, explored BOOLEAN, selection_probability DOUBLE""",
     "uplift": """measured_through DATE, action VARCHAR, segment VARCHAR, n_treated BIGINT, n_holdout BIGINT,
                  rate_treated DOUBLE, rate_holdout DOUBLE, measured DOUBLE, prior DOUBLE, shrunk DOUBLE,
                  source VARCHAR""",
@@ -77,7 +77,9 @@ SCHEMA = {
 
 # Columns added after the first release: older warehouses gain them (NULL) when opened for writing.
 ADDED_COLUMNS = (("contacts", "reached", "BOOLEAN"), ("contacts", "offer_accepted", "BOOLEAN"),
-                 ("contacts", "source", "VARCHAR"), ("runs", "publication", "VARCHAR"))
+                 ("contacts", "source", "VARCHAR"), ("runs", "publication", "VARCHAR"),
+                 ("assignments", "explored", "BOOLEAN"), ("assignments", "selection_probability", "DOUBLE"),
+                 ("outcomes", "explored", "BOOLEAN"), ("outcomes", "selection_probability", "DOUBLE"))
 # Where a contacts row came from: the data directory's contacts table, or the team's filled-in list.
 FROM_DATA, FROM_IMPORT = "data", "import"
 

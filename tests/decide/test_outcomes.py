@@ -40,6 +40,21 @@ def test_contacts_say_who_the_team_reached():
     assert got.set_index("customer_id")["contacted"].to_dict() == {"a": True, "b": False}
 
 
+def test_explored_customers_are_measured_like_any_listed_customer_and_keep_their_chance_of_being_drawn():
+    taken = _taken([("2024-01-10", c, "trial", arm, "none", "high")
+                    for c, arm in zip("abcd", ["treated", "treated", "holdout", "treated"])])
+    taken["explored"] = [True, False, True, None]  # None: a row written before exploration existed
+    taken["selection_probability"] = [0.02, 1.0, 0.02, None]
+    orders = make_orders([("a", "2024-01-15"), ("c", "2024-01-20"), ("d", "2024-03-01")])
+    got = follow_up(taken, pd.Series({pd.Timestamp("2024-01-10"): 30}), orders).set_index("customer_id")
+    assert got["came_back"].to_dict() == {"a": True, "b": False, "c": True, "d": False}
+    assert got["explored"].to_dict() == {"a": True, "b": False, "c": True, "d": False}
+    assert got["selection_probability"].to_dict() == {"a": 0.02, "b": 1.0, "c": 0.02, "d": 1.0}
+    # Explored and ranked customers count together in the treated-vs-holdout table (the holdout mirrors both).
+    table = summary(got.reset_index(), OutcomesConfig())
+    assert table.loc[table["risk_band"] == "all", ["n_treated", "n_holdout"]].iloc[0].tolist() == [3, 1]
+
+
 def _outcomes(action: str, segment: str, treated: tuple[int, int], holdout: tuple[int, int]) -> pd.DataFrame:
     """(came back, stayed away) counts per arm, revenue 10 per customer who came back."""
     rows = []

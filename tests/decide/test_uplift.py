@@ -88,3 +88,31 @@ def test_the_policy_uses_the_learned_uplift_customer_by_customer():
     assert ev[(0, "callback")] == pytest.approx(0.8 * 0.5 * 100 - 12.0)
     assert ev[(1, "callback")] == pytest.approx(base[(1, "callback")])  # no learned value: the segment's
     assert ev[(1, "exclusive_discount")] > base[(1, "exclusive_discount")]
+
+
+def test_the_learner_weighs_an_explored_customer_by_their_chance_of_being_drawn():
+    listed, drivers, _ = _listed(1500, 5)
+    segment = winback.prior_uplift(WinbackConfig())
+    # Customers drawn with chance 1/3 stand for three candidates: weighing them is fitting them three times.
+    drawn = np.arange(len(listed)) % 5 == 0
+    weighted = listed.assign(selection_probability=np.where(drawn, 1 / 3, 1.0))
+    repeated = pd.concat([listed] + [listed[drawn]] * 2, ignore_index=True)
+    repeated_drivers = pd.concat([drivers] + [drivers[drawn]] * 2, ignore_index=True)
+    by_weight = uplift.fit_uplift(weighted, drivers, segment, max_weight=20.0)
+    by_copies = uplift.fit_uplift(repeated, repeated_drivers, segment)
+    plain = uplift.fit_uplift(listed, drivers, segment)
+    fit_w, fit_c = by_weight.treated["exclusive_discount"], by_copies.treated["exclusive_discount"]
+    # Same fit up to the standardisation, which the weights do not change (it only rescales the inputs).
+    share_w = by_weight.learned_share("exclusive_discount", listed, drivers)
+    share_c = by_copies.learned_share("exclusive_discount", listed, drivers)
+    share_plain = plain.learned_share("exclusive_discount", listed, drivers)
+    assert np.abs(share_w - share_c).max() < 0.02
+    assert np.abs(share_w - share_plain).max() > 2 * np.abs(share_w - share_c).max()
+    assert fit_w["n"] == fit_c["n"] - 2 * int((drawn & (listed["arm"] == "treated")).sum())
+    # With the cap at 1 (the default) an explored customer weighs like any other.
+    np.testing.assert_allclose(uplift.fit_uplift(weighted, drivers, segment).learned_share(
+        "exclusive_discount", listed, drivers), share_plain)
+    # Lists from before exploration (no column) and EV-chosen customers weigh 1; tiny chances are capped.
+    assert (uplift.selection_weights(listed) == 1).all()
+    capped = uplift.selection_weights(listed.assign(selection_probability=np.where(drawn, 1e-4, 1.0)), 20.0)
+    assert capped.max() == 20.0 and (capped[~drawn] == 1).all()

@@ -252,3 +252,107 @@ def test_the_shortlist_changes_nothing_against_walking_every_pair():
     assert len(pairs) > 10 * len(got)  # the shortlist did cut
     assert got["customer_id"].tolist() == full["row"].map(scores["customer_id"]).tolist()
     assert got["arm"].tolist() == full["arm"].tolist()
+
+
+# --- exploration: a share of each list drawn at random, for the uplift learned per customer -----
+
+EXPLORING = dataclasses.replace(CONFIG, exploration_share=0.2)  # 2, 4 and 3 places of 10, 20, 15
+
+
+def test_exploration_fills_its_share_of_each_list_at_random_and_the_ev_ranking_fills_the_rest():
+    scores = _scores(2000, seed=2)
+    taken = assign(scores, set(), EXPLORING, "2024-05-01")
+    treated = taken[taken["arm"] == "treated"]
+    slots = {"callback": 2, "exclusive_discount": 4, "trial": 3}
+    for action, cap in EXPLORING.capacity.items():
+        mine = treated[treated["action"] == action]
+        assert len(mine) == cap  # exploration takes places of the capacity, not more
+        assert int(mine["explored"].sum()) == slots[action]
+        assert mine["rank"].tolist() == list(range(1, cap + 1))
+        assert mine["expected_value"].is_monotonic_decreasing  # one list in EV order: nothing to learn for agents
+    # The explored are drawn whatever their EV: some have an EV the ranking would never take.
+    explored = taken[taken["explored"]]
+    assert (explored["expected_value"] <= 0).any()
+    assert (taken.loc[~taken["explored"], "expected_value"] > 0).all()
+    assert taken["customer_id"].is_unique
+    # Without a run date (the baselines of the benchmark) or with a share of 0, nobody is explored.
+    assert not assign(scores, set(), EXPLORING)["explored"].any()
+    assert not assign(scores, set(), dataclasses.replace(EXPLORING, exploration_share=0.0), "2024-05-01")[
+        "explored"].any()
+
+
+def test_exploration_is_reproducible_from_the_run_date_and_changes_with_it():
+    scores = _scores(2000, seed=2)
+    first = assign(scores, set(), EXPLORING, "2024-05-01")
+    again = assign(scores.sample(frac=1, random_state=4), set(), EXPLORING, pd.Timestamp("2024-05-01 00:00"))
+    pd.testing.assert_frame_equal(again, first)  # a rerun (in any row order) changes nothing
+    other_day = assign(scores, set(), EXPLORING, "2024-05-08")
+    assert set(other_day.loc[other_day["explored"], "customer_id"]) != set(first.loc[first["explored"], "customer_id"])
+    other_campaign = assign(scores, set(), dataclasses.replace(EXPLORING, campaign="spring"), "2024-05-01")
+    assert set(other_campaign.loc[other_campaign["explored"], "customer_id"]) != set(
+        first.loc[first["explored"], "customer_id"])
+
+
+def test_exploration_respects_opt_outs_cooldowns_and_eligibility():
+    scores = _scores(600, seed=5)
+    day = pd.Timestamp("2024-05-01")
+    suppressed = set(scores["customer_id"].iloc[::2])
+    recent = pd.Series(day - pd.Timedelta(days=5), index=scores["customer_id"].iloc[1::4])
+    taken = assign(scores, suppressed, EXPLORING, day, last_listed=recent)
+    assert taken["explored"].any()
+    assert not set(taken["customer_id"]) & suppressed
+    assert not set(taken["customer_id"]) & set(recent.index)
+    assert (taken["p_churn"] >= EXPLORING.min_p_churn).all()
+    callback = taken[taken["action"] == "callback"]
+    assert set(callback["value_tier"]) <= set(EXPLORING.callback.value_tiers)
+    # Fewer candidates than places: everyone left is drawn, and nothing more.
+    few = scores.assign(p_churn=np.where(np.arange(len(scores)) < 12, 0.9, 0.1))
+    small = assign(few, set(), EXPLORING, day)
+    assert len(small) <= 12 and (small["p_churn"] == 0.9).all()
+
+
+def test_explored_customers_carry_their_chance_of_being_drawn():
+    scores = _scores(2000, seed=2)
+    day = "2024-05-01"
+    taken = assign(scores, set(), EXPLORING, day)
+    pool = candidates(scores, set(), EXPLORING, day)["action"].value_counts()
+    for action in ACTIONS:
+        mine = taken[(taken["action"] == action) & taken["explored"]]
+        assert np.allclose(mine["selection_probability"], len(mine) / pool[action])  # both arms drawn / candidates
+    assert (taken.loc[~taken["explored"], "selection_probability"] == 1.0).all()
+
+
+def test_exploration_leaves_the_holdout_a_stable_random_holdout():
+    scores = _scores(20000, seed=6)
+    config = dataclasses.replace(EXPLORING, capacity={"callback": 300, "exclusive_discount": 600, "trial": 500})
+    taken = assign(scores, set(), config, "2024-05-01")
+    # The arm is the holdout hash of campaign and customer, for explored and ranked customers alike.
+    assert taken["arm"].eq(np.where(holdout(taken["customer_id"], config.campaign, config.holdout_share),
+                                    "holdout", "treated")).all()
+    for explored in (True, False):
+        share = (taken.loc[taken["explored"] == explored, "arm"] == "holdout").mean()
+        assert abs(share - config.holdout_share) < 0.05
+    # The held-out explored do not take places: the treated still fill each capacity.
+    assert (taken[taken["arm"] == "treated"].groupby("action").size() == pd.Series(config.capacity)).all()
+
+
+def test_the_funnel_and_the_lists_show_the_explored_customers_as_customers_to_call():
+    scores = _scores(2000, seed=2)
+    day = "2024-05-01"
+    taken = assign(scores, set(), EXPLORING, day)
+    counts = funnel(scores, set(), EXPLORING, taken, day)
+    assert {a: counts[a]["explored"] for a in ACTIONS} == {"callback": 2, "exclusive_discount": 4, "trial": 3}
+    lists = service_lists(taken, day, EXPLORING)
+    assert list(lists["trial"].columns) == LIST_COLUMNS  # no new column for the team
+    treated = taken[taken["arm"] == "treated"]
+    for action, frame in lists.items():
+        mine = treated[treated["action"] == action].reset_index(drop=True)
+        because = frame["chosen_because"][mine["explored"] & (mine["segment"] == "none")]
+        assert because.str.contains("try this action with").all()
+        assert frame["suggested_offer"].notna().all()
+
+
+def test_exploration_with_no_candidates_lists_nobody():
+    scores = _scores(50, seed=7).assign(p_churn=0.1)  # everyone below the risk floor
+    taken = assign(scores, set(), EXPLORING, "2024-05-01")
+    assert taken.empty and "explored" in taken
