@@ -97,6 +97,8 @@ def scan(path: str | Path, column: str, numbers_first: bool = False, threads: in
 def _scan_group(path: str | Path, column: str, group: int, numbers_first: bool, stop: threading.Event) -> _Part:
     rewrite, by_bytes, by_length, nulls = False, True, True, False
     first = last = None
+    if stop.is_set():  # another group found the answer: read nothing
+        return _Part(rewrite, False, False, first, last, nulls)
     for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, row_groups=[group], columns=[column],
                                                    use_threads=False):
         if stop.is_set():

@@ -65,3 +65,18 @@ def test_an_exponent_counts_only_among_numeric_ids(tmp_path):
     path = _file(tmp_path, ["1", "2", "3E+04"])
     assert keys.scan(path, "id", numbers_first=True).rewrite
     assert not keys.scan(path, "id", numbers_first=False).rewrite
+
+
+def test_the_pass_stops_at_the_first_row_group_out_of_order(tmp_path, monkeypatch):
+    path = _file(tmp_path, ["o2", "o1", "o3", "o4", "o5", "o6"], row_group_size=2)
+    read = []
+    real = keys._scan_group
+
+    def counted(path, column, group, numbers_first, stop):
+        part = real(path, column, group, numbers_first, stop)
+        read.append(part.first is not None)
+        return part
+
+    monkeypatch.setattr(keys, "_scan_group", counted)
+    assert not keys.scan(path, "id", threads=1).increasing
+    assert read == [True, False, False]  # the first group is out of order: the others are not read
