@@ -17,8 +17,9 @@ the quarantine beside a run's lists). `check_not_after` refuses data dated after
 The checks are set-based SQL (DuckDB): every table is a view of its canonical columns and each
 row's 0-based position in the file, and each rule is one query over it: repeated keys and
 exact duplicate rows by sorting 64-bit hashes and comparing only the rows whose hashes repeat,
-unknown customers and orphan items by anti-joins, the rest by filters. A Parquet file whose
-columns already have the canonical types is checked where it lies and stays there
+unknown customers and orphan items by anti-joins, the rest by filters (a Parquet key column
+whose ids increase row by row is unique by that order, `churn.data.keys`, and is not sorted).
+A Parquet file whose columns already have the canonical types is checked where it lies and stays there
 (`churn.data.stored.StoredTable`): tens of millions of orders are validated without loading
 them into pandas. CSV files, frames in memory and Parquet files with values to rewrite are
 parsed in pandas first (`churn.data.parsing`), then checked by the same queries. Each file's
