@@ -1183,8 +1183,8 @@ def _probe_parquet(con: duckdb.DuckDBPyConnection, name: str, path: Path, policy
                 # increase row by row, which proves them unique without the sort of their hashes.
                 try:
                     found = keys.scan(path, raws[column], numbers)
-                except (OSError, pa.ArrowException):
-                    return None
+                except (OSError, ValueError, KeyError, pa.ArrowException):  # Arrow cannot: the SQL below can
+                    found = keys.KeyScan(rewrite=False, increasing=False)
                 if found.rewrite:
                     return None
                 unique_key = found.increasing
