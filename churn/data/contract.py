@@ -17,8 +17,9 @@ the quarantine beside a run's lists). `check_not_after` refuses data dated after
 The checks are set-based SQL (DuckDB): every table is a view of its canonical columns and each
 row's 0-based position in the file, and each rule is one query over it: repeated keys and
 exact duplicate rows by sorting 64-bit hashes and comparing only the rows whose hashes repeat,
-unknown customers and orphan items by anti-joins, the rest by filters. A Parquet file whose
-columns already have the canonical types is checked where it lies and stays there
+unknown customers and orphan items by anti-joins, the rest by filters (a Parquet key column
+whose ids increase row by row is unique by that order, `churn.data.keys`, and is not sorted).
+A Parquet file whose columns already have the canonical types is checked where it lies and stays there
 (`churn.data.stored.StoredTable`): tens of millions of orders are validated without loading
 them into pandas. CSV files, frames in memory and Parquet files with values to rewrite are
 parsed in pandas first (`churn.data.parsing`), then checked by the same queries. Each file's
@@ -43,7 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churn.config import ORDER_STATUSES, Config, ContractConfig
-from churn.data import database, fingerprints, parsing, privacy, spelling, statuses
+from churn.data import database, fingerprints, keys, parsing, privacy, spelling, statuses
 from churn.data.io import SUFFIXES, NoFinalNewline, read_raw, table_path
 from churn.data.stored import ROW, StoredTable, clear_sql, ident, literal, parquet_source, timestamp_literal
 from churn.errors import ContractError
@@ -533,6 +534,7 @@ class _Table:
     cleared: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
     unchecked: str | None = None  # a stored id column whose unmatched values are checked after the lookup
     key_hashes: str | None = None  # a stored table's key hashes, from its probe (see _probe_parquet)
+    unique_key: bool = False  # a stored table's key holds each value once, as its probe found (see _probe_parquet)
 
     @property
     def spec(self) -> TableSpec:
@@ -639,7 +641,7 @@ class _Run:
         """A Parquet file checked in place: the view t_<name>, and the value rules its probe found broken."""
         stored, spec = probe.stored, TABLES[name]
         table = _Table(name, source, list(stored.columns), stored.n_rows, stored=stored, unchecked=probe.unchecked,
-                       key_hashes=probe.key_hashes)
+                       key_hashes=probe.key_hashes, unique_key=probe.unique_key)
         self.con.execute(f"CREATE VIEW t_{name} AS SELECT {', '.join(stored.expressions(with_row=True))} "
                          f"FROM {parquet_source(stored.path)}")
         self.tables[name] = table
@@ -788,8 +790,10 @@ class _Run:
         """
         if not table.columns or table.n_rows - len(table.gone) < 2:
             return
-        every = ", ".join(self._comparable(table))
         key = table.spec.key if table.spec.key in table.columns else None
+        if key and table.unique_key:
+            return  # every key value once in the file, so in the rows left too: no repeated key, no equal rows
+        every = ", ".join(self._comparable(table))
         candidates = self._repeated(table, ident(key) if key else every)
         if not len(candidates):
             return
@@ -1076,6 +1080,7 @@ class _Probe:
     labels: dict[str, set[str]]  # label column -> the canonical values present
     unchecked: str | None = None  # an id column to check after the customer lookup (see _probe_parquet)
     key_hashes: str | None = None  # a temporary table of the key's hashes, one per file row, in file order
+    unique_key: bool = False  # the key's ids increase row by row, so each is unique (`churn.data.keys`)
 
 
 _MAX_LABELS = 10_000  # more distinct values than this in a label column: parse it in pandas
@@ -1157,6 +1162,7 @@ def _probe_parquet(con: duckdb.DuckDBPyConnection, name: str, path: Path, policy
     n = next(got)
     scan: list[tuple[tuple[str, str] | None, str]] = []  # (rule, column) or None for "must parse", condition
     counts: dict[tuple[str, str], int] = {}
+    unique_key = False  # the key's ids increase row by row (`churn.data.keys`): each is unique
     for column, kind in kinds.items():
         spec_column, raw, type_ = spec.column(column), ident(raws[column]), types[column]
         present = next(got)
@@ -1171,11 +1177,23 @@ def _probe_parquet(con: duckdb.DuckDBPyConnection, name: str, path: Path, policy
             # point (`13482.0`); among numbers, an exponent (`1.3482E+04`).
             if present and (low < "!" or high >= "\x7f"):
                 return None
-            if not (matched_later and column == "customer_id"):  # else checked after the lookup (_to_rewrite)
-                scan.append((None, f"reverse({raw}) < '!' OR reverse({raw}) >= chr(127) OR contains({raw}, '.') "
-                                   f"OR {privacy.sql(raw, phones=False)}"))
-            if present and _numbers_first(path, raws[column]):
-                scan.append((None, f"contains({raw}, 'e') OR contains({raw}, 'E')"))
+            numbers = bool(present) and _numbers_first(path, raws[column])
+            if column == spec.key and present == n:
+                # One pass of its own (`churn.data.keys`): the same questions, and whether the ids
+                # increase row by row, which proves them unique without the sort of their hashes.
+                try:
+                    found = keys.scan(path, raws[column], numbers)
+                except (OSError, ValueError, KeyError, pa.ArrowException):  # Arrow cannot: the SQL below can
+                    found = keys.KeyScan(rewrite=False, increasing=False)
+                if found.rewrite:
+                    return None
+                unique_key = found.increasing
+            if not unique_key or column != spec.key:
+                if not (matched_later and column == "customer_id"):  # else checked after the lookup (_to_rewrite)
+                    scan.append((None, f"reverse({raw}) < '!' OR reverse({raw}) >= chr(127) "
+                                       f"OR contains({raw}, '.') OR {privacy.sql(raw, phones=False)}"))
+                if numbers:
+                    scan.append((None, f"contains({raw}, 'e') OR contains({raw}, 'E')"))
         if kind == "float" and type_ in ("DOUBLE", "FLOAT") and present:
             if low == float("-inf") or high == float("inf"):
                 return None
@@ -1196,9 +1214,10 @@ def _probe_parquet(con: duckdb.DuckDBPyConnection, name: str, path: Path, policy
                 counts["min", column] = 0
     scan += [(None, condition) for condition in contact]
     # 2. One scan for the rest.
-    # A text key (order_id, customer_id) is read by this scan anyway: its hashes are kept for the
-    # duplicate check (`_Run._repeated`), which then does not read the column again.
-    key = spec.key if kinds.get(spec.key or "") == "id" and types.get(spec.key or "") == "VARCHAR" else None
+    # A text key (order_id, customer_id) not proven unique is read by this scan anyway: its hashes
+    # are kept for the duplicate check (`_Run._repeated`), which then does not read the column again.
+    key = (spec.key if kinds.get(spec.key or "") == "id" and types.get(spec.key or "") == "VARCHAR"
+           and not unique_key else None)
     key_hashes = None
     if scan:
         try:
@@ -1221,7 +1240,8 @@ def _probe_parquet(con: duckdb.DuckDBPyConnection, name: str, path: Path, policy
                 counts[rule] = int(count)
     stored = StoredTable(name, path, tuple(columns), tuple(select), kinds, n_rows, timezone, dict(policy.statuses))
     return _Probe(stored, counts, {column: values for column, (values, _) in labels.items()},
-                  "customer_id" if matched_later and kinds.get("customer_id") == "id" else None, key_hashes)
+                  "customer_id" if matched_later and kinds.get("customer_id") == "id" else None, key_hashes,
+                  unique_key)
 
 
 def _canonical_sql(kind: str, type_: str, raw: str) -> str | None:
