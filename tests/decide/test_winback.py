@@ -356,3 +356,18 @@ def test_exploration_with_no_candidates_lists_nobody():
     scores = _scores(50, seed=7).assign(p_churn=0.1)  # everyone below the risk floor
     taken = assign(scores, set(), EXPLORING, "2024-05-01")
     assert taken.empty and "explored" in taken
+
+
+def test_exploration_draws_are_the_sha256_words_of_campaign_date_and_id():
+    """The draw is defined by SHA-256 (the same on every machine and version), word k for action k."""
+    import hashlib
+
+    from churn.decide.winback import exploration_draws
+
+    ids = pd.Series(["1", "c-007", "é42", "1"], index=[5, 6, 7, 8], dtype=object)
+    draws = exploration_draws(ids, "spring", "2024-03-01")
+    assert list(draws.index) == [5, 6, 7, 8] and list(draws.columns) == list(ACTIONS)
+    for i, cid in zip(ids.index, ids):
+        digest = hashlib.sha256(f"spring:explore:2024-03-01:{cid}".encode()).digest()
+        assert list(draws.loc[i]) == [int.from_bytes(digest[8 * k:8 * k + 8], "big") / 2**64 for k in range(len(ACTIONS))]
+    assert exploration_draws(pd.Series([], dtype=object), "spring", "2024-03-01").shape == (0, len(ACTIONS))
