@@ -500,7 +500,7 @@ def _explore(pairs: pd.DataFrame, scores: pd.DataFrame, config: WinbackConfig, r
     unique = np.unique(rows)
     draws = exploration_draws(pd.Series(ids[unique], dtype=object), config.campaign, run_date).to_numpy()
     at = np.searchsorted(unique, rows)
-    column = pairs["action"].map(ACTIONS.index).to_numpy(dtype=np.int64)  # an empty map is not integer
+    column = _action_codes(pairs["action"])
     priority = -draws[at, column]  # the smallest draw first
     explore = replace(config, capacity=dict(slots))
     short = _shortlist(pairs, priority, explore)  # as for the EV lists: only the first draws can matter
@@ -510,6 +510,11 @@ def _explore(pairs: pd.DataFrame, scores: pd.DataFrame, config: WinbackConfig, r
     pool = pairs["action"].value_counts()
     drawn = chosen["action"].value_counts()
     return chosen.assign(explored=True, selection_probability=[drawn[a] / pool[a] for a in chosen["action"]])
+
+
+def _action_codes(actions: pd.Series) -> np.ndarray:
+    """Each action's place in ACTIONS (callback 0, ...), vectorised: `map(ACTIONS.index)` calls Python per row."""
+    return np.asarray(pd.Categorical(actions, categories=list(ACTIONS)).codes, dtype=np.int64)
 
 
 def _in_ev_order(chosen: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -527,7 +532,7 @@ def shortlisted(pairs: pd.DataFrame, config: WinbackConfig) -> tuple[np.ndarray,
     that lost pairs somewhere is not full (then every partition sends all its pairs).
     """
     keep = _shortlist(pairs, pairs["expected_value"].to_numpy(), config)
-    return keep, set(pairs.loc[~keep, "action"])
+    return keep, set(pairs.loc[~keep, "action"].unique())
 
 
 def _shortlist(pairs: pd.DataFrame, priority: np.ndarray, config: WinbackConfig) -> np.ndarray:
@@ -548,7 +553,7 @@ def _shortlist(pairs: pd.DataFrame, priority: np.ndarray, config: WinbackConfig)
 
 def _cut_short(pairs: pd.DataFrame, short: np.ndarray, chosen: pd.DataFrame, config: WinbackConfig) -> bool:
     """True when an action whose pairs were shortlisted did not fill its list (then redo in full)."""
-    dropped = set(pairs.loc[~short, "action"])
+    dropped = set(pairs.loc[~short, "action"].unique())  # unique first: iterating 1.7M Arrow strings took 1.1 s
     treated = chosen[chosen["arm"] == "treated"]["action"].value_counts()
     return any(treated.get(a, 0) < config.capacity.get(a, 0) for a in dropped)
 
@@ -560,7 +565,7 @@ def _fill(pairs: pd.DataFrame, priority: np.ndarray, scores: pd.DataFrame, confi
     order of the scores.
     """
     ids = scores["customer_id"].astype(str).to_numpy()[pairs["row"].to_numpy()]
-    order = np.lexsort((pairs["action"].map(ACTIONS.index).to_numpy(), ids, -priority))
+    order = np.lexsort((_action_codes(pairs["action"]), ids, -priority))
     pairs, ids = pairs.iloc[order], ids[order]
     room = {action: int(config.capacity.get(action, 0)) for action in ACTIONS}
     seen: set[int] = set()
