@@ -112,6 +112,12 @@ def without(dataset: Dataset, store: Store) -> tuple[Dataset, int]:
 # --- published days -----------------------------------------------------------------------------
 
 
+# Only the cells that name a customer are compared with the ids: any cell would also match a rank,
+# a risk %, a capacity, a currency or a date ("forget 1" dropped every list's first row).
+ID_COLUMN = "customer_id"  # the id column of every published table (scores, lists, CRM import, quarantine)
+HEADER_ROWS = 10  # a sheet's id column is found by its header in its first rows ("Customer", files.HEADERS)
+
+
 def _matches(value: object, ids: set[str]) -> bool:
     """A cell that holds one of the ids (also as a spreadsheet keeps it, neutralised with a leading ')."""
     if not isinstance(value, str):
@@ -120,47 +126,63 @@ def _matches(value: object, ids: set[str]) -> bool:
 
 
 def _parquet_mask(table: pa.Table, ids: set[str]) -> pa.Array:
-    """Rows of a Parquet table with one of the ids in any text column."""
+    """Rows of a Parquet table whose customer_id is one of the ids (as text, or guarded with a ')."""
     wanted = pa.array(sorted(ids) + [f"'{i}" for i in sorted(ids)], pa.string())
-    mask = pa.array(np.zeros(table.num_rows, dtype=bool))
-    for column in table.columns:
-        kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            values = column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
-            mask = pc.or_(mask, pc.fill_null(pc.is_in(values, value_set=wanted), False))
-    return mask
+    if ID_COLUMN not in table.column_names:
+        return pa.array(np.zeros(table.num_rows, dtype=bool))
+    column = table.column(ID_COLUMN)
+    values = pc.cast(column, pa.string())  # ids stored as numbers or dictionaries compare as text
+    return pc.fill_null(pc.is_in(values, value_set=wanted), False)
 
 
 def _csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def _csv_hits(frame: pd.DataFrame, ids: set[str]) -> pd.Series:
+    """Rows of a CSV table whose customer_id is one of the ids; none when it has no such column."""
+    if ID_COLUMN not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame[ID_COLUMN].map(lambda v: _matches(v, ids)).astype(bool)
+
+
+def _id_cells(sheet) -> Iterator:
+    """The customer-id cells of a worksheet: those below its "Customer" header (none without one)."""
+    from churn.publish.files import HEADERS
+
+    label = HEADERS[ID_COLUMN]
+    for row in sheet.iter_rows(max_row=min(HEADER_ROWS, sheet.max_row)):
+        for cell in row:
+            if cell.value == label:
+                yield from (c for (c,) in sheet.iter_rows(min_row=cell.row + 1, min_col=cell.column,
+                                                           max_col=cell.column))
+                return
+
+
 def _workbook_rows(path: Path, ids: set[str]):
     from openpyxl import load_workbook
 
     book = load_workbook(path)
-    hits = {sheet.title: [row[0].row for row in sheet.iter_rows(min_row=2) if any(_matches(c.value, ids) for c in row)]
+    hits = {sheet.title: {c.row: str(c.value).lstrip("'") for c in _id_cells(sheet) if _matches(c.value, ids)}
             for sheet in book.worksheets}
-    return book, hits
+    return book, hits  # sheet title -> {row number: the id it holds}
 
 
 def found_in_day(directory: Path, ids: set[str]) -> set[str]:
-    """Which of the ids a published day's files hold (read as tables, not only as bytes)."""
+    """Which of the ids a published day's files hold as a customer id (read as tables, not only as bytes)."""
     found: set[str] = set()
     for path in sorted(directory.rglob("*")):
         if path.suffix == ".parquet":
             table = pq.read_table(path)
-            rows = table.filter(_parquet_mask(table, ids)).to_pandas()
-            found |= {str(v).lstrip("'") for v in rows.to_numpy().ravel() if _matches(v, ids)}
+            if ID_COLUMN in table.column_names:
+                values = pc.cast(table.filter(_parquet_mask(table, ids)).column(ID_COLUMN), pa.string())
+                found |= {str(v).lstrip("'") for v in values.to_pylist() if _matches(v, ids)}
         elif path.suffix == ".csv":
             frame = _csv(path)
-            found |= {v.lstrip("'") for v in frame.to_numpy().ravel() if _matches(v, ids)}
+            found |= {v.lstrip("'") for v in frame.loc[_csv_hits(frame, ids), ID_COLUMN]} if len(frame) else set()
         elif path.suffix == ".xlsx":
-            from openpyxl import load_workbook
-
-            for sheet in load_workbook(path, read_only=True).worksheets:
-                for row in sheet.iter_rows(values_only=True):
-                    found |= {str(v).lstrip("'") for v in row if _matches(v, ids)}
+            _, hits = _workbook_rows(path, ids)
+            found |= {i for rows in hits.values() for i in rows.values()}
         elif path.is_file() and path.name != MANIFEST and _bytes_hold(path, ids):
             found |= {i for i in ids if i.encode() in path.read_bytes()}
     return found
@@ -169,8 +191,8 @@ def found_in_day(directory: Path, ids: set[str]) -> set[str]:
 def rewrite_day(source: Path, target: Path, ids: set[str], run_date: str) -> int:
     """Copy a published day's files (not its manifest) from `source` into `target` without the ids' rows.
 
-    Parquet and CSV rows and spreadsheet rows holding one of the ids in any text cell are
-    dropped; files without them are copied unchanged. Returns the rows removed. Raises
+    Parquet and CSV rows whose `customer_id`, and spreadsheet rows whose "Customer" cell, is one of
+    the ids are dropped (no other cell is compared: a rank or a risk of 1 is not customer 1); files without them are copied unchanged. Returns the rows removed. Raises
     ValueError for a file of another kind that holds an id (it would be left behind).
     """
     from churn.publish.files import _stamp_zip
@@ -194,7 +216,7 @@ def rewrite_day(source: Path, target: Path, ids: set[str], run_date: str) -> int
                 pq.write_table(table.filter(pc.invert(mask)), out)
         elif path.suffix == ".csv":
             frame = _csv(path)
-            hit = frame.map(lambda v: _matches(v, ids)).any(axis=1)
+            hit = _csv_hits(frame, ids)
             n = int(hit.sum())
             if n:
                 frame[~hit].to_csv(out, index=False)
@@ -203,7 +225,7 @@ def rewrite_day(source: Path, target: Path, ids: set[str], run_date: str) -> int
             n = sum(len(rows) for rows in hits.values())
             if n:
                 for title, rows in hits.items():
-                    for row in reversed(rows):
+                    for row in sorted(rows, reverse=True):
                         book[title].delete_rows(row)
                 book.save(out)
                 _stamp_zip(out, run_date)

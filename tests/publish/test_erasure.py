@@ -122,3 +122,40 @@ def test_a_customer_id_in_a_model_file_is_still_found_wherever_data_can_live(tmp
     assert erasure.quoted_in(models, {"1"}) == [models / "v" / "metadata.json"]
     assert erasure.quoted_in(models, {"0"}) == [models / "v" / "params.json"]
     assert erasure.quoted_in(models, {"7"}) == [models / "v" / "cut.json"]
+
+
+def test_only_the_customer_id_cells_are_compared_not_ranks_risks_currencies_or_dates(tmp_path):
+    """Trial, stop 21: `forget 1` dropped every list's rank-1 row, `forget 0` the Summary sheet's rows
+    (held out = 0), `forget USD` every CRM import row, `forget 2024-05-01` the whole day."""
+    day = tmp_path / "2024-05-01"
+    day.mkdir()
+    pd.DataFrame({"customer_id": ["1", "c2", "c3"], "p_churn": [0.42, 0.8, 0.1]}).to_parquet(day / "scores.parquet")
+    pd.DataFrame({"rank": ["1", "2", "42"], "customer_id": ["c2", "1", "c3"], "p_churn_pct": ["42", "0", "25"],
+                  "list_date": ["2024-05-01"] * 3}).to_csv(day / "winback_trial.csv", index=False)
+    pd.DataFrame({"list_date": ["2024-05-01"] * 2, "rank": ["1", "2"], "customer_id": ["c2", "1"],
+                  "currency": ["USD", "USD"]}).to_csv(day / "crm_import.csv", index=False)
+    book = Workbook()
+    summary = book.active
+    summary.title = "Summary"
+    summary.append(["Win-back lists for 2024-05-01"])
+    summary.append(["List", "Listed", "Capacity", "Held out"])
+    summary.append(["Product trial", 2, 25, 0])
+    trial = book.create_sheet("Product trial")
+    trial.append(["Rank", "Customer", "Churn risk %"])
+    trial.append([1, "c2", 42])
+    trial.append([2, "1", 0])
+    book.save(day / "winback.xlsx")
+    (day / "manifest.json").write_text(json.dumps({"run_date": "2024-05-01"}))
+
+    for not_a_customer in ("0", "25", "42", "USD", "2024-05-01", "Product trial"):
+        assert erasure.found_in_day(day, {not_a_customer}) == set()
+    assert erasure.found_in_day(day, {"1"}) == {"1"}
+    target = tmp_path / "new"
+    target.mkdir()
+    assert erasure.rewrite_day(day, target, {"1"}, "2024-05-01") == 4  # scores, list CSV, CRM, sheet: one row each
+    assert pd.read_parquet(target / "scores.parquet")["customer_id"].tolist() == ["c2", "c3"]
+    assert pd.read_csv(target / "winback_trial.csv", dtype=str)["customer_id"].tolist() == ["c2", "c3"]
+    assert pd.read_csv(target / "crm_import.csv", dtype=str)["customer_id"].tolist() == ["c2"]
+    kept = load_workbook(target / "winback.xlsx")
+    assert list(kept["Summary"].values)[2] == ("Product trial", 2, 25, 0)
+    assert list(kept["Product trial"].values) == [("Rank", "Customer", "Churn risk %"), (1, "c2", 42)]
