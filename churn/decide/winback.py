@@ -153,6 +153,7 @@ CHOSEN_BECAUSE = {
     "none": "No specific driver: the action with the best expected value for them",
     "explored": "No specific driver: one of the customers we try this action with, to learn whom it helps",
 }
+EXPLORED_TOO = "also one of the customers we try this action with, to learn whom it helps"
 # Reason families (churn.model.explain) and segments mapped to a topic.
 _TOPIC_OF = {"event_complaint": "service", "event_support_ticket": "service", "event_return_request": "service",
              "returns": "service", "service": "service", "discount": "price", "price": "price",
@@ -618,13 +619,16 @@ def _amount(value: float, currency: str) -> str:
 def _chosen_because(segment: object, uplift: float, explored: bool = False) -> str:
     """Why the customer got this action: the driver (segment) and how much the action helps such customers.
 
-    A customer drawn for exploration without a driver was not chosen for the best expected value:
-    the text says they are one of the customers the action is tried with.
+    A customer drawn for exploration was not chosen for the best expected value (theirs may be
+    below zero): the text says they are one of the customers the action is tried with, after
+    their driver when they have one, so that an agent is not left wondering about the row.
     """
     if explored and str(segment) == "none":
         return CHOSEN_BECAUSE["explored"]
     text = CHOSEN_BECAUSE.get(str(segment), CHOSEN_BECAUSE["none"])
-    return f"{text} (wins back about {uplift:.0%} of such customers who would leave)" if uplift == uplift else text
+    if uplift == uplift:
+        text = f"{text} (wins back about {uplift:.0%} of such customers who would leave)"
+    return f"{text}; {EXPLORED_TOO}" if explored else text
 
 
 def _plain(day: dt.date) -> dt.date:

@@ -371,3 +371,13 @@ def test_exploration_draws_are_the_sha256_words_of_campaign_date_and_id():
         digest = hashlib.sha256(f"spring:explore:2024-03-01:{cid}".encode()).digest()
         assert list(draws.loc[i]) == [int.from_bytes(digest[8 * k:8 * k + 8], "big") / 2**64 for k in range(len(ACTIONS))]
     assert exploration_draws(pd.Series([], dtype=object), "spring", "2024-03-01").shape == (0, len(ACTIONS))
+
+
+def test_an_explored_customer_with_a_driver_is_told_apart_from_one_chosen_for_expected_value():
+    """Trial, stop 21: explored rows can show a negative expected gain; with a driver, nothing said why."""
+    from churn.decide.winback import _chosen_because
+
+    chosen = _chosen_because("price", 0.38)
+    explored = _chosen_because("price", 0.38, explored=True)
+    assert explored.startswith(chosen) and "try this action" in explored and "try this action" not in chosen
+    assert "try this action" in _chosen_because("none", 0.1, explored=True)
