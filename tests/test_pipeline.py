@@ -844,6 +844,7 @@ def test_a_duckdb_budget_too_small_is_exit_1_naming_the_setting_and_writes_nothi
         errors = [line for line in err.splitlines() if line.startswith("error:")]
         assert code == 1 and "Traceback" not in err, err
         assert errors == [f'error: DuckDB ran out of memory within its budget of 8MB: raise [engine] '
-                          f'duckdb_memory_limit in churn.toml (e.g. "4GB", or "50%" of this machine\'s memory), '
+                          f'duckdb_memory_limit in the settings file (the one given with --config, else '
+                          f'./churn.toml; e.g. "4GB", or "50%" of this machine\'s memory), '
                           f'then rerun; outputs written before are unchanged'], err
     assert not out.exists() and not new_models.exists()  # not even the lock file: the run created OUT, then failed

@@ -74,8 +74,8 @@ def out_of_memory(setting: str | None = None) -> MemoryBudgetError:
     """The error for DuckDB running out of its memory budget (`setting`, default the current one)."""
     return MemoryBudgetError(
         f"DuckDB ran out of memory within its budget of {_words(setting or _current)}: raise {SETTING} in "
-        f'churn.toml (e.g. "4GB", or "50%" of this machine\'s memory), then rerun; outputs written before are '
-        f"unchanged")
+        f'the settings file (the one given with --config, else ./churn.toml; e.g. "4GB", or "50%" of this '
+        f"machine's memory), then rerun; outputs written before are unchanged")
 
 
 def spill_directory() -> Path:

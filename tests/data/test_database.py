@@ -65,8 +65,8 @@ def test_the_budget_reaches_every_session_opened_within_and_nests(synthetic_dir)
 
 
 def test_running_out_of_the_budget_is_an_error_naming_the_setting_and_what_to_do():
-    with pytest.raises(MemoryBudgetError, match=r'budget of 16MB: raise \[engine\] duckdb_memory_limit in churn\.toml '
-                                                r'\(e\.g\. "4GB"'):
+    with pytest.raises(MemoryBudgetError, match=r'budget of 16MB: raise \[engine\] duckdb_memory_limit in the settings file '
+                                                r'\(the one given with --config, else \./churn\.toml; e\.g\. "4GB"'):
         with database.budget("16MB"):
             con = database.connect()
             # A hash join's build side held in memory: DuckDB cannot spill all of it.
