@@ -179,7 +179,9 @@ def found_in_day(directory: Path, ids: set[str]) -> set[str]:
                 found |= {str(v).lstrip("'") for v in values.to_pylist() if _matches(v, ids)}
         elif path.suffix == ".csv":
             frame = _csv(path)
-            found |= {v.lstrip("'") for v in frame.loc[_csv_hits(frame, ids), ID_COLUMN]} if len(frame) else set()
+            hit = _csv_hits(frame, ids)  # only true where the table has a customer_id column
+            if hit.any():
+                found |= {v.lstrip("'") for v in frame.loc[hit, ID_COLUMN]}
         elif path.suffix == ".xlsx":
             _, hits = _workbook_rows(path, ids)
             found |= {i for rows in hits.values() for i in rows.values()}

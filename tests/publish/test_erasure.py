@@ -146,6 +146,8 @@ def test_only_the_customer_id_cells_are_compared_not_ranks_risks_currencies_or_d
     trial.append([2, "1", 0])
     book.save(day / "winback.xlsx")
     (day / "manifest.json").write_text(json.dumps({"run_date": "2024-05-01"}))
+    (day / "quarantine").mkdir()  # a quarantined table without a customer id column: nothing to match in it
+    pd.DataFrame({"order_id": ["o1"], "quantity": ["1"]}).to_csv(day / "quarantine" / "order_items.csv", index=False)
 
     for not_a_customer in ("0", "25", "42", "USD", "2024-05-01", "Product trial"):
         assert erasure.found_in_day(day, {not_a_customer}) == set()
