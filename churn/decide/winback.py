@@ -521,7 +521,7 @@ def _action_codes(actions: pd.Series) -> np.ndarray:
 def _in_ev_order(chosen: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """Taken pairs in list order: EV first, ties by customer id then action order (as `_fill` walks)."""
     ids = scores["customer_id"].astype(str).to_numpy()[chosen["row"].to_numpy()]
-    order = np.lexsort((chosen["action"].map(ACTIONS.index).to_numpy(), ids, -chosen["expected_value"].to_numpy()))
+    order = np.lexsort((_action_codes(chosen["action"]), ids, -chosen["expected_value"].to_numpy()))
     return chosen.iloc[order].reset_index(drop=True)
 
 

@@ -194,8 +194,9 @@ def rewrite_day(source: Path, target: Path, ids: set[str], run_date: str) -> int
     """Copy a published day's files (not its manifest) from `source` into `target` without the ids' rows.
 
     Parquet and CSV rows whose `customer_id`, and spreadsheet rows whose "Customer" cell, is one of
-    the ids are dropped (no other cell is compared: a rank or a risk of 1 is not customer 1); files without them are copied unchanged. Returns the rows removed. Raises
-    ValueError for a file of another kind that holds an id (it would be left behind).
+    the ids are dropped (no other cell is compared: a rank or a risk of 1 is not customer 1); files
+    without them are copied unchanged. Returns the rows removed. Raises ValueError for a file of
+    another kind that holds an id (it would be left behind).
     """
     from churn.publish.files import _stamp_zip
 
