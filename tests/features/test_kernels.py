@@ -1,4 +1,4 @@
-"""The fast engine (`churn.kernels`) gives what the catalogue's SQL defines, bit-stable across reruns."""
+"""The fast engine (`churn.features.kernels`, `churn.features.loops`) gives what the catalogue's SQL defines, bit-stable across reruns."""
 
 from __future__ import annotations
 
@@ -87,30 +87,82 @@ def test_money_is_summed_exactly_in_millionths():
 
 
 def test_a_hash_collision_falls_back_to_sql(monkeypatch, caplog):
+    """Two ids with the same first hash but different second hashes: the SQL engine answers."""
+    from churn.features import loops
+
+    real = loops.hashes
+
+    def colliding(offsets, data, first, second):
+        real(offsets, data, first, second)
+        first[:] = 42  # every id the same first hash; the second hashes still differ
+
+    monkeypatch.setattr(loops, "hashes", colliding)
     orders = make_orders([("a", "2024-01-01", 5), ("b", "2024-01-02", 1)])
-
-    def collide(*args, **kwargs):
-        raise kernels.HashCollision("2 customer ids but 1 distinct hashes")
-
-    monkeypatch.setattr(kernels, "_ids_by_hash", collide)
     with caplog.at_level(logging.WARNING, logger="churn.features"):
         got = FeatureBuilder(dataset_of(orders)).build(["2024-01-31"])
     assert got["customer_id"].tolist() == ["a", "b"]
-    assert "computing the order features in SQL" in caplog.text
+    assert "share a 64-bit hash" in caplog.text and "computing the order features in SQL" in caplog.text
 
 
-def test_more_orders_in_one_band_than_packed_counts_hold_falls_back_to_sql(monkeypatch, caplog):
-    orders = make_orders([("a", "2024-01-01", 5), ("a", "2024-01-02", 1), ("a", "2024-01-03", 2), ("b", "2024-01-02", 1)])
-    monkeypatch.setattr(kernels, "FIELD_BITS", 1)  # as if counts of 2 or more overflowed their field
-    with caplog.at_level(logging.WARNING, logger="churn.features"):
-        got = FeatureBuilder(dataset_of(orders)).build(["2024-01-31"])
-    assert "orders in one window band" in caplog.text
-    assert got.set_index("customer_id").loc["a", "orders_all"] == 3
+def test_orders_not_in_date_order_are_streamed_again_sorted_by_day(synthetic_small, caplog):
+    """One customer's later order stored first: the pass notices and the sorted pass gives the same bits."""
+    orders = synthetic_small.tables["orders"]
+    in_order = FeatureBuilder(dataset_of(orders)).build(CUTOFFS)
+    swapped = orders.copy()
+    swapped.iloc[[0, -1]] = swapped.iloc[[-1, 0]].to_numpy()
+    with caplog.at_level(logging.INFO, logger="churn.features"):
+        got = FeatureBuilder(dataset_of(swapped)).build(CUTOFFS)
+    assert "not in date order" in caplog.text and "computing the order features in SQL" not in caplog.text
+    assert_frame_equal(got, in_order, check_exact=True)
+
+
+def test_many_batches_and_a_growing_customer_table_give_the_same_bits(synthetic_small, monkeypatch, caplog):
+    """Batches of 257 orders and room for 4 customers at first: numbering and totals survive every move."""
+    orders = synthetic_small.tables["orders"]
+    whole = FeatureBuilder(dataset_of(orders)).build(CUTOFFS)
+    monkeypatch.setattr(kernels, "BATCH_ROWS", 257)
+    monkeypatch.setattr(kernels, "READ_AHEAD", 1)
+    init = kernels._Numbering.__init__
+    monkeypatch.setattr(kernels._Numbering, "__init__", lambda self, days, pool, capacity=4: init(self, days, pool, 4))
+    with caplog.at_level(logging.INFO, logger="churn.features"):
+        assert_frame_equal(FeatureBuilder(dataset_of(orders)).build(CUTOFFS), whole, check_exact=True)
+    assert "computing the order features in SQL" not in caplog.text
+
+
+def test_integer_customer_ids_come_out_in_numeric_order_as_in_sql(caplog):
+    orders = make_orders([(10, "2024-01-01", 5), (9, "2024-01-02", 1), (100, "2024-01-03", 2)])
+    orders["customer_id"] = orders["customer_id"].astype("int64")
+    with caplog.at_level(logging.INFO, logger="churn.features"):
+        fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+    assert "computing the order features in SQL" not in caplog.text
+    assert fast["customer_id"].tolist() == ["9", "10", "100"]
+    assert_frame_equal(fast, sql)
+
+
+def test_a_failing_batch_stops_the_reader_thread(monkeypatch):
+    """An error mid-stream (here: the first batch) leaves no reader thread behind and says what failed."""
+    import threading
+
+    orders = make_orders([(c, "2024-01-01", 5) for c in "abcdefgh"])
+    monkeypatch.setattr(kernels, "BATCH_ROWS", 2)
+    monkeypatch.setattr(kernels, "READ_AHEAD", 1)
+
+    def broken(self, batch):
+        raise RuntimeError("disk went away")
+
+    builder = FeatureBuilder(dataset_of(orders))
+    monkeypatch.setattr(kernels._Numbering, "add", broken)
+    with pytest.raises(RuntimeError, match="disk went away"):
+        builder.build(["2024-01-31"])
+    assert not [t for t in threading.enumerate() if t.name == "churn-orders-stream"]
 
 
 def test_bands_split_age_at_the_window_edges():
-    day = np.array([100, 99, 71, 70, 11, 10, -79, -80, -259, -260, -264, -265, 101])
-    assert kernels._bands(day, 100).tolist() == [1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 0]
+    from churn.features import loops
+
+    ages = [0, 29, 30, 89, 90, 179, 180, 359, 360, 364, 365, 1000]
+    assert [loops._band(a) for a in ages] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert kernels.EDGES == (0, 30, 90, 180, 360, 365)
 
 
 @settings(max_examples=30, deadline=None)
