@@ -58,7 +58,7 @@ N_BANDS = len(EDGES)
 MONEY_SCALE = 1_000_000
 # Orders per streamed batch: bounds memory (a batch is ~35 MB) whatever the size of the data.
 BATCH_ROWS = 1 << 20
-NO_DAY = np.iinfo(np.int32).min  # "no occasion yet" (any real day is later)
+NO_DAY = np.iinfo(np.int32).min  # earlier than any day
 
 # The catalogue's order aggregates this module computes (a test checks they cover the catalogue).
 KERNELS = ("recency_days", "tenure_days", "orders_all", "spend_all",
@@ -71,8 +71,9 @@ KERNELS = ("recency_days", "tenure_days", "orders_all", "spend_all",
 # cache lines: adding an order to random customers' totals is bound by memory reads, so every
 # total an order touches sits in the same row). Slots as int64 ...
 SPEND = 0  # ... 0-5: spend of valid orders per band (millionths)
-DISCOUNT_365, ITEMS_365, TOP_365, GAP2 = 6, 7, 8, 9  # 365-day discount (millionths) and items; largest order; sum of squared gaps
-# ... and as int32 (the row's slots 10-15 read as 12 int32):
+DISCOUNT_365, TOP_365, GAP2 = 6, 7, 8  # 365-day discount (millionths); largest order; sum of squared gaps
+# ... and as int32 (the row's slots 9-15 read as 14 int32):
+ITEMS_365, FIRST_OCC = 18, 19  # 365-day items; day of the first occasion
 OCC = 20  # 20-25: purchase occasions per band
 VALID_365, ROWS_365, KNOWN_365, USED_365 = 26, 27, 28, 29  # 365-day valid orders, all orders, coupon known, coupon used
 LAST_OCC, LAST_GAP = 30, 31  # day of the last occasion up to t; days before it from the previous one (0 on the first)
@@ -138,11 +139,11 @@ class Totals:
         return bigger
 
 
-# The customer table: open addressing on the first 64-bit hash of the id (`_hashes`), one 32-byte row per
-# customer: (hash, second hash, number + 1, last day seen | first valid day as two int32); a
-# number + 1 of 0 marks an empty row. Read as int32, the last two are columns 6 and 7.
-TABLE_COLUMNS, LAST_SEEN, FIRST_VALID = 4, 6, 7
-
+# The customer table: open addressing on the first 64-bit hash of the id (`loops.hashes`), one
+# 16-byte row per customer: (hash, then as int32: the second hash's low 32 bits, number + 1); a
+# number + 1 of 0 marks an empty row. Four rows to a cache line, and rows are only read once
+# written: looking up 30M orders' customers is bound by these reads.
+TABLE_COLUMNS, SECOND, NUMBER = 2, 2, 3
 
 def empty_table(size: int) -> tuple[np.ndarray, np.ndarray]:
     """An empty customer table of `size` rows (a power of two) and its int32 view."""
@@ -225,11 +226,10 @@ class _Reader:
 @dataclass
 class Pass:
     """What one pass over the orders gives: every customer's totals at each cutoff day (in the
-    order given), each customer's first valid day, and the customers' ids (as VARCHAR), all
-    indexed by customer number (order of first appearance)."""
+    order given) and the customers' ids (as VARCHAR), both indexed by customer number (order of
+    first appearance)."""
 
     sums: list[Totals]
-    first_valid: np.ndarray
     ids: pa.Array
 
 
@@ -297,6 +297,7 @@ class _Numbering:
         self.table, self.table32 = empty_table(2 * capacity)
         self.ids: list[pa.Array] = []
         self.pending: list = []
+        self.last_day = NO_DAY  # the stream's latest day so far (its days must not go down)
 
     def warm_up(self, columns: set[str]) -> None:
         """Load every compiled loop for this data's column types, on a two-order batch of its own."""
@@ -311,7 +312,7 @@ class _Numbering:
         trial = _Numbering([1], self.pool, capacity=4)
         trial.add(pa.RecordBatch.from_pydict(fields))
         loops.rehash(trial.table, 16)
-        aggregates(trial.result().sums[0], trial.result().first_valid, 365, columns, np.arange(2))
+        aggregates(trial.result().sums[0], 365, columns, np.arange(2))
 
     def add(self, batch: pa.RecordBatch) -> None:
         from churn.features import loops
@@ -325,8 +326,8 @@ class _Numbering:
         status, n_new, i = 2, 0, 0
         while status == 2:
             ready = min(s.ready for s in self.sums)
-            status, self.count, n_new, i = loops.number(i, h, second, day, flags, self.table, self.table32, self.count,
-                                                        ready, customer, new_rows, n_new)
+            status, self.count, n_new, i, self.last_day = loops.number(
+                i, h, second, day, self.table, self.table32, self.count, ready, customer, new_rows, n_new, self.last_day)
             if status == 2:  # room for more customers
                 self.wait()  # the totals may move or be zeroed
                 if 2 * (self.count + 1) > len(self.table):
@@ -357,11 +358,8 @@ class _Numbering:
     def result(self) -> Pass:
         self.wait()
         n = self.count
-        used = self.table[:, 2] != 0
-        first_valid = np.empty(n, np.int32)
-        first_valid[self.table[used, 2] - 1] = self.table32[used, FIRST_VALID]
         ids = pa.concat_arrays(self.ids) if self.ids else pa.array([], pa.string())
-        return Pass([replace(s, rows=s.rows[:n], rows32=s.rows32[:n]) for s in self.sums], first_valid, ids)
+        return Pass([replace(s, rows=s.rows[:n], rows32=s.rows32[:n]) for s in self.sums], ids)
 
 
 _EMPTY64, _EMPTY32 = np.zeros(0, np.int64), np.zeros(0, np.int32)
@@ -373,8 +371,7 @@ _EMPTY64, _EMPTY32 = np.zeros(0, np.int64), np.zeros(0, np.int32)
 NEEDS = {"discount_share_365d": "discount", "coupon_share_365d": "coupon_used", "items_per_order_365d": "n_items"}
 
 
-def aggregates(s: Totals, first_valid: np.ndarray, lookback_days: int, columns: set[str],
-               order: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def aggregates(s: Totals, lookback_days: int, columns: set[str], order: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The order aggregates of the population at cutoff day `s.t` (customers who bought in the lookback).
 
     `order`: the customer numbers in the order wanted. Returns the population's customer numbers
@@ -383,7 +380,7 @@ def aggregates(s: Totals, first_valid: np.ndarray, lookback_days: int, columns: 
     from churn.features import loops
 
     keep, out = np.empty(len(order), np.int64), np.empty((len(KERNELS), len(order)), np.float64)
-    m = loops.features(s.t, lookback_days, order, s.rows, s.rows32, first_valid, keep, out)
+    m = loops.features(s.t, lookback_days, order, s.rows, s.rows32, keep, out)
     return keep[:m], {name: out[j, :m] for j, name in enumerate(KERNELS) if NEEDS.get(name, "orders") in columns | {"orders"}}
 
 
@@ -419,7 +416,7 @@ def build(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int],
             s = got.sums.pop(0)
 
             def one(part: np.ndarray, s: Totals = s) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-                return aggregates(s, got.first_valid, lookback_days, columns, part)
+                return aggregates(s, lookback_days, columns, part)
 
             results += list(pool.map(one, parts)) if pool else [one(part) for part in parts]
             cutoff_of += [s.t] * len(parts)

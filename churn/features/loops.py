@@ -15,8 +15,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from churn.features.kernels import (
-    COUPON_KNOWN, COUPON_USED, DAY_OFFSET, DISCOUNT_365, FIRST_VALID, GAP2, ITEMS_365, KNOWN_365, LAST_GAP, LAST_OCC,
-    LAST_SEEN, MONEY_SCALE, N_BANDS, NO_DAY, OCC, ROWS_365, SPEND, TOP_365, USED_365, VALID, VALID_365, empty_table,
+    COUPON_KNOWN, COUPON_USED, DAY_OFFSET, DISCOUNT_365, FIRST_OCC, GAP2, ITEMS_365, KNOWN_365, LAST_GAP, LAST_OCC,
+    MONEY_SCALE, N_BANDS, NUMBER, OCC, ROWS_365, SECOND, SPEND, TOP_365, USED_365, VALID, VALID_365, empty_table,
 )
 
 # Rows ahead whose memory is asked for early (see `_prefetch`).
@@ -81,66 +81,64 @@ def hashes(offsets: np.ndarray, data: np.ndarray, first: np.ndarray, second: np.
 def rehash(table: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The customer table moved into `size` rows (a power of two)."""
     bigger, bigger32 = empty_table(size)
-    _move(table, bigger)
+    _move(table, table.view(np.int32), bigger, bigger32)
     return bigger, bigger32
 
 
 @numba.njit(nogil=True, cache=True)
-def _move(table: np.ndarray, bigger: np.ndarray) -> None:
+def _move(table: np.ndarray, table32: np.ndarray, bigger: np.ndarray, bigger32: np.ndarray) -> None:
     mask = len(bigger) - 1
     for row in range(len(table)):
         if row + PREFETCH_DISTANCE < len(table):
             _prefetch(bigger, table[row + PREFETCH_DISTANCE, 0] & mask, 0)
-        if table[row, 2] != 0:
+        if table32[row, NUMBER] != 0:
             slot = table[row, 0] & mask
-            while bigger[slot, 2] != 0:
+            while bigger32[slot, NUMBER] != 0:
                 slot = (slot + 1) & mask
             for j in range(table.shape[1]):
                 bigger[slot, j] = table[row, j]
 
 
 @numba.njit(nogil=True, cache=True)
-def number(start: int, h: np.ndarray, second: np.ndarray, day: np.ndarray, flags: np.ndarray,
-            table: np.ndarray, table32: np.ndarray, count: int, capacity: int, out: np.ndarray,
-            new_rows: np.ndarray, n_new: int) -> tuple[int, int, int, int]:
+def number(start: int, h: np.ndarray, second: np.ndarray, day: np.ndarray, table: np.ndarray,
+           table32: np.ndarray, count: int, capacity: int, out: np.ndarray, new_rows: np.ndarray, n_new: int,
+           last_day: int) -> tuple[int, int, int, int, int]:
     """Number the customers of orders start.. in order of first appearance: each order's number into `out`.
 
     `h` and `second`: two independent 64-bit hashes of each order's id (see the customer table);
-    a new customer's order index goes to `new_rows`. Returns (status, count, n_new, next order):
-    status 0 when done; 1 when a customer's orders go back in time (not in date order); 2 when
-    the table is half full or `capacity` customers (the totals' rows ready) are numbered (make
-    room, then call again from the next order); 3 when two ids share the first hash but not the second.
+    a new customer's order index goes to `new_rows`. `last_day`: the latest day streamed so far.
+    Returns (status, count, n_new, next order, latest day): status 0 when done; 1 when the days
+    go down (the orders are not in date order); 2 when the table is half full or `capacity`
+    customers (the totals' rows ready) are numbered (make room, then call again from the next
+    order); 3 when two ids share the first hash but not the second.
     """
     mask = len(table) - 1
     for i in range(start, len(h)):
         if i + PREFETCH_DISTANCE < len(h):
             _prefetch(table, h[i + PREFETCH_DISTANCE] & mask, 0)
+        if day[i] < last_day:
+            return 1, count, n_new, i, last_day
+        last_day = day[i]
         slot = h[i] & mask
+        check = np.int32(second[i])  # its low 32 bits
         while True:
-            if table[slot, 2] == 0:
+            if table32[slot, NUMBER] == 0:
                 if 2 * (count + 1) > len(table) or count >= capacity:
-                    return 2, count, n_new, i
+                    return 2, count, n_new, i, last_day
                 table[slot, 0] = h[i]
-                table[slot, 1] = second[i]
-                table[slot, 2] = count + 1
-                table32[slot, LAST_SEEN] = NO_DAY
-                table32[slot, FIRST_VALID] = NO_DAY
+                table32[slot, SECOND] = check
+                table32[slot, NUMBER] = count + 1
                 count += 1
                 new_rows[n_new] = i
                 n_new += 1
                 break
             if table[slot, 0] == h[i]:
-                if table[slot, 1] != second[i]:
-                    return 3, count, n_new, i
+                if table32[slot, SECOND] != check:
+                    return 3, count, n_new, i, last_day
                 break
             slot = (slot + 1) & mask
-        out[i] = table[slot, 2] - 1
-        if day[i] < table32[slot, LAST_SEEN]:
-            return 1, count, n_new, i
-        table32[slot, LAST_SEEN] = day[i]
-        if flags[i] & VALID and table32[slot, FIRST_VALID] == NO_DAY:
-            table32[slot, FIRST_VALID] = day[i]
-    return 0, count, n_new, len(h)
+        out[i] = table32[slot, NUMBER] - 1
+    return 0, count, n_new, len(h), last_day
 
 
 @numba.njit(nogil=True, cache=True)
@@ -186,20 +184,22 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
                 if has_discount:
                     rows[c, DISCOUNT_365] += discount[i]
                 if has_items:
-                    rows[c, ITEMS_365] += n_items[i]
+                    rows32[c, ITEMS_365] += n_items[i]
             last = rows32[c, LAST_OCC]
             if d + DAY_OFFSET > last:  # the first valid order of a later day: a purchase occasion
                 if last != 0:
                     gap = d + DAY_OFFSET - last
                     rows32[c, LAST_GAP] = gap
                     rows[c, GAP2] += gap * gap
+                else:
+                    rows32[c, FIRST_OCC] = d
                 rows32[c, LAST_OCC] = d + DAY_OFFSET
                 rows32[c, OCC + band] += 1
 
 
 @numba.njit(nogil=True, cache=True)
 def features(t: int, lookback_days: int, order: np.ndarray, rows: np.ndarray, rows32: np.ndarray,
-             first_valid: np.ndarray, keep: np.ndarray, out: np.ndarray) -> int:
+             keep: np.ndarray, out: np.ndarray) -> int:
     """The order aggregates of the customers of `order` in the population at t, in that order.
 
     The population: customers with an occasion in the lookback. Writes their numbers to `keep`
@@ -226,7 +226,7 @@ def features(t: int, lookback_days: int, order: np.ndarray, rows: np.ndarray, ro
         s0, s1, s2, s3, s4, s5 = rows[c, SPEND], rows[c, SPEND + 1], rows[c, SPEND + 2], rows[c, SPEND + 3], \
             rows[c, SPEND + 4], rows[c, SPEND + 5]
         spend_365 = s0 + s1 + s2 + s3 + s4
-        first = np.int64(first_valid[c])
+        first = np.int64(rows32[c, FIRST_OCC])  # the first valid day: orders come in date order
         k = n_occ - 1  # gaps: one fewer than occasions
         total = np.float64(last - first)  # the gaps telescope to last - first
         valid_year = np.int64(rows32[c, VALID_365])
@@ -259,7 +259,7 @@ def features(t: int, lookback_days: int, order: np.ndarray, rows: np.ndarray, ro
         den = spend_365 + discount  # discount_share_365d
         out[19, m] = np.float64(discount) / np.float64(den) if den != 0 else np.nan
         out[20, m] = np.float64(used) / np.float64(known) if known != 0 else np.nan  # coupon_share_365d
-        items = rows[c, ITEMS_365]  # items_per_order_365d
+        items = np.int64(rows32[c, ITEMS_365])  # items_per_order_365d
         out[21, m] = np.float64(items) / np.float64(valid_year) if valid_year != 0 else np.nan
         out[22, m] = np.float64(all_rows - valid_year) / np.float64(all_rows) if all_rows != 0 else np.nan
         m += 1
