@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from memory import peak_rss_mb  # bench/memory.py: this process image's own peak
 
 END = "2024-12-31"
 TARGET_SECONDS = 30.0
@@ -70,7 +71,7 @@ def run_daily(work: Path, customers: int) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)  # a first run of the day: no history, no cached features
     config = Config(cache=CacheConfig(feature_days=0))
     result = pipeline.score_day(data_dir, RunDate.parse(END), out_dir, work / "models", config)
-    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # the run's, before the reference
+    peak = round(peak_rss_mb(), 1)  # the run's, before the reference
     # The reference, measured in the same run on the same (shared) machine: reading the orders file.
     clock = time.perf_counter()
     reference = len(pd.read_parquet(data_dir / "orders.parquet"))
@@ -80,7 +81,7 @@ def run_daily(work: Path, customers: int) -> dict:
     return {"customers": int(manifest["n_scored"]), "orders": int(manifest["row_counts"]["orders"]),
             "listed": int(sum(manifest["lists"].values()) + manifest["holdout"]),
             "steps_seconds": steps, "seconds": round(sum(steps.values()), 2), "reference_rows": reference,
-            "reference_seconds": reference_seconds, "peak_rss_mb": peak_rss_mb}
+            "reference_seconds": reference_seconds, "peak_rss_mb": peak}
 
 
 def reference_validate(work: Path, customers: int) -> dict:
@@ -94,7 +95,7 @@ def reference_validate(work: Path, customers: int) -> dict:
     tables = {path.stem: pd.read_parquet(path) for path in sorted(data_dir.glob("*.parquet"))}
     dataset = contract.validate_tables(tables, source={name: f"{name}.parquet" for name in tables})
     return {"seconds": round(time.perf_counter() - clock, 2), "orders": dataset.row_counts["orders"],
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def _child(flag: str, work: Path, customers: int) -> dict:

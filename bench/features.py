@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from memory import peak_rss_mb
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 ORDERS_PER_CUSTOMER = 15  # about what the generator makes per customer over START..END
@@ -54,8 +55,8 @@ def cached_orders(n_orders: int, seed: int = 0) -> Path:
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process image (bench/memory.py)."""
+    return peak_rss_mb()
 
 
 def _cpu_seconds() -> float:

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from memory import peak_rss_mb  # bench/memory.py: this process image's own peak
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 ORDERS_PER_CUSTOMER = 15.3  # the synthetic generator over two years (bench/daily.py)
@@ -57,14 +59,15 @@ def run_local(work: Path, customers: int) -> dict:
     seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 2), "steps": result.manifest["timings_seconds"],
             "orders": result.manifest["row_counts"]["orders"], "population": result.manifest["n_scored"],
-            "lists": result.manifest["lists"], "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "lists": result.manifest["lists"], "peak_rss_mb": round(peak_rss_mb()),
             "load_before": load, "load_after": _load()}
 
 
 def _peak_rss_mb() -> float:
+    """A Dask worker's peak (run there: self-contained, as `memory.peak_rss_mb` is not importable there)."""
     import resource as r
 
-    return r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024
+    return r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024  # workers are spawned, not forked from a big parent
 
 
 def run_dask(work: Path, customers: int, partitions: int) -> dict:
