@@ -152,6 +152,15 @@ def _band(age: int) -> int:
 
 
 @numba.njit(nogil=True, cache=True)
+def _prefetch_ahead(rows: np.ndarray, customers: np.ndarray, i: int) -> None:
+    """Prefetch both cache lines of the totals row of customers[i + PREFETCH_DISTANCE], if any."""
+    if i + PREFETCH_DISTANCE < len(customers):
+        ahead = customers[i + PREFETCH_DISTANCE]
+        _prefetch(rows, ahead, 0)
+        _prefetch(rows, ahead, 8)
+
+
+@numba.njit(nogil=True, cache=True)
 def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray, amount: np.ndarray,
                 discount: np.ndarray, n_items: np.ndarray, rows: np.ndarray, rows32: np.ndarray) -> None:
     """Add a batch of orders (in date order per customer) to the totals at cutoff day t (see Totals).
@@ -160,10 +169,7 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
     """
     has_discount, has_items = len(discount) > 0, len(n_items) > 0
     for i in range(len(customer)):
-        if i + PREFETCH_DISTANCE < len(customer):
-            ahead = customer[i + PREFETCH_DISTANCE]
-            _prefetch(rows, ahead, 0)
-            _prefetch(rows, ahead, 8)
+        _prefetch_ahead(rows, customer, i)
         d = day[i]
         if d > t:
             continue
@@ -211,10 +217,7 @@ def features(t: int, lookback_days: int, order: np.ndarray, rows: np.ndarray, ro
     """
     m = 0
     for i in range(len(order)):
-        if i + PREFETCH_DISTANCE < len(order):
-            ahead = order[i + PREFETCH_DISTANCE]
-            _prefetch(rows, ahead, 0)
-            _prefetch(rows, ahead, 8)
+        _prefetch_ahead(rows, order, i)
         c = order[i]
         o0, o1, o2 = np.int64(rows32[c, OCC]), np.int64(rows32[c, OCC + 1]), np.int64(rows32[c, OCC + 2])
         o3, o4, o5 = np.int64(rows32[c, OCC + 3]), np.int64(rows32[c, OCC + 4]), np.int64(rows32[c, OCC + 5])
