@@ -56,7 +56,7 @@ N_BANDS = len(EDGES)
 # history 0-5; the 90 days before the last 90 band 2; the 180 before the last 180 band 3.
 # Money is summed in whole millionths of the currency unit (exact integer sums).
 MONEY_SCALE = 1_000_000
-# Orders per streamed batch: bounds memory (a batch is ~35 MB) whatever the size of the data.
+# Orders per streamed batch: bounds memory (a batch is about 40 MB) whatever the size of the data.
 BATCH_ROWS = 1 << 20
 NO_DAY = np.iinfo(np.int32).min  # earlier than any day
 
@@ -78,7 +78,7 @@ OCC = 20  # 20-25: purchase occasions per band
 VALID_365, ROWS_365, KNOWN_365, USED_365 = 26, 27, 28, 29  # 365-day valid orders, all orders, coupon known, coupon used
 LAST_OCC, LAST_GAP = 30, 31  # day of the last occasion up to t; days before it from the previous one (0 on the first)
 SLOTS = 16
-# Every total starts at 0, so new rows need no filling: the last occasion's day is kept as
+# Every total starts at 0 (a new customer's row is all zeros): the last occasion's day is kept as
 # day + DAY_OFFSET (0: none yet), and the largest order is set by the first order of the year.
 DAY_OFFSET = 1 << 30
 
@@ -92,7 +92,7 @@ class HashCollision(Unsupported):
 
 
 class _Unordered(Exception):
-    """A customer's orders are not in date order in the stream."""
+    """The stream's days went down: the orders are not stored in date order."""
 
 
 @dataclass
@@ -107,7 +107,6 @@ class Totals:
     t: int
     rows: np.ndarray
     rows32: np.ndarray
-
     ready: int = 0  # rows zeroed so far (see `make_ready`)
 
     @classmethod
@@ -281,7 +280,10 @@ def _string_buffers(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     _, offsets, data = ids.buffers()
     width = np.int32 if ids.type == pa.string() else np.int64
     offsets = np.frombuffer(offsets, dtype=width)[ids.offset:ids.offset + len(ids) + 1]
-    return offsets, (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8))
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    for array in (offsets, data):  # read-only whatever the source: one compiled loop for all
+        array.setflags(write=False)
+    return offsets, data
 
 
 class _Numbering:

@@ -157,6 +157,42 @@ def test_a_failing_batch_stops_the_reader_thread(monkeypatch):
     assert not [t for t in threading.enumerate() if t.name == "churn-orders-stream"]
 
 
+@pytest.mark.parametrize("source", ["frames", "parquet"])
+def test_the_warm_up_loads_every_compiled_loop_the_stream_uses(source, synthetic_small, tmp_path, monkeypatch):
+    """Loading numba's loops overlaps DuckDB's first reads only if the stream calls them with the
+    warm-up's argument types (numba compiles once per type signature: read-only arrays included)."""
+    import numba
+
+    from churn.features import loops
+
+    orders = synthetic_small.tables["orders"]
+    if source == "parquet":
+        orders.to_parquet(tmp_path / "orders.parquet", index=False)
+    dataset = tmp_path if source == "parquet" else dataset_of(orders)
+    calls: dict[str, dict[str, set]] = {"warm": {}, "stream": {}}
+    phase = ["stream"]
+    for name in ("hashes", "number", "accumulate", "features"):
+        real = getattr(loops, name)
+
+        def recording(*args, _real=real, _name=name):
+            calls[phase[0]].setdefault(_name, set()).add(tuple(numba.typeof(a) for a in args))
+            return _real(*args)
+
+        monkeypatch.setattr(loops, name, recording)
+    warm_up = kernels._Numbering.warm_up
+
+    def warming(self, columns):
+        phase[0] = "warm"
+        warm_up(self, columns)
+        phase[0] = "stream"
+
+    monkeypatch.setattr(kernels._Numbering, "warm_up", warming)
+    FeatureBuilder(dataset).build(CUTOFFS)
+    assert set(calls["stream"]) == {"hashes", "number", "accumulate", "features"}
+    for name, signatures in calls["stream"].items():
+        assert signatures <= calls["warm"][name], name
+
+
 def test_bands_split_age_at_the_window_edges():
     from churn.features import loops
 
