@@ -156,8 +156,11 @@ def test_a_commit_whose_outcome_cannot_be_read_leaves_the_files_for_recovery(tmp
 
 def test_sigint_in_a_child_right_after_the_commit_ends_with_files_and_history_agreeing(tmp_path):
     publish_day(tmp_path, "v1")
+    # The child restores Python's Ctrl-C handler: a shell starts background jobs with SIGINT
+    # ignored, and a Python started with it ignored keeps it so (this test then saw exit 0).
     code = f"""
 import os, signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from churn.publish import warehouse
 from tests.publish.test_publication import publish_day
 real = warehouse.write_run
