@@ -25,7 +25,9 @@ Money is summed in integer millionths, so sums are exact and do not depend on th
 their terms: two runs give the same bits whatever the number of threads or the input order,
 and the same bits as the engine before this one (which sorted the orders). `Unsupported` tells
 the caller to use the SQL engine instead: when two ids share the first hash (about 1 in 10^7 at
-2M customers) or an order has no customer id. Two ids would be merged only if both hashes
+2M customers), an order has no customer id, or a valid order's numbers are outside the
+contract or the integer range (see OUT_OF_RANGE: a missing or negative amount, fractional
+items, more than MAX_MONEY in one order). Amounts are rounded to a millionth of the unit. Two ids would be merged only if both hashes
 agreed (about 1 in 10^26).
 """
 
@@ -46,16 +48,24 @@ import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-# Bits of the per-order flags (set in SQL only on valid orders, but for VALID itself).
-VALID, COUPON_USED, COUPON_KNOWN = 1, 2, 4
+# Bits of the per-order flags (set in SQL only on valid orders, but for VALID itself). A valid
+# order whose amount is missing (the SQL's max and sums skip it) or whose numbers lie outside
+# the integer totals' range is OUT_OF_RANGE: the pass stops and the SQL engine answers.
+VALID, COUPON_USED, COUPON_KNOWN, OUT_OF_RANGE = 1, 2, 4, 8
 # Band edges in days of age (T - day): band b holds ages [EDGES[b], EDGES[b + 1]), the last one
 # 365 days and older. `_band` is the compiled twin of this table.
 EDGES = (0, 30, 90, 180, 360, 365)
 N_BANDS = len(EDGES)
 # A window is a run of bands: 30 days is band 0; 90 days 0-1; 180 days 0-2; 365 days 0-4; all
 # history 0-5; the 90 days before the last 90 band 2; the 180 before the last 180 band 3.
-# Money is summed in whole millionths of the currency unit (exact integer sums).
+# Money is summed in whole millionths of the currency unit (exact integer sums), so an amount is
+# rounded to a millionth. An order's amount or discount must lie in [0, MAX_MONEY] units and its
+# n_items be a whole number in [0, MAX_ITEMS] (the contract asks amount >= 0 and discount >= 0);
+# a customer's band total stops the pass past SUM_LIMIT millionths, items past ITEMS_LIMIT, so
+# no sum can wrap around (six bands and the discount stay below 2^63).
 MONEY_SCALE = 1_000_000
+MAX_MONEY, MAX_ITEMS = 1e9, 1_000_000
+SUM_LIMIT, ITEMS_LIMIT = 1 << 60, 1 << 30
 # Orders per streamed batch: bounds memory (a batch is about 40 MB) whatever the size of the data.
 BATCH_ROWS = 1 << 20
 NO_DAY = np.iinfo(np.int32).min  # earlier than any day
@@ -79,7 +89,7 @@ VALID_365, ROWS_365, KNOWN_365, USED_365 = 26, 27, 28, 29  # 365-day valid order
 LAST_OCC, LAST_GAP = 30, 31  # day of the last occasion up to t; days before it from the previous one (0 on the first)
 SLOTS = 16
 # Every total starts at 0 (a new customer's row is all zeros): the last occasion's day is kept as
-# day + DAY_OFFSET (0: none yet), and the largest order is set by the first order of the year.
+# day + DAY_OFFSET (0: none yet), and the largest order is set by the year's first valid order.
 DAY_OFFSET = 1 << 30
 
 
@@ -100,8 +110,8 @@ class Totals:
     """Running totals of every customer at one cutoff day `t`: `rows` (customers x SLOTS int64)
     and `rows32`, the same memory read as int32 (see the slot constants).
 
-    Bands are of age t - day (see EDGES); the largest order counts returned and cancelled ones as
-    0; an occasion is the first valid order of a customer's day. All zeros: no orders.
+    Bands are of age t - day (see EDGES); the largest order is of the year's valid orders; an
+    occasion is the first valid order of a customer's day. All zeros: no orders.
     """
 
     t: int
@@ -158,23 +168,33 @@ def empty_table(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _select(columns: set[str]) -> list[str]:
     """The streamed columns: customer id, day, money in millionths, flags, optional columns."""
-    select = ["customer_id::VARCHAR AS id", "day", f"{_money('amount')} AS amount",
-              f"valid::UTINYINT * {VALID}"
+    in_range = [_within("amount", 0, MAX_MONEY)]
+    in_range += [f"(discount IS NULL OR {_within('discount', 0, MAX_MONEY)})"] if "discount" in columns else []
+    in_range += [f"(n_items IS NULL OR ({_within('n_items', 0, MAX_ITEMS)} AND n_items = floor(n_items)))"] \
+        if "n_items" in columns else []
+    ok = f"(valid AND {' AND '.join(in_range)})"
+    select = ["customer_id::VARCHAR AS id", "day", f"{_money('amount', ok)} AS amount",
+              f"valid::UTINYINT * {VALID} + (valid AND NOT coalesce({ok}, FALSE))::UTINYINT * {OUT_OF_RANGE}"
               + (f" + (valid AND coalesce(coupon_used, FALSE))::UTINYINT * {COUPON_USED}"
                  f" + (valid AND coupon_used IS NOT NULL)::UTINYINT * {COUPON_KNOWN}" if "coupon_used" in columns else "")
               + " AS flags"]
-    select += [f"{_money('discount')} AS discount"] if "discount" in columns else []
-    select += ["CASE WHEN valid THEN coalesce(n_items, 0) ELSE 0 END::INTEGER AS n_items"] if "n_items" in columns else []
+    select += [f"{_money('discount', ok)} AS discount"] if "discount" in columns else []
+    select += [f"CASE WHEN {ok} THEN coalesce(n_items, 0) ELSE 0 END::INTEGER AS n_items"] if "n_items" in columns else []
     return select
 
 
-def _money(column: str) -> str:
-    """A money column of valid orders in whole millionths (0 on returned or cancelled orders).
+def _within(column: str, low: float, high: float) -> str:
+    """SQL: the column lies in [low, high] (NULL when it is NULL; NaN and infinities are outside)."""
+    return f"({column} >= {low} AND {column} <= {high} AND NOT isnan({column}::DOUBLE))"
+
+
+def _money(column: str, ok: str) -> str:
+    """A money column of valid orders in range in whole millionths (0 on the others; NULL is 0).
 
     Integer sums are exact, so they do not depend on the order of the terms: a rerun, another
     thread count or another input order gives the same bits.
     """
-    return f"CASE WHEN valid THEN round(coalesce({column}, 0) * {MONEY_SCALE})::BIGINT ELSE 0 END"
+    return f"CASE WHEN {ok} THEN round(coalesce({column}, 0) * {MONEY_SCALE})::BIGINT ELSE 0 END"
 
 
 class _Reader:
@@ -350,12 +370,18 @@ class _Numbering:
         self.pending = [self.pool.submit(loops.accumulate, s.t, *orders, s.rows, s.rows32) for s in self.sums]
 
     def wait(self, quiet: bool = False) -> None:
-        """Wait for the batch being added; its first error is raised unless `quiet` (already failing)."""
-        for future in self.pending:
+        """Wait for the batch being added; its first error is raised unless `quiet` (already failing).
+
+        Raises Unsupported when an order is out of range (see OUT_OF_RANGE and SUM_LIMIT).
+        """
+        pending, self.pending = self.pending, []
+        for future in pending:
             error = future.exception()
             if error is not None and not quiet:
                 raise error
-        self.pending = []
+        if not quiet and any(future.result() for future in pending):
+            raise Unsupported("some orders' amount, discount or n_items are missing, negative, fractional "
+                              f"items or beyond the fast engine's range ({MAX_MONEY:.0e} per order)")
 
     def result(self) -> Pass:
         self.wait()

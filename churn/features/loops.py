@@ -16,7 +16,8 @@ from numba.extending import intrinsic
 
 from churn.features.kernels import (
     COUPON_KNOWN, COUPON_USED, DAY_OFFSET, DISCOUNT_365, FIRST_OCC, GAP2, ITEMS_365, KNOWN_365, LAST_GAP, LAST_OCC,
-    MONEY_SCALE, N_BANDS, NUMBER, OCC, ROWS_365, SECOND, SPEND, TOP_365, USED_365, VALID, VALID_365, empty_table,
+    ITEMS_LIMIT, MONEY_SCALE, N_BANDS, NUMBER, OCC, OUT_OF_RANGE, ROWS_365, SECOND, SPEND, SUM_LIMIT, TOP_365, USED_365, VALID,
+    VALID_365, empty_table,
 )
 
 # Rows ahead whose memory is asked for early (see `_prefetch`).
@@ -162,10 +163,11 @@ def _prefetch_ahead(rows: np.ndarray, customers: np.ndarray, i: int) -> None:
 
 @numba.njit(nogil=True, cache=True)
 def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray, amount: np.ndarray,
-                discount: np.ndarray, n_items: np.ndarray, rows: np.ndarray, rows32: np.ndarray) -> None:
+               discount: np.ndarray, n_items: np.ndarray, rows: np.ndarray, rows32: np.ndarray) -> int:
     """Add a batch of orders (in date order per customer) to the totals at cutoff day t (see Totals).
 
-    `discount` and `n_items` are empty when the data lacks them.
+    `discount` and `n_items` are empty when the data lacks them. Returns 0, or 1 when an order up
+    to t is OUT_OF_RANGE or a total passes SUM_LIMIT or ITEMS_LIMIT (the totals are then unusable).
     """
     has_discount, has_items = len(discount) > 0, len(n_items) > 0
     for i in range(len(customer)):
@@ -176,12 +178,16 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
         c = customer[i]
         band = _band(t - d)
         if band < 5:
-            if rows32[c, ROWS_365] == 0 or amount[i] > rows[c, TOP_365]:
-                rows[c, TOP_365] = amount[i]
             rows32[c, ROWS_365] += 1
         if flags[i] & VALID:
+            if flags[i] & OUT_OF_RANGE:
+                return 1
             rows[c, SPEND + band] += amount[i]
+            if rows[c, SPEND + band] > SUM_LIMIT:
+                return 1
             if band < 5:
+                if rows32[c, VALID_365] == 0 or amount[i] > rows[c, TOP_365]:
+                    rows[c, TOP_365] = amount[i]  # max(amount) of the year's valid orders
                 rows32[c, VALID_365] += 1
                 if flags[i] & COUPON_KNOWN:
                     rows32[c, KNOWN_365] += 1
@@ -189,8 +195,12 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
                     rows32[c, USED_365] += 1
                 if has_discount:
                     rows[c, DISCOUNT_365] += discount[i]
+                    if rows[c, DISCOUNT_365] > SUM_LIMIT:
+                        return 1
                 if has_items:
                     rows32[c, ITEMS_365] += n_items[i]
+                    if rows32[c, ITEMS_365] > ITEMS_LIMIT:
+                        return 1
             last = rows32[c, LAST_OCC]
             if d + DAY_OFFSET > last:  # the first valid order of a later day: a purchase occasion
                 if last != 0:
@@ -201,6 +211,7 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
                     rows32[c, FIRST_OCC] = d
                 rows32[c, LAST_OCC] = d + DAY_OFFSET
                 rows32[c, OCC + band] += 1
+    return 0
 
 
 @numba.njit(nogil=True, cache=True)

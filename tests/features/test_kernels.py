@@ -86,6 +86,72 @@ def test_money_is_summed_exactly_in_millionths():
     assert got["max_order_value_365d"] == 0.3
 
 
+def test_an_amount_is_rounded_to_a_millionth():
+    orders = make_orders([("a", "2024-01-01", 0.2469134)])
+    got = FeatureBuilder(dataset_of(orders)).build(["2024-01-31"]).iloc[0]
+    assert got["spend_all"] == 0.246913 and got["max_order_value_365d"] == 0.246913
+
+
+def test_the_largest_order_is_of_valid_orders_only():
+    """A returned order larger than every purchase, first in the year: not the largest purchase."""
+    orders = make_orders([("a", "2024-01-01", 40.0, "returned"), ("a", "2024-01-02", 3.0), ("a", "2024-01-05", 2.0),
+                          ("b", "2024-01-03", 0.0, "cancelled"), ("b", "2024-01-04", 0.0)])
+    fast, sql = _both(dataset_of(orders), ["2024-01-31"])
+    assert fast["max_order_value_365d"].tolist() == [3.0, 0.0]
+    assert_frame_equal(fast, sql)
+
+
+# Unvalidated frames (as a data directory of Parquet files can hold them) off the contract: the
+# fast engine hands them to the SQL engine, whose answer is the definition (trial of stop 22).
+OFF_CONTRACT = {
+    "negative amounts": ([-10.0, -3.0, 4.0], ["completed", "completed", "returned"], {}),
+    "a missing amount": ([None, -2.0, 5.0], ["completed", "completed", "completed"], {}),
+    "a missing amount beside a discount": ([None, 8.0, 5.0], ["completed"] * 3, {"discount": [2.0, 1.0, 0.5]}),
+    "an amount beyond 10^9": ([1e13, 2.0, 5.0], ["completed"] * 3, {}),
+    "a NaN amount": ([float("nan"), 2.0, 5.0], ["completed"] * 3, {}),
+    "a negative discount": ([3.0, 2.0, 5.0], ["completed"] * 3, {"discount": [-1.0, 0.5, 0.0]}),
+    "fractional items": ([3.0, 2.0, 5.0], ["completed"] * 3, {"n_items": [1.5, 2.0, 2.0]}),
+    "items beyond 10^6": ([3.0, 2.0, 5.0], ["completed"] * 3, {"n_items": [3e9, 2.0, 1.0]}),
+}
+
+
+@pytest.mark.parametrize("case", list(OFF_CONTRACT))
+def test_orders_off_the_contract_are_answered_by_the_sql_definition(case, caplog):
+    amounts, statuses, extra = OFF_CONTRACT[case]
+    orders = make_orders([("a", f"2024-01-0{i + 1}", 0.0, status) for i, status in enumerate(statuses)])
+    orders["amount"] = amounts
+    orders = pd.concat([orders, make_orders([("b", "2024-01-02", 7.0)]).assign(order_id="ob")], ignore_index=True)
+    for column, values in extra.items():
+        orders[column] = values + [1.0]
+    with caplog.at_level(logging.WARNING, logger="churn.features"):
+        fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+    assert "computing the order features in SQL" in caplog.text
+    assert_frame_equal(fast, sql)
+    assert fast.set_index("customer_id").loc["b", "spend_all"] == 7.0
+
+
+def test_the_helper_s_largest_orders_equal_sql():
+    """Quoted by the trial: a (-10, -3 completed, 4 returned) -> -3; b (only a missing amount) -> NaN; c (-2, missing) -> -2."""
+    orders = make_orders([("a", "2024-01-01"), ("a", "2024-01-02"), ("a", "2024-01-03", 0.0, "returned"),
+                          ("b", "2024-01-01"), ("c", "2024-01-01"), ("c", "2024-01-02")])
+    orders["amount"] = [-10.0, -3.0, 4.0, None, -2.0, None]
+    fast, _ = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+    got = fast.set_index("customer_id")["max_order_value_365d"]
+    assert got["a"] == -3.0 and np.isnan(got["b"]) and got["c"] == -2.0
+
+
+def test_totals_past_the_integer_range_are_answered_by_sql(caplog):
+    """1,200 orders of 10^9 within 30 days pass SUM_LIMIT (and their items ITEMS_LIMIT): the sums do not wrap."""
+    start = pd.Timestamp("2024-01-01")
+    orders = make_orders([("a", start + pd.Timedelta(minutes=i), 1e9) for i in range(1200)] + [("b", start, 2.0)])
+    orders["n_items"] = [1_000_000] * 1200 + [3]
+    with caplog.at_level(logging.WARNING, logger="churn.features"):
+        fast, sql = _both(dataset_of(orders), ["2024-01-20"])
+    assert "computing the order features in SQL" in caplog.text
+    assert_frame_equal(fast, sql)
+    assert fast.set_index("customer_id").loc["a", "spend_30d"] == 1.2e12
+
+
 def test_a_hash_collision_falls_back_to_sql(monkeypatch, caplog):
     """Two ids with the same first hash but different second hashes: the SQL engine answers."""
     from churn.features import loops
