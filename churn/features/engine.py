@@ -229,8 +229,10 @@ class FeatureBuilder:
                 return ids, {"t": got["t"], **{name: got[name] for name in names}}
             except kernels.Unsupported as exc:
                 log.warning("fast feature engine not used (%s): computing the order features in SQL", exc)
-        got = self.con.execute(f"SELECT * FROM ({self.sql(days)}) ORDER BY t, customer_id").fetchnumpy()
-        ids = pd.Series(np.asarray(got["customer_id"], dtype=object), dtype="str")
+        # Ids as DuckDB writes them as text, as the fast engine does; ordered in their own type.
+        got = self.con.execute(f"SELECT *, customer_id::VARCHAR AS id_text FROM ({self.sql(days)}) "
+                               "ORDER BY t, customer_id").fetchnumpy()
+        ids = pd.Series(np.asarray(got["id_text"], dtype=object), dtype="str")
         return ids, {"t": np.asarray(got["t"]), **{name: _floats(got[name]) for name in names}}
 
     def _threads(self) -> int:
@@ -273,11 +275,16 @@ class FeatureBuilder:
         What `engine="sql"` runs; EXPLAIN ANALYZE it to see the plan.
         """
         last = max(days)
+        # Money as DECIMAL(38,6): sums exact in millionths, so they do not depend on the order of
+        # their terms (ties between customers' spends stay ties, a rerun gives the same bits) and
+        # equal the fast engine's; a NaN or infinite amount counts as missing.
+        money = ", ".join(f"TRY_CAST({c} AS DECIMAL(38,6)) AS {c}" for c in ("amount", "discount")
+                          if c == "amount" or f"orders.{c}" in self.available)
         # One sort: each customer's orders by (valid, day), so a valid order's predecessor is the
         # previous valid order (invalid ones sort first and never count as a predecessor).
         orders = f"""SELECT *, CASE WHEN valid AND prev_valid THEN day - prev_day END AS gap FROM (
                          SELECT *, lag(day) OVER w AS prev_day, lag(valid) OVER w AS prev_valid
-                         FROM orders_v WHERE day <= {last}
+                         FROM (SELECT * REPLACE ({money}) FROM orders_v) WHERE day <= {last}
                          WINDOW w AS (PARTITION BY customer_id ORDER BY valid, day))"""
         # An order opens a purchase occasion when it is valid and the first of its day: no
         # separate GROUP BY (customer, day) is needed.

@@ -166,35 +166,50 @@ def empty_table(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --- the stream ---------------------------------------------------------------------------------
 
-def _select(columns: set[str]) -> list[str]:
-    """The streamed columns: customer id, day, money in millionths, flags, optional columns."""
+def _select(columns: set[str], coupon_type: str = "BOOLEAN") -> list[str]:
+    """The streamed columns: customer id, day, money in millionths, flags, optional columns.
+
+    `coupon_type`: the SQL type of coupon_used, read as the SQL reads it (coupon_used::DOUBLE):
+    a flag of another type (0/1 integers, floats) must be 0 or 1.
+    """
     in_range = [_within("amount", 0, MAX_MONEY)]
     in_range += [f"(discount IS NULL OR {_within('discount', 0, MAX_MONEY)})"] if "discount" in columns else []
     in_range += [f"(n_items IS NULL OR ({_within('n_items', 0, MAX_ITEMS)} AND n_items = floor(n_items)))"] \
         if "n_items" in columns else []
+    used = "coupon_used"
+    if "coupon_used" in columns and coupon_type != "BOOLEAN":
+        in_range.append("(coupon_used IS NULL OR coupon_used::DOUBLE IN (0, 1))")
+        used = "coupon_used::DOUBLE = 1"
     ok = f"(valid AND {' AND '.join(in_range)})"
     select = ["customer_id::VARCHAR AS id", "day", f"{_money('amount', ok)} AS amount",
               f"valid::UTINYINT * {VALID} + (valid AND NOT coalesce({ok}, FALSE))::UTINYINT * {OUT_OF_RANGE}"
-              + (f" + (valid AND coalesce(coupon_used, FALSE))::UTINYINT * {COUPON_USED}"
+              + (f" + (valid AND coalesce({used}, FALSE))::UTINYINT * {COUPON_USED}"
                  f" + (valid AND coupon_used IS NOT NULL)::UTINYINT * {COUPON_KNOWN}" if "coupon_used" in columns else "")
               + " AS flags"]
     select += [f"{_money('discount', ok)} AS discount"] if "discount" in columns else []
-    select += [f"CASE WHEN {ok} THEN coalesce(n_items, 0) ELSE 0 END::INTEGER AS n_items"] if "n_items" in columns else []
+    select += [f"coalesce(TRY_CAST((CASE WHEN {ok} THEN coalesce(n_items, 0) ELSE 0 END) AS INTEGER), 0) AS n_items"] \
+        if "n_items" in columns else []
     return select
 
 
 def _within(column: str, low: float, high: float) -> str:
-    """SQL: the column lies in [low, high] (NULL when it is NULL; NaN and infinities are outside)."""
-    return f"({column} >= {low} AND {column} <= {high} AND NOT isnan({column}::DOUBLE))"
+    """SQL: the column lies in [low, high] (NULL when it is NULL; NaN and infinities are outside).
+
+    `isfinite`, not `isnan`: DuckDB 2.0 folds `isnan(x)` to FALSE, and comparisons on x, from a
+    Parquet file's statistics, which leave NaN out (`isfinite` is evaluated).
+    """
+    return f"({column} >= {low} AND {column} <= {high} AND isfinite({column}::DOUBLE))"
 
 
 def _money(column: str, ok: str) -> str:
     """A money column of valid orders in range in whole millionths (0 on the others; NULL is 0).
 
+    TRY_CAST: the CASE guards the cast, but should DuckDB fold the guard (see `_within`), an
+    out-of-range value still gives 0 here, never an error, and its flag sends the data to SQL.
     Integer sums are exact, so they do not depend on the order of the terms: a rerun, another
     thread count or another input order gives the same bits.
     """
-    return f"CASE WHEN {ok} THEN round(coalesce({column}, 0) * {MONEY_SCALE})::BIGINT ELSE 0 END"
+    return f"coalesce(TRY_CAST(round((CASE WHEN {ok} THEN coalesce({column}, 0) ELSE 0 END) * {MONEY_SCALE}) AS BIGINT), 0)"
 
 
 class _Reader:
@@ -268,7 +283,9 @@ def totals(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int]
     (at least one) while the next batch is numbered. Raises HashCollision or Unsupported (see the
     module's docstring).
     """
-    base = f"SELECT {', '.join(_select(columns))} FROM {orders_view} WHERE day <= {int(max(days))}"
+    kinds = {r[0]: r[1] for r in con.execute(f"DESCRIBE {orders_view}").fetchall()}
+    select = _select(columns, kinds.get("coupon_used", "BOOLEAN"))
+    base = f"SELECT {', '.join(select)} FROM {orders_view} WHERE day <= {int(max(days))}"
     # preserve_insertion_order: DuckDB streams the rows in the order they are stored.
     previous = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
     con.execute("SET preserve_insertion_order = true")
@@ -380,8 +397,9 @@ class _Numbering:
             if error is not None and not quiet:
                 raise error
         if not quiet and any(future.result() for future in pending):
-            raise Unsupported("some orders' amount, discount or n_items are missing, negative, fractional "
-                              f"items or beyond the fast engine's range ({MAX_MONEY:.0e} per order)")
+            raise Unsupported("some valid orders have a missing, negative or non-finite amount or discount, n_items "
+                              f"not a whole number up to {MAX_ITEMS:,}, coupon_used other than 0/1, or more than "
+                              f"{MAX_MONEY:,.0f} in one order, or a customer's totals pass the integers' range")
 
     def result(self) -> Pass:
         self.wait()

@@ -22,6 +22,8 @@ from churn.features.kernels import (
 
 # Rows ahead whose memory is asked for early (see `_prefetch`).
 PREFETCH_DISTANCE = 16
+# Below this, k * (sum of squared gaps) fits in int64 (see `features`).
+EXACT_PRODUCT = 1 << 62
 
 
 @intrinsic
@@ -264,7 +266,11 @@ def features(t: int, lookback_days: int, order: np.ndarray, rows: np.ndarray, ro
         out[14, m] = np.float64(o3)  # orders_prev_180d
         out[15, m] = total / np.float64(max(k, 1)) if k >= 1 else np.nan  # gap_mean_days
         if k >= 2:  # gap_std_days
-            var = (np.float64(k * rows[c, GAP2]) - total * total) / np.float64(max(k * (k - 1), 1))
+            span = last - first
+            if rows[c, GAP2] <= EXACT_PRODUCT // k:  # k * (sum of squares) - span^2 as an exact integer
+                var = np.float64(k * rows[c, GAP2] - span * span) / np.float64(k * (k - 1))
+            else:  # spans of tens of thousands of years only: float64 steps
+                var = (np.float64(k) * np.float64(rows[c, GAP2]) - total * total) / np.float64(k * (k - 1))
             out[16, m] = np.sqrt(var if var > 0.0 else 0.0)
         else:
             out[16, m] = np.nan

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -128,6 +130,63 @@ def test_orders_off_the_contract_are_answered_by_the_sql_definition(case, caplog
     assert "computing the order features in SQL" in caplog.text
     assert_frame_equal(fast, sql)
     assert fast.set_index("customer_id").loc["b", "spend_all"] == 7.0
+
+
+@pytest.mark.parametrize("column", ["amount", "discount", "n_items"])
+def test_nan_in_a_parquet_file_is_answered_by_sql(column, tmp_path, caplog):
+    """Parquet statistics leave NaN out, and DuckDB folded the range check away: the cast failed (trial of stop 23)."""
+    columns = {"customer_id": ["a", "a", "b"], "order_id": ["1", "2", "3"],
+               "order_ts": np.array(["2024-01-01", "2024-02-01", "2024-02-15"], dtype="datetime64[us]"),
+               "amount": [1.0, 2.0, 3.0], "discount": [0.5, 0.5, 0.5], "n_items": [1.0, 2.0, 3.0]}
+    columns[column][1] = float("nan")  # a NaN, not a null (pandas would write a null)
+    pq.write_table(pa.table(columns), tmp_path / "orders.parquet")
+    with caplog.at_level(logging.WARNING, logger="churn.features"):
+        fast, sql = _both(tmp_path, ["2024-03-01"])
+    assert "computing the order features in SQL" in caplog.text
+    assert_frame_equal(fast, sql)
+
+
+def test_equal_spends_tie_in_both_engines():
+    """10.10 + 20.20 is 30.299999999999997 in float64: the SQL engine sums DECIMAL(38,6), so the tie and its m_score hold (trial of stop 23)."""
+    orders = make_orders([("a", "2024-01-01", 10.10), ("a", "2024-01-02", 20.20), ("b", "2024-01-01", 30.30)])
+    fast, sql = _both(dataset_of(orders), ["2024-01-31"])
+    assert sql["spend_365d"].tolist() == [30.3, 30.3] and sql["m_score"].tolist() == [1.0, 1.0]
+    assert_frame_equal(fast, sql, check_exact=True)
+
+
+def test_the_sql_engine_gives_the_same_bits_whatever_the_input_order(synthetic_small):
+    orders = synthetic_small.tables["orders"]
+    first = FeatureBuilder(dataset_of(orders), engine="sql").build(CUTOFFS)
+    shuffled = orders.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    assert_frame_equal(FeatureBuilder(dataset_of(shuffled), engine="sql").build(CUTOFFS), first, check_exact=True)
+
+
+@pytest.mark.parametrize("values", [[1.0, np.nan, 0.0, 1.0], [True, None, False, True], [1, 0, 0, 1], [0, 2, 1, 1]])
+def test_a_coupon_flag_of_any_type_reads_as_sql_reads_it(values):
+    """Floats with NaN (pandas' nullable 0/1), booleans, integers; 2 is off the contract and goes to SQL."""
+    orders = make_orders([("a", "2024-01-01"), ("a", "2024-01-02"), ("a", "2024-01-03"), ("b", "2024-01-02")])
+    orders["coupon_used"] = values
+    fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+    assert_frame_equal(fast, sql)
+
+
+@pytest.mark.parametrize("ids", [[b"a", b"b"], [True, False], [10, 9]])
+def test_both_engines_write_ids_as_duckdb_writes_them(ids):
+    orders = make_orders([("x", "2024-01-01"), ("y", "2024-01-02")])
+    orders["customer_id"] = ids
+    fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+    assert_frame_equal(fast, sql)
+
+
+def test_gap_spread_over_a_long_span_is_exact():
+    """Days -106000001, -53000001, -2 (about 290,000 years, near the timestamps' limit): gaps 53000000 and
+    52999999, standard deviation sqrt(1/2); the span squared passes 2^53, where float steps gave 0 or 1 (trial of stop 23)."""
+    orders = make_orders([("a", "2024-01-01"), ("a", "2024-01-02"), ("a", "2024-01-03")])
+    orders["order_ts"] = (np.array([-106000001, -53000001, -2]) * 86_400_000_000).astype("datetime64[us]")
+    fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2000-01-01"],
+                      lookback_days=10**9)
+    assert fast["gap_std_days"].iloc[0] == pytest.approx(np.sqrt(0.5), rel=1e-12)
+    assert_frame_equal(fast, sql)
 
 
 def test_the_helper_s_largest_orders_equal_sql():
