@@ -26,9 +26,9 @@ their terms: two runs give the same bits whatever the number of threads or the i
 and the same bits as the engine before this one (which sorted the orders). `Unsupported` tells
 the caller to use the SQL engine instead: when two ids share the first hash (about 1 in 10^7 at
 2M customers), an order has no customer id, or a valid order's numbers are outside the
-contract or the integer range (see OUT_OF_RANGE: a missing or negative amount, fractional
-items, more than MAX_MONEY in one order). Amounts are rounded to a millionth of the unit. Two ids would be merged only if both hashes
-agreed (about 1 in 10^26).
+contract or the integers' range (see MAX_MONEY: a missing, NaN or negative amount, fractional
+items, more than 10^9 in one order). Amounts are rounded to a millionth of the unit. Two ids
+would be merged only if both hashes agreed (about 1 in 10^26).
 """
 
 from __future__ import annotations
@@ -48,9 +48,8 @@ import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-# Bits of the per-order flags (set in SQL only on valid orders, but for VALID itself). A valid
-# order whose amount is missing (the SQL's max and sums skip it) or whose numbers lie outside
-# the integer totals' range is OUT_OF_RANGE: the pass stops and the SQL engine answers.
+# Bits of the per-order flags (set in SQL only on valid orders, but for VALID itself).
+# OUT_OF_RANGE: a coupon flag other than 0/1 (see MAX_MONEY for the numbers' own range).
 VALID, COUPON_USED, COUPON_KNOWN, OUT_OF_RANGE = 1, 2, 4, 8
 # Band edges in days of age (T - day): band b holds ages [EDGES[b], EDGES[b + 1]), the last one
 # 365 days and older. `_band` is the compiled twin of this table.
@@ -59,12 +58,13 @@ N_BANDS = len(EDGES)
 # A window is a run of bands: 30 days is band 0; 90 days 0-1; 180 days 0-2; 365 days 0-4; all
 # history 0-5; the 90 days before the last 90 band 2; the 180 before the last 180 band 3.
 # Money is summed in whole millionths of the currency unit (exact integer sums), so an amount is
-# rounded to a millionth. An order's amount or discount must lie in [0, MAX_MONEY] units and its
-# n_items be a whole number in [0, MAX_ITEMS] (the contract asks amount >= 0 and discount >= 0);
-# a customer's band total stops the pass past SUM_LIMIT millionths, items past ITEMS_LIMIT, so
-# no sum can wrap around (six bands and the discount stay below 2^63).
+# rounded to a millionth. A valid order's amount and discount must lie in [0, MAX_MONEY]
+# millionths and its n_items in [0, MAX_ITEMS] (the contract asks amount >= 0 and discount >= 0;
+# the stream gives -1 for what cannot be read exactly, see `_select`), else the pass stops and
+# the SQL engine answers; so does a customer's band total past SUM_LIMIT millionths, or items
+# past ITEMS_LIMIT: no sum can wrap around (six bands and the discount stay below 2^63).
 MONEY_SCALE = 1_000_000
-MAX_MONEY, MAX_ITEMS = 1e9, 1_000_000
+MAX_MONEY, MAX_ITEMS = 1_000_000_000 * MONEY_SCALE, 1_000_000  # millionths; items
 SUM_LIMIT, ITEMS_LIMIT = 1 << 60, 1 << 30
 # Orders per streamed batch: bounds memory (a batch is about 40 MB) whatever the size of the data.
 BATCH_ROWS = 1 << 20
@@ -166,50 +166,43 @@ def empty_table(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --- the stream ---------------------------------------------------------------------------------
 
-def _select(columns: set[str], coupon_type: str = "BOOLEAN") -> list[str]:
+def _select(columns: set[str], kinds: dict[str, str]) -> list[str]:
     """The streamed columns: customer id, day, money in millionths, flags, optional columns.
 
-    `coupon_type`: the SQL type of coupon_used, read as the SQL reads it (coupon_used::DOUBLE):
-    a flag of another type (0/1 integers, floats) must be 0 or 1.
+    A valid order's amount, discount and n_items are -1 when they cannot be read exactly (missing,
+    NaN, infinite, fractional items, beyond BIGINT or INTEGER): with negative values, they are out
+    of range for `loops.accumulate`, which stops the pass. TRY_CAST, not a range check in SQL:
+    DuckDB 2.0 folds `isnan(x)` and comparisons on x from a Parquet file's statistics, which leave
+    NaN out. `kinds`: the SQL type of each column of the orders view.
     """
-    in_range = [_within("amount", 0, MAX_MONEY)]
-    in_range += [f"(discount IS NULL OR {_within('discount', 0, MAX_MONEY)})"] if "discount" in columns else []
-    in_range += [f"(n_items IS NULL OR ({_within('n_items', 0, MAX_ITEMS)} AND n_items = floor(n_items)))"] \
-        if "n_items" in columns else []
-    used = "coupon_used"
-    if "coupon_used" in columns and coupon_type != "BOOLEAN":
-        in_range.append("(coupon_used IS NULL OR coupon_used::DOUBLE IN (0, 1))")
-        used = "coupon_used::DOUBLE = 1"
-    ok = f"(valid AND {' AND '.join(in_range)})"
-    select = ["customer_id::VARCHAR AS id", "day", f"{_money('amount', ok)} AS amount",
-              f"valid::UTINYINT * {VALID} + (valid AND NOT coalesce({ok}, FALSE))::UTINYINT * {OUT_OF_RANGE}"
-              + (f" + (valid AND coalesce({used}, FALSE))::UTINYINT * {COUPON_USED}"
-                 f" + (valid AND coupon_used IS NOT NULL)::UTINYINT * {COUPON_KNOWN}" if "coupon_used" in columns else "")
-              + " AS flags"]
-    select += [f"{_money('discount', ok)} AS discount"] if "discount" in columns else []
-    select += [f"coalesce(TRY_CAST((CASE WHEN {ok} THEN coalesce(n_items, 0) ELSE 0 END) AS INTEGER), 0) AS n_items"] \
-        if "n_items" in columns else []
+    select = ["customer_id::VARCHAR AS id", "day", f"{_money('amount')} AS amount"]
+    flags = f"valid::UTINYINT * {VALID}"
+    if "coupon_used" in columns:
+        used = "coupon_used"
+        if kinds.get("coupon_used", "BOOLEAN") != "BOOLEAN":  # 0/1 of any type, read as the SQL's coupon_used::DOUBLE
+            used = "coupon_used::DOUBLE = 1"
+            flags += f" + (valid AND NOT coalesce(coupon_used::DOUBLE IN (0, 1), TRUE))::UTINYINT * {OUT_OF_RANGE}"
+        flags += (f" + (valid AND coalesce({used}, FALSE))::UTINYINT * {COUPON_USED}"
+                  f" + (valid AND coupon_used IS NOT NULL)::UTINYINT * {COUPON_KNOWN}")
+    select.append(f"{flags} AS flags")
+    if "discount" in columns:
+        select.append(f"{_money('discount')} AS discount")
+    if "n_items" in columns:
+        whole = "n_items" if kinds.get("n_items", "BIGINT") in _INTEGERS else "CASE WHEN n_items = floor(n_items) THEN n_items END"
+        select.append(f"CASE WHEN valid THEN coalesce(TRY_CAST({whole} AS INTEGER), -1) ELSE 0 END AS n_items")
     return select
 
 
-def _within(column: str, low: float, high: float) -> str:
-    """SQL: the column lies in [low, high] (NULL when it is NULL; NaN and infinities are outside).
-
-    `isfinite`, not `isnan`: DuckDB 2.0 folds `isnan(x)` to FALSE, and comparisons on x, from a
-    Parquet file's statistics, which leave NaN out (`isfinite` is evaluated).
-    """
-    return f"({column} >= {low} AND {column} <= {high} AND isfinite({column}::DOUBLE))"
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
 
 
-def _money(column: str, ok: str) -> str:
-    """A money column of valid orders in range in whole millionths (0 on the others; NULL is 0).
+def _money(column: str) -> str:
+    """A money column of valid orders in whole millionths (0 on the others; -1 when it cannot be read).
 
-    TRY_CAST: the CASE guards the cast, but should DuckDB fold the guard (see `_within`), an
-    out-of-range value still gives 0 here, never an error, and its flag sends the data to SQL.
     Integer sums are exact, so they do not depend on the order of the terms: a rerun, another
     thread count or another input order gives the same bits.
     """
-    return f"coalesce(TRY_CAST(round((CASE WHEN {ok} THEN coalesce({column}, 0) ELSE 0 END) * {MONEY_SCALE}) AS BIGINT), 0)"
+    return f"CASE WHEN valid THEN coalesce(TRY_CAST(round({column} * {MONEY_SCALE}) AS BIGINT), -1) ELSE 0 END"
 
 
 class _Reader:
@@ -284,7 +277,7 @@ def totals(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int]
     module's docstring).
     """
     kinds = {r[0]: r[1] for r in con.execute(f"DESCRIBE {orders_view}").fetchall()}
-    select = _select(columns, kinds.get("coupon_used", "BOOLEAN"))
+    select = _select(columns, kinds)
     base = f"SELECT {', '.join(select)} FROM {orders_view} WHERE day <= {int(max(days))}"
     # preserve_insertion_order: DuckDB streams the rows in the order they are stored.
     previous = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
@@ -399,7 +392,7 @@ class _Numbering:
         if not quiet and any(future.result() for future in pending):
             raise Unsupported("some valid orders have a missing, negative or non-finite amount or discount, n_items "
                               f"not a whole number up to {MAX_ITEMS:,}, coupon_used other than 0/1, or more than "
-                              f"{MAX_MONEY:,.0f} in one order, or a customer's totals pass the integers' range")
+                              f"{MAX_MONEY // MONEY_SCALE:,} in one order, or a customer's totals pass the integers' range")
 
     def result(self) -> Pass:
         self.wait()

@@ -16,7 +16,7 @@ from numba.extending import intrinsic
 
 from churn.features.kernels import (
     COUPON_KNOWN, COUPON_USED, DAY_OFFSET, DISCOUNT_365, FIRST_OCC, GAP2, ITEMS_365, KNOWN_365, LAST_GAP, LAST_OCC,
-    ITEMS_LIMIT, MONEY_SCALE, N_BANDS, NUMBER, OCC, OUT_OF_RANGE, ROWS_365, SECOND, SPEND, SUM_LIMIT, TOP_365, USED_365, VALID,
+    ITEMS_LIMIT, MAX_ITEMS, MAX_MONEY, MONEY_SCALE, N_BANDS, NUMBER, OCC, OUT_OF_RANGE, ROWS_365, SECOND, SPEND, SUM_LIMIT, TOP_365, USED_365, VALID,
     VALID_365, empty_table,
 )
 
@@ -168,8 +168,9 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
                discount: np.ndarray, n_items: np.ndarray, rows: np.ndarray, rows32: np.ndarray) -> int:
     """Add a batch of orders (in date order per customer) to the totals at cutoff day t (see Totals).
 
-    `discount` and `n_items` are empty when the data lacks them. Returns 0, or 1 when an order up
-    to t is OUT_OF_RANGE or a total passes SUM_LIMIT or ITEMS_LIMIT (the totals are then unusable).
+    `discount` and `n_items` are empty when the data lacks them. Returns 0, or 1 when a valid
+    order up to t is out of range (OUT_OF_RANGE, or numbers beyond MAX_MONEY or MAX_ITEMS, or
+    negative) or a total passes SUM_LIMIT or ITEMS_LIMIT (the totals are then unusable).
     """
     has_discount, has_items = len(discount) > 0, len(n_items) > 0
     for i in range(len(customer)):
@@ -182,7 +183,9 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
         if band < 5:
             rows32[c, ROWS_365] += 1
         if flags[i] & VALID:
-            if flags[i] & OUT_OF_RANGE:
+            if flags[i] & OUT_OF_RANGE or not 0 <= amount[i] <= MAX_MONEY:
+                return 1
+            if (has_discount and not 0 <= discount[i] <= MAX_MONEY) or (has_items and not 0 <= n_items[i] <= MAX_ITEMS):
                 return 1
             rows[c, SPEND + band] += amount[i]
             if rows[c, SPEND + band] > SUM_LIMIT:
