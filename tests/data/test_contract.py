@@ -308,6 +308,24 @@ def test_empty_required_cells(tmp_path, fmt, table, column):
     assert message == f"{table}.{fmt}: column {column}: 2 rows empty (rows 2, 4)"
 
 
+@pytest.mark.parametrize("layout", [[10.0, 20.0, "nan", 5.0], ["nan", 20.0, 10.0, 5.0], [10.0, "nan", "nan", 5.0]])
+def test_a_nan_amount_in_parquet_written_by_arrow_is_named(tmp_path, layout):
+    """Arrow leaves NaN out of a column's min/max; DuckDB had folded isnan() from them and said "0 rows empty (rows )"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    orders = valid_tables()["orders"]
+    table = pa.Table.from_pandas(orders.drop(columns="amount"), preserve_index=False)
+    table = table.append_column("amount", pa.array([float(v) for v in layout], pa.float64()))  # NaN, not null
+    pq.write_table(table, tmp_path / "orders.parquet")
+    rows = [i + 1 for i, v in enumerate(layout) if v == "nan"]
+    listed = ", ".join(map(str, rows))
+    expected = f"orders.parquet: column amount: {len(rows)} row{'s' if len(rows) > 1 else ''} empty (row{'s' if len(rows) > 1 else ''} {listed})"
+    with pytest.raises(ContractError) as err:
+        validate(tmp_path)
+    assert str(err.value) == expected
+
+
 def test_blank_ids_count_as_empty(tmp_path):
     orders = as_text(valid_tables()["orders"], customer_id={2: "   "})
 
