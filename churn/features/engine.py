@@ -168,7 +168,9 @@ class FeatureBuilder:
         has = self.available.__contains__
         cols = ["customer_id", _DAY_SQL.format(col="order_ts") + " AS day", "amount",
                 f"{purchase_sql('status')} AS valid" if has("orders.status") else "TRUE AS valid"]
-        cols += [f"coalesce({c}, 0) AS {c}" for c in ("discount", "n_items") if has(f"orders.{c}")]
+        kinds = {r[0]: r[1] for r in self.con.execute("DESCRIBE orders_src").fetchall()}
+        # A missing discount or item count is 0, in the column's own type (text columns too).
+        cols += [f"coalesce({c}, 0::{kinds[c]}) AS {c}" for c in ("discount", "n_items") if has(f"orders.{c}")]
         if has("orders.coupon_used"):
             cols.append("coupon_used")
         self.con.execute(f"CREATE VIEW orders_v AS SELECT {', '.join(cols)} FROM orders_src")

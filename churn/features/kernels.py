@@ -175,7 +175,7 @@ def _select(columns: set[str], kinds: dict[str, str]) -> list[str]:
     DuckDB 2.0 folds `isnan(x)` and comparisons on x from a Parquet file's statistics, which leave
     NaN out. `kinds`: the SQL type of each column of the orders view.
     """
-    select = ["customer_id::VARCHAR AS id", "day", f"{_money('amount')} AS amount"]
+    select = ["customer_id::VARCHAR AS id", "day", f"{_money('amount', kinds.get('amount', 'DOUBLE'))} AS amount"]
     flags = f"valid::UTINYINT * {VALID}"
     if "coupon_used" in columns:
         used = "coupon_used"
@@ -186,23 +186,38 @@ def _select(columns: set[str], kinds: dict[str, str]) -> list[str]:
                   f" + (valid AND coupon_used IS NOT NULL)::UTINYINT * {COUPON_KNOWN}")
     select.append(f"{flags} AS flags")
     if "discount" in columns:
-        select.append(f"{_money('discount')} AS discount")
+        select.append(f"{_money('discount', kinds.get('discount', 'DOUBLE'))} AS discount")
     if "n_items" in columns:
-        whole = "n_items" if kinds.get("n_items", "BIGINT") in _INTEGERS else "CASE WHEN n_items = floor(n_items) THEN n_items END"
+        whole = ("n_items" if kinds.get("n_items", "BIGINT") in _INTEGERS else
+                 "CASE WHEN TRY_CAST(n_items AS DOUBLE) = floor(TRY_CAST(n_items AS DOUBLE)) THEN TRY_CAST(n_items AS DOUBLE) END")
         select.append(f"CASE WHEN valid THEN coalesce(TRY_CAST({whole} AS INTEGER), -1) ELSE 0 END AS n_items")
     return select
+
+
+def _text_is_identity(kind: str) -> bool:
+    """Whether ids of this SQL type are equal exactly when their text (`::VARCHAR`) is: the loops
+    number customers by the text. Not so for floats (0.0 and -0.0 are equal) or intervals
+    ('1 month' and '30 days')."""
+    exact = {"VARCHAR", "BLOB", "BOOLEAN", "UUID", "DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS",
+             "TIMESTAMP WITH TIME ZONE"} | _INTEGERS
+    return kind in exact or kind.startswith(("DECIMAL(", "ENUM(", "VARCHAR COLLATE"))
 
 
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
 
 
-def _money(column: str) -> str:
+def _money(column: str, kind: str) -> str:
     """A money column of valid orders in whole millionths (0 on the others; -1 when it cannot be read).
 
-    Integer sums are exact, so they do not depend on the order of the terms: a rerun, another
-    thread count or another input order gives the same bits.
+    Read as the SQL engine reads money (`TRY_CAST(x AS DECIMAL(38,6))`): a DOUBLE as
+    round(x * 10^6), which gives the same integers and costs less; any other type (integers,
+    float32, decimals, text) through DECIMAL(18,6), exact. Integer sums are exact, so they do not
+    depend on the order of the terms: a rerun, another thread count or another input order gives
+    the same bits.
     """
-    return f"CASE WHEN valid THEN coalesce(TRY_CAST(round({column} * {MONEY_SCALE}) AS BIGINT), -1) ELSE 0 END"
+    scaled = (f"round({column} * {MONEY_SCALE})" if kind == "DOUBLE"
+              else f"TRY_CAST({column} AS DECIMAL(18,6))::DECIMAL(38,6) * {MONEY_SCALE}")
+    return f"CASE WHEN valid THEN coalesce(TRY_CAST({scaled} AS BIGINT), -1) ELSE 0 END"
 
 
 class _Reader:
@@ -277,6 +292,8 @@ def totals(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int]
     module's docstring).
     """
     kinds = {r[0]: r[1] for r in con.execute(f"DESCRIBE {orders_view}").fetchall()}
+    if not _text_is_identity(kinds["customer_id"]):
+        raise Unsupported(f"customer ids of type {kinds['customer_id']}: equal ids may differ as text")
     select = _select(columns, kinds)
     base = f"SELECT {', '.join(select)} FROM {orders_view} WHERE day <= {int(max(days))}"
     # preserve_insertion_order: DuckDB streams the rows in the order they are stored.
@@ -351,6 +368,8 @@ class _Numbering:
 
         column = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         arrays = {name: np.asarray(array.to_numpy(zero_copy_only=False)) for name, array in column.items() if name != "id"}
+        if len(arrays["day"]) and not -DAY_OFFSET < int(arrays["day"].min()) <= int(arrays["day"].max()) < DAY_OFFSET:
+            raise Unsupported("order dates more than 2.9 million years from 1970")  # the totals keep day + DAY_OFFSET
         day, flags = arrays["day"].astype(np.int32, copy=False), arrays["flags"].astype(np.uint8, copy=False)
         h, second = np.empty(len(day), np.int64), np.empty(len(day), np.int64)
         loops.hashes(*_string_buffers(column["id"]), h, second)
@@ -389,10 +408,13 @@ class _Numbering:
             error = future.exception()
             if error is not None and not quiet:
                 raise error
-        if not quiet and any(future.result() for future in pending):
-            raise Unsupported("some valid orders have a missing, negative or non-finite amount or discount, n_items "
-                              f"not a whole number up to {MAX_ITEMS:,}, coupon_used other than 0/1, or more than "
-                              f"{MAX_MONEY // MONEY_SCALE:,} in one order, or a customer's totals pass the integers' range")
+        codes = {future.result() for future in pending} if not quiet else set()
+        if 1 in codes:
+            raise Unsupported("a valid order has a missing, negative or non-finite amount or discount, n_items not "
+                              f"a whole number up to {MAX_ITEMS:,}, a coupon_used other than 0/1, or more than "
+                              f"{MAX_MONEY // MONEY_SCALE:,} in one order")
+        if 2 in codes:
+            raise Unsupported("a customer's totals pass the range of the fast engine's integers")
 
     def result(self) -> Pass:
         self.wait()
@@ -443,6 +465,8 @@ def build(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int],
     Raises Unsupported (see the module's docstring).
     """
     days = sorted(days)
+    # Days are int32: a lookback beyond 2^40 days takes every order, below -2^40 none (numba's int64).
+    lookback_days = int(min(max(lookback_days, -(1 << 40)), 1 << 40))
     got = totals(con, orders_view, days, columns, threads)
     order = _id_order(con, orders_view, got.ids)
     # Each cutoff's population in parts of the customers (in id order), side by side; a cutoff's

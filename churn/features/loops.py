@@ -168,9 +168,9 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
                discount: np.ndarray, n_items: np.ndarray, rows: np.ndarray, rows32: np.ndarray) -> int:
     """Add a batch of orders (in date order per customer) to the totals at cutoff day t (see Totals).
 
-    `discount` and `n_items` are empty when the data lacks them. Returns 0, or 1 when a valid
-    order up to t is out of range (OUT_OF_RANGE, or numbers beyond MAX_MONEY or MAX_ITEMS, or
-    negative) or a total passes SUM_LIMIT or ITEMS_LIMIT (the totals are then unusable).
+    `discount` and `n_items` are empty when the data lacks them. Returns 0; 1 when a valid order
+    up to t is out of range (OUT_OF_RANGE, or numbers beyond MAX_MONEY or MAX_ITEMS, or negative);
+    2 when a total passes SUM_LIMIT or ITEMS_LIMIT. The totals are then unusable.
     """
     has_discount, has_items = len(discount) > 0, len(n_items) > 0
     for i in range(len(customer)):
@@ -189,7 +189,7 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
                 return 1
             rows[c, SPEND + band] += amount[i]
             if rows[c, SPEND + band] > SUM_LIMIT:
-                return 1
+                return 2
             if band < 5:
                 if rows32[c, VALID_365] == 0 or amount[i] > rows[c, TOP_365]:
                     rows[c, TOP_365] = amount[i]  # max(amount) of the year's valid orders
@@ -201,11 +201,11 @@ def accumulate(t: int, customer: np.ndarray, day: np.ndarray, flags: np.ndarray,
                 if has_discount:
                     rows[c, DISCOUNT_365] += discount[i]
                     if rows[c, DISCOUNT_365] > SUM_LIMIT:
-                        return 1
+                        return 2
                 if has_items:
                     rows32[c, ITEMS_365] += n_items[i]
                     if rows32[c, ITEMS_365] > ITEMS_LIMIT:
-                        return 1
+                        return 2
             last = rows32[c, LAST_OCC]
             if d + DAY_OFFSET > last:  # the first valid order of a later day: a purchase occasion
                 if last != 0:
