@@ -283,19 +283,16 @@ READ_AHEAD = 16
 
 
 def totals(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int], columns: set[str],
-           threads: int = 1) -> Pass:
+           kinds: dict[str, str], threads: int = 1) -> Pass:
     """Every customer's running totals at each cutoff day, from one pass over the orders.
 
     Streams the orders as stored; if a customer's orders are not in date order, streams them
-    again sorted by day. A batch's orders are added to the totals in `threads` worker threads
+    again sorted by day. `kinds`: the SQL type of each column of the view. A batch's orders are
+    added to the totals in `threads` worker threads
     (at least one) while the next batch is numbered. Raises HashCollision or Unsupported (see the
     module's docstring).
     """
-    kinds = {r[0]: r[1] for r in con.execute(f"DESCRIBE {orders_view}").fetchall()}
-    if not _text_is_identity(kinds["customer_id"]):
-        raise Unsupported(f"customer ids of type {kinds['customer_id']}: equal ids may differ as text")
-    select = _select(columns, kinds)
-    base = f"SELECT {', '.join(select)} FROM {orders_view} WHERE day <= {int(max(days))}"
+    base = f"SELECT {', '.join(_select(columns, kinds))} FROM {orders_view} WHERE day <= {int(max(days))}"
     # preserve_insertion_order: DuckDB streams the rows in the order they are stored.
     previous = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
     con.execute("SET preserve_insertion_order = true")
@@ -445,9 +442,8 @@ def aggregates(s: Totals, lookback_days: int, columns: set[str], order: np.ndarr
     return keep[:m], {name: out[j, :m] for j, name in enumerate(KERNELS) if NEEDS.get(name, "orders") in columns | {"orders"}}
 
 
-def _id_order(con: duckdb.DuckDBPyConnection, orders_view: str, ids: pa.Array) -> np.ndarray:
-    """The customer numbers in order of id, as SQL's ORDER BY customer_id sorts them (in the id's own type)."""
-    kind = {r[0]: r[1] for r in con.execute(f"DESCRIBE {orders_view}").fetchall()}["customer_id"]
+def _id_order(con: duckdb.DuckDBPyConnection, ids: pa.Array, kind: str) -> np.ndarray:
+    """The customer numbers in order of id, as SQL's ORDER BY customer_id sorts them (in the id's own type `kind`)."""
     key = "id" if kind == "VARCHAR" else f"CAST(id AS {kind})"
     con.register("churn_ids", pa.table({"id": ids, "i": np.arange(len(ids))}))
     try:
@@ -467,8 +463,11 @@ def build(con: duckdb.DuckDBPyConnection, orders_view: str, days: Sequence[int],
     days = sorted(days)
     # Days are int32: a lookback beyond 2^40 days takes every order, below -2^40 none (numba's int64).
     lookback_days = int(min(max(lookback_days, -(1 << 40)), 1 << 40))
-    got = totals(con, orders_view, days, columns, threads)
-    order = _id_order(con, orders_view, got.ids)
+    kinds = {r[0]: r[1] for r in con.execute(f"DESCRIBE {orders_view}").fetchall()}
+    if not _text_is_identity(kinds["customer_id"]):
+        raise Unsupported(f"customer ids of type {kinds['customer_id']}: equal ids may differ as text")
+    got = totals(con, orders_view, days, columns, kinds, threads)
+    order = _id_order(con, got.ids, kinds["customer_id"])
     # Each cutoff's population in parts of the customers (in id order), side by side; a cutoff's
     # totals are let go as soon as its aggregates are out.
     parts = np.array_split(order, max(1, threads))
