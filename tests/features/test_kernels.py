@@ -27,6 +27,11 @@ def _both(dataset, cutoffs, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
             FeatureBuilder(dataset, engine="sql", **kwargs).build(cutoffs))
 
 
+def _unvalidated(orders: pd.DataFrame) -> SimpleNamespace:
+    """Frames as they are, not through the contract (as a data directory of Parquet files can hold them)."""
+    return SimpleNamespace(orders=orders, order_items=None, events=None)
+
+
 def test_kernels_cover_every_order_aggregate_of_the_catalogue():
     in_catalogue = {f.name for f in catalogue() if f.table.split(".")[0] == "orders" and f.kind == "aggregate"}
     assert set(kernels.KERNELS) == in_catalogue
@@ -67,7 +72,7 @@ def test_fast_engine_equals_the_sql_definition_on_random_orders(rows, cutoff_day
     orders["discount"] = (orders["amount"] * 0.25).round(2)
     cutoffs = [start + pd.Timedelta(days=d) for d in cutoff_days]
     # Unvalidated frames, as a data directory of Parquet files can hold them: coupons may be unknown.
-    fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), cutoffs, lookback_days=200)
+    fast, sql = _both(_unvalidated(orders), cutoffs, lookback_days=200)
     assert_frame_equal(fast, sql, check_exact=False, rtol=1e-9, atol=1e-9)
 
 
@@ -126,7 +131,7 @@ def test_orders_off_the_contract_are_answered_by_the_sql_definition(case, caplog
     for column, values in extra.items():
         orders[column] = values + [1.0]
     with caplog.at_level(logging.WARNING, logger="churn.features"):
-        fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+        fast, sql = _both(_unvalidated(orders), ["2024-01-31"])
     assert "computing the order features in SQL" in caplog.text
     assert_frame_equal(fast, sql, rtol=1e-12, atol=1e-12)
     assert fast.set_index("customer_id").loc["b", "spend_all"] == 7.0
@@ -166,7 +171,7 @@ def test_a_coupon_flag_of_any_type_reads_as_sql_reads_it(values):
     """Floats with NaN (pandas' nullable 0/1), booleans, integers; 2 is off the contract and goes to SQL."""
     orders = make_orders([("a", "2024-01-01"), ("a", "2024-01-02"), ("a", "2024-01-03"), ("b", "2024-01-02")])
     orders["coupon_used"] = values
-    fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+    fast, sql = _both(_unvalidated(orders), ["2024-01-31"])
     assert_frame_equal(fast, sql, rtol=1e-12, atol=1e-12)
 
 
@@ -174,7 +179,7 @@ def test_a_coupon_flag_of_any_type_reads_as_sql_reads_it(values):
 def test_both_engines_write_ids_as_duckdb_writes_them(ids):
     orders = make_orders([("x", "2024-01-01"), ("y", "2024-01-02")])
     orders["customer_id"] = ids
-    fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+    fast, sql = _both(_unvalidated(orders), ["2024-01-31"])
     assert_frame_equal(fast, sql, rtol=1e-12, atol=1e-12)
 
 
@@ -183,19 +188,16 @@ def test_gap_spread_over_a_long_span_is_exact():
     52999999, standard deviation sqrt(1/2); the span squared passes 2^53, where float steps gave 0 or 1 (trial of stop 23)."""
     orders = make_orders([("a", "2024-01-01"), ("a", "2024-01-02"), ("a", "2024-01-03")])
     orders["order_ts"] = (np.array([-106000001, -53000001, -2]) * 86_400_000_000).astype("datetime64[us]")
-    fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2000-01-01"],
+    fast, sql = _both(_unvalidated(orders), ["2000-01-01"],
                       lookback_days=10**9)
     assert fast["gap_std_days"].iloc[0] == pytest.approx(np.sqrt(0.5), rel=1e-12)
     assert_frame_equal(fast, sql, rtol=1e-12, atol=1e-12)
 
 
 def _three_orders(**columns) -> SimpleNamespace:
-    orders = pd.DataFrame({"customer_id": ["a", "a", "b"], "order_id": ["0", "1", "2"],
-                           "order_ts": np.array(["2020-01-01", "2020-03-01", "2020-02-01"], dtype="datetime64[us]"),
-                           "amount": [10.0, 20.0, 30.0]})
-    for name, values in columns.items():
-        orders[name] = values
-    return SimpleNamespace(orders=orders, order_items=None, events=None)
+    """Unvalidated orders: a buys 10.0 and 20.0, b 30.0; `columns` replace or add columns."""
+    return _unvalidated(make_orders([("a", "2020-01-01", 10.0), ("a", "2020-03-01", 20.0), ("b", "2020-02-01", 30.0)])
+                        .assign(**columns))
 
 
 @pytest.mark.parametrize("amount", [np.array([3000, 20, 30], np.int32), np.array([3000, 20, 30], np.int16),
@@ -255,7 +257,7 @@ def test_the_helper_s_largest_orders_equal_sql():
     orders = make_orders([("a", "2024-01-01"), ("a", "2024-01-02"), ("a", "2024-01-03", 0.0, "returned"),
                           ("b", "2024-01-01"), ("c", "2024-01-01"), ("c", "2024-01-02")])
     orders["amount"] = [-10.0, -3.0, 4.0, None, -2.0, None]
-    fast, _ = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+    fast, _ = _both(_unvalidated(orders), ["2024-01-31"])
     got = fast.set_index("customer_id")["max_order_value_365d"]
     assert got["a"] == -3.0 and np.isnan(got["b"]) and got["c"] == -2.0
 
@@ -319,7 +321,7 @@ def test_integer_customer_ids_come_out_in_numeric_order_as_in_sql(caplog):
     orders = make_orders([(10, "2024-01-01", 5), (9, "2024-01-02", 1), (100, "2024-01-03", 2)])
     orders["customer_id"] = orders["customer_id"].astype("int64")
     with caplog.at_level(logging.INFO, logger="churn.features"):
-        fast, sql = _both(SimpleNamespace(orders=orders, order_items=None, events=None), ["2024-01-31"])
+        fast, sql = _both(_unvalidated(orders), ["2024-01-31"])
     assert "computing the order features in SQL" not in caplog.text
     assert fast["customer_id"].tolist() == ["9", "10", "100"]
     assert_frame_equal(fast, sql, rtol=1e-12, atol=1e-12)
